@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests that need ../shared/data skip with a reason where it is absent."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VIBE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TINYSTORIES = SHARED_DATA / "tinystories"
+GPT2_RANKS = SHARED_DATA / "tokenizer" / "r50k_base.tiktoken"
+
+
+@pytest.fixture(scope="session")
+def tinystories() -> Path:
+    """Folder with the real TinyStories train-*.txt and valid.txt (read-only)."""
+    if not (TINYSTORIES / "valid.txt").is_file():
+        pytest.skip(f"needs the shared TinyStories data at {TINYSTORIES} (set VIBE_SHARED_DATA)")
+    return TINYSTORIES
+
+
+@pytest.fixture(scope="session")
+def gpt2_ranks() -> Path:
+    """The GPT-2 r50k_base.tiktoken ranks file (read-only)."""
+    if not GPT2_RANKS.is_file():
+        pytest.skip(f"needs the GPT-2 tokenizer file at {GPT2_RANKS} (set VIBE_SHARED_DATA)")
+    return GPT2_RANKS

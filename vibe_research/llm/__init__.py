@@ -1,0 +1,1 @@
+"""The LLM layer: OpenAI-compatible client, structured outputs, accounting, the offline planner."""

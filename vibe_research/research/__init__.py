@@ -1,0 +1,1 @@
+"""The loop's parts: notes, ledger, git, proposals and edits, judge, statistics."""

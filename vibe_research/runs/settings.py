@@ -1,0 +1,24 @@
+"""[train] in vibe-research.toml."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://host:10001" to join
+    gpus_per_run: float = Field(default=0, ge=0)
+    cpus_per_run: float = Field(default=1, gt=0)
+    memory_gb_per_run: float | None = Field(default=None, gt=0)
+
+
+class TrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entry: str = "experiments/train.py"
+    budget_s: float = Field(default=300, gt=0, description="wall clock of one training process")
+    runs_per_proposal: int = Field(default=3, ge=1, le=8)
+    smoke_budget_s: float = Field(default=20, gt=0)
+    first_seed: int = 0
+    executor: Literal["local", "ray"] = "local"
+    ray: RaySettings = Field(default_factory=RaySettings)

@@ -1,0 +1,1 @@
+"""Running untrusted code inside limits the OS enforces (Landlock, rlimits, namespaces, Seatbelt)."""
