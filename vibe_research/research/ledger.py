@@ -1,0 +1,291 @@
+"""notes/ledger.jsonl: the append-only machine record every notes page is rendered from.
+
+One JSON object per line, one line per event, each a versioned pydantic record discriminated
+by `kind`. Every append is flushed and fsynced before it returns, so a crash loses at most the
+record being written; a torn last line is skipped on read and reported, and the next append
+starts on a fresh line. The records carry everything the pages render, so the ledger alone
+rebuilds the notes.
+"""
+
+import json
+import logging
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from vibe_research.lm.errors import UserError, validation_error_line
+from vibe_research.research.stats import Comparison
+
+log = logging.getLogger(__name__)
+
+LEDGER_VERSION = 1
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: int = LEDGER_VERSION
+    at: datetime = Field(default_factory=_now)
+    experiment: str = Field(description="NNNN-slug, also the stem of the experiment's notes page")
+
+
+class PlannedRun(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: int
+    overrides: dict[str, str] = Field(default_factory=dict)
+
+
+class ProposalRecord(_Record):
+    """A change to try; `source` says who proposed it (baseline: the workspace as it stands)."""
+
+    kind: Literal["proposal"] = "proposal"
+    title: str
+    hypothesis: str
+    rationale: str = ""
+    expected_effect: str = ""
+    risk: str = ""
+    source: Literal["baseline", "llm", "offline", "manual", "rerun"] = "llm"
+    idea: str = Field(default="", description="the pick or the researcher's own idea it answers")
+    diff: str = ""
+    commit: str | None = None
+    runs: list[PlannedRun] = Field(default_factory=list)
+
+
+class RunStartRecord(_Record):
+    kind: Literal["run_start"] = "run_start"
+    run: str = Field(description="run id, unique in the ledger (also its folder name under .vibe/runs)")
+    seed: int
+    overrides: dict[str, str] = Field(default_factory=dict)
+    budget_s: float
+    commit: str | None = None
+
+
+class LossPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    elapsed_s: float
+    step: int
+    loss: float
+
+
+class RunEndRecord(_Record):
+    kind: Literal["run_end"] = "run_end"
+    run: str
+    outcome: str = Field(description="the runner's outcome: ok, crashed, timeout, interrupted, ...")
+    reason: str = ""
+    steps: int | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    params: int | None = None
+    device: str | None = None
+    elapsed_s: float | None = None
+    loss_curve: list[LossPoint] = Field(default_factory=list)
+    log_tail: str = ""
+
+
+class Sample(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    prompt: str
+    seed: int
+    text: str
+
+
+class EvaluationRecord(_Record):
+    kind: Literal["evaluation"] = "evaluation"
+    run: str
+    bpb: float
+    perplexity: float
+    tokenizer: str
+    samples: list[Sample] = Field(default_factory=list)
+
+
+class SampleScore(BaseModel):
+    """The TinyStories rubric for one sample, 1 to 10 each."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    prompt: str
+    grammar: float
+    creativity: float
+    consistency: float
+    plot: float
+    rationale: str = ""
+
+    @property
+    def overall(self) -> float:
+        return (self.grammar + self.creativity + self.consistency + self.plot) / 4.0
+
+
+class PairwiseRecord(BaseModel):
+    """Candidate against the best on the same beginnings, both orders; wins count 1, ties 0.5."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    against: str
+    comparisons: int
+    wins: float
+    win_rate: float
+    low: float
+    high: float
+
+
+class JudgementRecord(_Record):
+    kind: Literal["judgement"] = "judgement"
+    run: str
+    judge: str = Field(description="'heuristic' or the judge model's name")
+    rubric_version: str
+    scores: list[SampleScore]
+    pairwise: PairwiseRecord | None = None
+
+    @property
+    def overall(self) -> float:
+        """Mean rubric score over samples: the judge score that statistics compare."""
+        return sum(s.overall for s in self.scores) / len(self.scores) if self.scores else float("nan")
+
+
+class DecisionRecord(_Record):
+    """Keep or discard: the statistics' verdict and what was done about it."""
+
+    kind: Literal["decision"] = "decision"
+    verdict: Literal["baseline", "better", "worse", "inconclusive", "failed"]
+    kept: bool
+    by: Literal["auto", "researcher"] = "auto"
+    against: str | None = Field(default=None, description="the best it was compared with")
+    comparison: Comparison | None = None
+    reason: str = ""
+    commit: str | None = Field(default=None, description="the keep or revert commit")
+    tag: str | None = None
+
+
+class Suggestion(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str
+    idea: str
+    why: str = ""
+    expected_effect: str = ""
+    cost_minutes: float | None = None
+    risk: str = ""
+
+
+class SuggestionsRecord(_Record):
+    kind: Literal["suggestions"] = "suggestions"
+    items: list[Suggestion]
+
+
+class PickRecord(_Record):
+    """What the researcher chose after an experiment: a numbered suggestion or their own words."""
+
+    kind: Literal["pick"] = "pick"
+    choice: int | None = Field(default=None, description="1-based index into the suggestions; None for an own idea")
+    title: str = ""
+    idea: str = ""
+    by: Literal["researcher", "auto"] = "researcher"
+
+
+class NoteRecord(_Record):
+    """The researcher's own words about an experiment, shown on its page."""
+
+    kind: Literal["note"] = "note"
+    text: str
+
+
+class OverheadRecord(_Record):
+    """Seconds one turn spent outside training and evaluation, by phase (proposing, judging, ...)."""
+
+    kind: Literal["overhead"] = "overhead"
+    seconds: dict[str, float]
+    turn_s: float
+
+
+Record = Annotated[
+    ProposalRecord | RunStartRecord | RunEndRecord | EvaluationRecord | JudgementRecord | DecisionRecord
+    | SuggestionsRecord | PickRecord | NoteRecord | OverheadRecord,
+    Field(discriminator="kind"),
+]
+_RECORD = TypeAdapter(Record)
+
+
+class LedgerRead(BaseModel):
+    """The records that parsed, and the line numbers skipped as torn (a crash mid-append)."""
+
+    records: list[Record]
+    torn_lines: list[int] = Field(default_factory=list)
+
+
+def append(path: Path, record: Record) -> None:
+    """Append one record as a line, flushed and fsynced before returning.
+
+    If the file ends in a torn line (a crash mid-write), a newline is written first so the new
+    record starts on a line of its own; the torn fragment stays, ignored, as evidence.
+    """
+    line = record.model_dump_json() + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not path.exists()
+    with path.open("ab") as handle:
+        if handle.tell() > 0 and not _ends_with_newline(path):
+            line = "\n" + line
+        handle.write(line.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    if fresh:
+        _fsync_dir(path.parent)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read(path: Path) -> LedgerRead:
+    """All records in order, skipping torn lines; any other bad line is corruption: UserError.
+
+    A torn line is one an interrupted append left unterminated, so it is not JSON at all; a line
+    that is JSON but not a valid record was written or edited by something else.
+    """
+    if not path.exists():
+        return LedgerRead(records=[])
+    records: list[Record] = []
+    torn: list[int] = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            torn.append(number)
+            log.warning("%s:%d: skipped a torn record (%d bytes) left by an interrupted write", path, number, len(raw))
+            continue
+        records.append(_parse(path, number, data))
+    return LedgerRead(records=records, torn_lines=torn)
+
+
+def _parse(path: Path, number: int, data: object) -> Record:
+    version = data.get("v") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > LEDGER_VERSION:
+        raise UserError(f"{path}:{number}: ledger format v{version} is newer than this vibe-research "
+                        f"(v{LEDGER_VERSION}); upgrade vibe-research to read it")
+    try:
+        return _RECORD.validate_python(data)
+    except ValidationError as exc:
+        raise UserError(f"{path}:{number}: not a valid ledger record ({validation_error_line('record', exc)}); "
+                        f"the ledger is append-only: restore it with `git checkout -- {path}`") from exc
+
+
+def experiment_id(number: int, title: str) -> str:
+    """NNNN-slug: the id in every record and the stem of the experiment's notes page."""
+    words = re.findall(r"[a-z0-9]+", title.lower())
+    slug = "-".join(words)[:48].rstrip("-") or "experiment"
+    return f"{number:04d}-{slug}"

@@ -1,0 +1,205 @@
+"""The research state folded from ledger records: what `continue`, the notes and `status` read.
+
+`rebuild_state` is pure: the same records give the same state, so a restarted process sees
+exactly what the crashed one had recorded.
+"""
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from vibe_research.research.ledger import (
+    DecisionRecord,
+    EvaluationRecord,
+    JudgementRecord,
+    NoteRecord,
+    OverheadRecord,
+    PickRecord,
+    ProposalRecord,
+    Record,
+    RunEndRecord,
+    RunStartRecord,
+    SuggestionsRecord,
+)
+from vibe_research.research.stats import Summary, summarize
+
+OK_OUTCOME = "ok"
+
+
+@dataclass
+class RunState:
+    run: str
+    start: RunStartRecord | None = None
+    end: RunEndRecord | None = None
+    evaluation: EvaluationRecord | None = None
+    judgement: JudgementRecord | None = None
+
+    @property
+    def seed(self) -> int | None:
+        return self.start.seed if self.start else None
+
+    @property
+    def interrupted(self) -> bool:
+        """Started and never finished (the process died), or finished as interrupted."""
+        return self.end is None or self.end.outcome == "interrupted"
+
+    @property
+    def measured(self) -> bool:
+        return self.end is not None and self.end.outcome == OK_OUTCOME and self.evaluation is not None
+
+
+@dataclass
+class ExperimentState:
+    id: str
+    proposal: ProposalRecord | None = None
+    runs: dict[str, RunState] = field(default_factory=dict)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    suggestions: SuggestionsRecord | None = None
+    pick: PickRecord | None = None
+    notes: list[NoteRecord] = field(default_factory=list)
+    overhead: list[OverheadRecord] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        head = self.id.split("-", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    @property
+    def title(self) -> str:
+        return self.proposal.title if self.proposal else self.id
+
+    @property
+    def decision(self) -> DecisionRecord | None:
+        """The latest decision: a researcher's keep or discard overrides the automatic one."""
+        return self.decisions[-1] if self.decisions else None
+
+    @property
+    def measured_runs(self) -> list[RunState]:
+        return [run for run in self.runs.values() if run.measured]
+
+    @property
+    def bpbs(self) -> list[float]:
+        return [run.evaluation.bpb for run in self.measured_runs if run.evaluation]
+
+    @property
+    def judge_scores(self) -> list[float]:
+        return [run.judgement.overall for run in self.measured_runs if run.judgement and run.judgement.scores]
+
+    @property
+    def interrupted_runs(self) -> list[RunState]:
+        return [run for run in self.runs.values() if run.interrupted]
+
+
+@dataclass
+class ResearchState:
+    experiments: dict[str, ExperimentState] = field(default_factory=dict)
+    best: str | None = None
+
+    @property
+    def best_experiment(self) -> ExperimentState | None:
+        return self.experiments.get(self.best) if self.best else None
+
+    @property
+    def open_experiment(self) -> ExperimentState | None:
+        """The last experiment without a decision: what a crash or Ctrl-C left unfinished."""
+        undecided = [e for e in self.experiments.values() if e.proposal and not e.decisions]
+        return undecided[-1] if undecided else None
+
+    @property
+    def interrupted(self) -> list[tuple[ExperimentState, RunState]]:
+        return [(e, run) for e in self.experiments.values() for run in e.interrupted_runs]
+
+    @property
+    def next_number(self) -> int:
+        return max((e.number for e in self.experiments.values()), default=-1) + 1
+
+    @property
+    def last_pick(self) -> PickRecord | None:
+        picks = [e.pick for e in self.experiments.values() if e.pick]
+        return max(picks, key=lambda pick: pick.at) if picks else None
+
+    @property
+    def last_suggestions(self) -> SuggestionsRecord | None:
+        offered = [e.suggestions for e in self.experiments.values() if e.suggestions]
+        return max(offered, key=lambda record: record.at) if offered else None
+
+
+def _run(experiment: ExperimentState, run: str) -> RunState:
+    return experiment.runs.setdefault(run, RunState(run=run))
+
+
+def _fold(experiment: ExperimentState, record: Record) -> None:
+    match record:
+        case ProposalRecord():
+            experiment.proposal = record
+        case RunStartRecord():
+            _run(experiment, record.run).start = record
+        case RunEndRecord():
+            _run(experiment, record.run).end = record
+        case EvaluationRecord():
+            _run(experiment, record.run).evaluation = record
+        case JudgementRecord():
+            _run(experiment, record.run).judgement = record
+        case DecisionRecord():
+            experiment.decisions.append(record)
+        case SuggestionsRecord():
+            experiment.suggestions = record
+        case PickRecord():
+            experiment.pick = record
+        case NoteRecord():
+            experiment.notes.append(record)
+        case OverheadRecord():
+            experiment.overhead.append(record)
+
+
+def rebuild_state(records: list[Record]) -> ResearchState:
+    """Fold the ledger in order. The best is the experiment most recently decided as kept."""
+    state = ResearchState()
+    kept_order: list[str] = []
+    for record in records:
+        experiment = state.experiments.setdefault(record.experiment, ExperimentState(id=record.experiment))
+        _fold(experiment, record)
+        if isinstance(record, DecisionRecord):
+            if record.experiment in kept_order:
+                kept_order.remove(record.experiment)
+            if record.kept:
+                kept_order.append(record.experiment)
+    state.best = kept_order[-1] if kept_order else None
+    return state
+
+
+class LeaderboardRow(BaseModel):
+    """One experiment's standing, as `status --json` prints it and the notes tabulate it."""
+
+    rank: int
+    experiment: str
+    title: str
+    runs: int
+    bpb: Summary | None
+    judge: Summary | None
+    win_rate: float | None
+    verdict: str | None
+    kept: bool
+    best: bool
+    commit: str | None
+
+
+def leaderboard(state: ResearchState, confidence: float = 0.95) -> list[LeaderboardRow]:
+    """Measured experiments by mean bpb, lowest first; experiments without measurements last."""
+    rows = []
+    for experiment in state.experiments.values():
+        bpbs, judges = experiment.bpbs, experiment.judge_scores
+        pairwise = [run.judgement.pairwise.win_rate for run in experiment.measured_runs
+                    if run.judgement and run.judgement.pairwise]
+        decision = experiment.decision
+        rows.append(LeaderboardRow(
+            rank=0, experiment=experiment.id, title=experiment.title, runs=len(bpbs),
+            bpb=summarize(bpbs, confidence) if bpbs else None,
+            judge=summarize(judges, confidence) if judges else None,
+            win_rate=sum(pairwise) / len(pairwise) if pairwise else None,
+            verdict=decision.verdict if decision else None,
+            kept=bool(decision and decision.kept), best=experiment.id == state.best,
+            commit=experiment.proposal.commit if experiment.proposal else None,
+        ))
+    rows.sort(key=lambda row: (row.bpb is None, row.bpb.mean if row.bpb else 0.0, row.experiment))
+    return [row.model_copy(update={"rank": index}) for index, row in enumerate(rows, start=1)]
