@@ -7,7 +7,7 @@ cache without one is never read.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,19 +130,25 @@ def _write_stream(
     stories: Stories, tokenizer: Tokenizer, path: Path, dtype: str, progress: Callable[[int], None] | None
 ) -> tuple[int, int, int]:
     """Write `[eot] s1 [eot] s2 [eot] ...` to `path`; return (stories, tokens, story bytes)."""
-    table = tokenizer.token_bytes
-    count, tokens, text_bytes = 0, 1, 0
+    count, tokens, text_bytes = 0, 0, 0
     with path.open("wb") as out:
-        out.write(np.array([tokenizer.eot], dtype=dtype).tobytes())
-        for batch in stories.batches(BATCH_STORIES):
-            ids = [story + [tokenizer.eot] for story in tokenizer.encode_batch(batch)]
-            array = np.fromiter((i for story in ids for i in story), dtype=dtype)
-            batch_bytes = sum(len(text.encode("utf-8")) for text in batch)
-            # A lossless tokenizer's ids stand for exactly the text's bytes; bpb depends on it.
-            if int(table[array].sum()) != batch_bytes:
-                raise RuntimeError(f"{tokenizer.spec} lost bytes while encoding {stories.description}")
+        for array, batch_stories, batch_bytes in encode_stream(stories, tokenizer, dtype):
             out.write(array.tobytes())
-            count, tokens, text_bytes = count + len(batch), tokens + len(array), text_bytes + batch_bytes
+            count, tokens, text_bytes = count + batch_stories, tokens + len(array), text_bytes + batch_bytes
             if progress is not None:
-                progress(len(batch))
+                progress(batch_stories)
     return count, tokens, text_bytes
+
+
+def encode_stream(stories: Stories, tokenizer: Tokenizer, dtype: str) -> Iterator[tuple[np.ndarray, int, int]]:
+    """The stream in chunks: (ids, stories in the chunk, their UTF-8 bytes); the first chunk starts with eot."""
+    table = tokenizer.token_bytes
+    yield np.array([tokenizer.eot], dtype=dtype), 0, 0
+    for batch in stories.batches(BATCH_STORIES):
+        ids = [story + [tokenizer.eot] for story in tokenizer.encode_batch(batch)]
+        array = np.fromiter((i for story in ids for i in story), dtype=dtype)
+        batch_bytes = sum(len(text.encode("utf-8")) for text in batch)
+        # A lossless tokenizer's ids stand for exactly the text's bytes; bits per byte depends on it.
+        if int(table[array].sum()) != batch_bytes:
+            raise RuntimeError(f"{tokenizer.spec} lost bytes while encoding {stories.description}")
+        yield array, len(batch), batch_bytes
