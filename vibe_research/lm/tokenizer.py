@@ -133,6 +133,8 @@ def train_bpe(spec: str, texts: Iterable[str], ranks_file: Path, source_fingerpr
     import rustbpe
 
     vocab_size = int(spec.removeprefix("bpe:"))
+    # rustbpe logs every percent of its merges at INFO; one line from us says the same.
+    logging.getLogger("rustbpe").setLevel(max(logging.WARNING, logging.getLogger().level))
     trainer = rustbpe.Tokenizer()
     trainer.train_from_iterator(iter(texts), vocab_size - 1)
     ranks = {bytes(token): rank for token, rank in trainer.get_mergeable_ranks()}
