@@ -1,0 +1,27 @@
+"""The runner end to end on a toy experiment: describe, train in the sandbox, evaluate, record."""
+
+import json
+from pathlib import Path
+
+from toy import spec_for
+
+from vibe_research.runs.executor import LocalExecutor
+from vibe_research.runs.result import RunResult
+from vibe_research.sandbox.policy import SandboxPolicy
+
+
+def test_toy_run_trains_evaluates_and_records(workspace: Path, home: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    spec = spec_for(workspace, "toy_train.py", "toy-1", steps="4")
+    [result] = LocalExecutor(SandboxPolicy()).execute([spec], lambda run_id, event: events.append((run_id, event)))
+    assert result.outcome == "ok", (result.reason, result.log_tail)
+    assert result.spec.tokenizer == "bytes"
+    assert result.summary.steps == 4 and result.summary.done and len(result.summary.loss_curve) == 4
+    assert result.evaluation is not None and result.evaluation.ok and 0 < result.evaluation.bpb < 8
+    assert result.sandbox.active("landlock-files")
+    stored = RunResult.model_validate_json((spec.run_dir / "result.json").read_text())
+    assert stored.evaluation.bpb == result.evaluation.bpb
+    kinds = [event["event"] for _, event in events]
+    assert kinds[:2] == ["status", "status"] and "step" in kinds and kinds[-1] == "status"
+    assert [json.loads(line)["event"] for line in (spec.run_dir / "events.jsonl").read_text().splitlines()] == ["start", "step", "step", "step", "step", "done"]
+    assert not (spec.run_dir / "tmp").exists()

@@ -1,0 +1,181 @@
+"""One run, start to end: ask the entry for its config, train it in the sandbox, evaluate it in a
+second sandboxed process that may read the validation cache, and write RUN_DIR/result.json.
+"""
+
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from vibe_research.lm import atomic, fingerprint
+from vibe_research.lm.evaluate import EvalResult
+from vibe_research.lm.paths import spec_slug
+from vibe_research.runs.events import OnEvent, OutputRecorder
+from vibe_research.runs.outcome import evaluation_outcome, training_outcome
+from vibe_research.runs.process import ProcessEnd, supervise
+from vibe_research.runs.result import Outcome, RunResult
+from vibe_research.runs.spec import RunSpec
+from vibe_research.sandbox.command import sandboxed
+from vibe_research.sandbox.plan import RunPaths
+from vibe_research.sandbox.policy import SandboxPolicy
+from vibe_research.sandbox.probe import ProtectionReport
+
+log = logging.getLogger(__name__)
+
+DESCRIBE_LIMIT_S = 120.0
+
+
+class RunFailed(Exception):
+    """A step before training failed; the run is recorded with this outcome and reason."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+def run_paths(spec: RunSpec, phase: str, tokenizer: str | None, policy: SandboxPolicy) -> RunPaths:
+    """Training reads the train tokens and may never read the valid ones; evaluation reads both."""
+    tokens = spec.cache_dir / "tokens"
+    paths = RunPaths(workspace=spec.workspace, run_dir=spec.run_dir, tmp_dir=spec.run_dir / "tmp")
+    paths.reads.append(spec.cache_dir / "tokenizers")
+    if tokenizer:
+        paths.reads.append(tokens / "train" / spec_slug(tokenizer))
+    if phase == "evaluate":
+        paths.reads.append(tokens / "valid")
+    else:
+        paths.denies.append(tokens / "valid")
+    if policy.compile_cache:
+        compile_cache = spec.cache_dir / "compile"
+        compile_cache.mkdir(parents=True, exist_ok=True)
+        paths.writes.append(compile_cache)
+    return paths
+
+
+def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:
+    env = dict(os.environ) | {"VIBE_CACHE_DIR": str(spec.cache_dir)}
+    if policy.compile_cache:
+        env |= {"TORCHINDUCTOR_CACHE_DIR": str(spec.cache_dir / "compile" / "inductor"), "TRITON_CACHE_DIR": str(spec.cache_dir / "compile" / "triton")}
+    return env
+
+
+def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, phase: str, tokenizer: str | None,
+                   argv: list[str], limit_s: float, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None]) -> ProcessEnd:
+    paths = run_paths(spec, phase, tokenizer, policy)
+    command = sandboxed(policy, report, paths, argv, name=f"vibe-{spec.run_id}-{phase}", environ=_environment(spec, policy))
+    try:
+        return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir, int(policy.run_dir_gb * 2**30))
+    finally:
+        command.close()
+
+
+def describe(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> dict:
+    """The entry's resolved config (`--describe` with the overrides), run in the sandbox too."""
+    stdout: list[str] = []
+    recorder = OutputRecorder(spec.run_id)
+    argv = [sys.executable, str(spec.entry_path), "--describe", *spec.set_args()]
+    end = _run_sandboxed(spec, policy, report, "describe", None, argv, DESCRIBE_LIMIT_S, stdout.append, recorder.log_line)
+    if end.stopped == "interrupt":
+        raise KeyboardInterrupt
+    if end.exit_code != 0:
+        outcome, reason = training_outcome(end, recorder.log_text(), False, DESCRIBE_LIMIT_S)
+        raise RunFailed(outcome, f"{spec.entry} --describe failed: {reason or recorder.tail(1)}")
+    try:
+        config = json.loads("".join(stdout))
+    except json.JSONDecodeError as exc:
+        raise RunFailed("crash", f"{spec.entry} --describe did not print a JSON config ({exc})") from exc
+    if not isinstance(config, dict):
+        raise RunFailed("crash", f"{spec.entry} --describe printed {type(config).__name__}, not a JSON object")
+    return config
+
+
+def train(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None, recorder: OutputRecorder) -> tuple[Outcome, str, int | None]:
+    argv = [sys.executable, str(spec.entry_path), "--out", str(spec.run_dir), "--seed", str(spec.seed), "--budget", f"{spec.budget_s:g}", *spec.set_args()]
+    limit = spec.budget_s + policy.grace_s
+    end = _run_sandboxed(spec, policy, report, "train", tokenizer, argv, limit, recorder.stdout_line, recorder.log_line)
+    outcome, reason = training_outcome(end, recorder.log_text(), recorder.nan_seen, limit)
+    return outcome, reason, end.exit_code
+
+
+def evaluate(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None) -> tuple[Outcome, str, EvalResult | None]:
+    out = spec.run_dir / "eval.json"
+    out.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "vibe_research.lm.evaluate", "--entry", str(spec.entry_path), "--run-dir", str(spec.run_dir),
+            "--cache-dir", str(spec.cache_dir), "--samples", str(spec.samples), "--out", str(out)]
+    recorder = OutputRecorder(spec.run_id)
+    end = _run_sandboxed(spec, policy, report, "evaluate", tokenizer, argv, policy.eval_timeout_s, recorder.log_line, recorder.log_line)
+    atomic.write_text(spec.run_dir / "eval.log", recorder.log_text())
+    result = None
+    if end.exit_code in (0, 3) and out.is_file():
+        try:
+            result = EvalResult.model_validate_json(out.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            return "crash", f"evaluation wrote an unreadable {out.name}: {exc.errors()[0]['msg']}", None
+    outcome, reason = evaluation_outcome(end, recorder.log_text(), result.reason if result and not result.ok else None)
+    return outcome, reason, result
+
+
+def _versions() -> tuple[str, str | None]:
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    return platform.python_version(), torch_version
+
+
+def record(spec: RunSpec, outcome: Outcome, reason: str, started: datetime, report: ProtectionReport, recorder: OutputRecorder,
+           exit_code: int | None = None, evaluation: EvalResult | None = None) -> RunResult:
+    """Build the RunResult and write result.json, events.jsonl and train.log into the run folder."""
+    ended = datetime.now(UTC)
+    python_version, torch_version = _versions()
+    result = RunResult(
+        run_id=spec.run_id, spec=spec, outcome=outcome, reason=reason, exit_code=exit_code,
+        log_tail=recorder.tail(), summary=recorder.summary,
+        started=started, ended=ended, duration_s=(ended - started).total_seconds(), evaluation=evaluation,
+        sandbox=report, lm_fingerprint=fingerprint(), python=python_version, torch=torch_version, hostname=socket.gethostname(),
+    )
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(spec.run_dir / "events.jsonl", recorder.events_jsonl())
+    atomic.write_text(spec.run_dir / "train.log", recorder.log_text())
+    atomic.write_text(spec.run_dir / "result.json", result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def run_one(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_event: OnEvent | None = None) -> RunResult:
+    """Describe, train and evaluate `spec`; every ending, Ctrl-C included, gives a recorded result."""
+    started = datetime.now(UTC)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    recorder = OutputRecorder(spec.run_id, on_event)
+
+    def status(phase: str) -> None:
+        if on_event:
+            on_event(spec.run_id, {"event": "status", "phase": phase})
+
+    try:
+        status("describe")
+        tokenizer = spec.tokenizer or describe(spec, policy, report).get("tokenizer")
+        spec = spec.model_copy(update={"tokenizer": tokenizer if isinstance(tokenizer, str) else None})
+        status("train")
+        outcome, reason, exit_code = train(spec, policy, report, spec.tokenizer, recorder)
+        evaluation = None
+        if outcome == "ok" and spec.evaluate:
+            status("evaluate")
+            outcome, reason, evaluation = evaluate(spec, policy, report, spec.tokenizer)
+        result = record(spec, outcome, reason, started, report, recorder, exit_code, evaluation)
+    except RunFailed as failed:
+        result = record(spec, failed.outcome, failed.reason, started, report, recorder)
+    except KeyboardInterrupt:
+        result = record(spec, "interrupted", "stopped by Ctrl-C", started, report, recorder)
+    finally:
+        shutil.rmtree(spec.run_dir / "tmp", ignore_errors=True)
+    if on_event:
+        on_event(spec.run_id, {"event": "status", "phase": "finished", "outcome": result.outcome, "reason": result.reason})
+    return result

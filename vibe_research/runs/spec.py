@@ -1,0 +1,47 @@
+"""What one training run is: the code, the seed, the budget, the overrides, and where it lives."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunSpec(BaseModel):
+    """One training and its evaluation. Paths are absolute; `entry` is relative to the workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    workspace: Path
+    entry: str = "experiments/train.py"
+    seed: int = 0
+    budget_s: float = Field(gt=0)
+    overrides: dict[str, str] = Field(default_factory=dict)
+    run_dir: Path
+    cache_dir: Path
+    # the token cache the run may read; None: asked of the entry with --describe before training
+    tokenizer: str | None = None
+    samples: int = Field(default=8, ge=0, description="story samples the evaluation draws")
+    evaluate: bool = True
+
+    @property
+    def entry_path(self) -> Path:
+        return self.workspace / self.entry
+
+    def set_args(self) -> list[str]:
+        return [arg for key, value in self.overrides.items() for arg in ("--set", f"{key}={value}")]
+
+
+def new_run_id(seed: int) -> str:
+    """Sortable and unique: UTC time to the millisecond, then the seed."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3] + f"-s{seed}"
+
+
+def plan_runs(workspace: Path, runs_dir: Path, cache_dir: Path, entry: str, budget_s: float, seeds: list[int],
+              overrides: dict[str, str] | None = None, samples: int = 8) -> list[RunSpec]:
+    """One RunSpec per seed, each with its own folder under `runs_dir`."""
+    specs = []
+    for seed in seeds:
+        run_id = new_run_id(seed)
+        specs.append(RunSpec(run_id=run_id, workspace=workspace, entry=entry, seed=seed, budget_s=budget_s,
+                             overrides=dict(overrides or {}), run_dir=runs_dir / run_id, cache_dir=cache_dir, samples=samples))
+    return specs
