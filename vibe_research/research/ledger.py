@@ -93,7 +93,8 @@ class Sample(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     prompt: str
     seed: int
-    text: str
+    text: str = Field(description="the prompt and its continuation")
+    finished: bool | None = Field(default=None, description="ended with the end-of-story token, not the token limit")
 
 
 class EvaluationRecord(_Record):
@@ -110,6 +111,7 @@ class SampleScore(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     prompt: str
+    seed: int
     grammar: float
     creativity: float
     consistency: float

@@ -231,3 +231,28 @@ def compare(
     judge = welch("judge", candidate_judge, best_judge, lower_is_better=False, confidence=confidence) \
         if candidate_judge and best_judge else None
     return combine(objective, bpb, judge)
+
+
+def normal_quantile(p: float) -> float:
+    """The standard normal z with P(Z <= z) == p, by bisection on erf."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"normal_quantile needs 0 < p < 1, got {p}")
+    low, high = -40.0, 40.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if 0.5 * (1.0 + math.erf(middle / math.sqrt(2.0))) < p:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def wilson(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion; `successes` may count ties as halves."""
+    if n <= 0:
+        raise ValueError("wilson needs n >= 1")
+    z = normal_quantile(0.5 + confidence / 2.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,158 @@
+"""Figures for the notes (matplotlib, Agg): loss curves per experiment and the progress chart.
+
+Drawn from the research state alone, so `vibe-research report` redraws them from the ledger.
+"""
+
+import io
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vibe_research.research.blocks import write_bytes_atomic
+from vibe_research.research.stats import summarize
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from vibe_research.research.state import ExperimentState, ResearchState
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FIGURE = "progress.png"
+KEPT, DISCARDED, PENDING = "#1b7f3b", "#c0392b", "#7f8c8d"
+
+
+def loss_figure_name(experiment_id: str) -> str:
+    return f"{experiment_id}-loss.png"
+
+
+def has_loss_curves(experiment: "ExperimentState") -> bool:
+    return any(run.end and run.end.loss_curve for run in experiment.runs.values())
+
+
+def _save(figure: "Figure", path: Path) -> bool:
+    """PNG without a timestamp or version stamp, so the same state draws the same bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    data = buffer.getvalue()
+    if path.exists() and path.read_bytes() == data:
+        return False
+    write_bytes_atomic(path, data)
+    return True
+
+
+def _plot_runs(axes: "Axes", experiment: "ExperimentState", color: str, label: str, style: str) -> list[float]:
+    """One line per run, one legend entry per experiment; returns the losses after the first tenth of training."""
+    runs = [run for run in experiment.runs.values() if run.end and run.end.loss_curve]
+    tails: list[float] = []
+    for index, run in enumerate(runs):
+        curve = run.end.loss_curve if run.end else []
+        axes.plot([p.elapsed_s for p in curve], [p.loss for p in curve], style, color=color, linewidth=1.3,
+                  alpha=0.85, label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})" if index == 0 else None)
+        tails += [p.loss for p in curve[len(curve) // 10:]]
+    return tails
+
+
+def draw_loss_curves(experiment: "ExperimentState", best: "ExperimentState | None", path: Path) -> bool:
+    """Training loss against wall-clock seconds for each run, the current best's runs dashed in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    try:
+        tails = _plot_runs(axes, experiment, "#2c6fbb", experiment.id, "-")
+        if best is not None and best.id != experiment.id:
+            tails += _plot_runs(axes, best, PENDING, f"best: {best.id}", "--")
+        if tails:
+            # the first steps' loss is several times the final one; zoom on where runs differ
+            spread = max(tails) - min(tails)
+            axes.set_ylim(min(tails) - 0.05 * spread, max(tails) + 0.05 * spread)
+        axes.set_xlabel("training time (s)")
+        axes.set_ylabel("training loss (nats per token)")
+        axes.set_title(f"{experiment.title}: loss curves", fontsize=11)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8, frameon=False)
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def _progress_points(state: "ResearchState", metric: str) -> list[tuple[int, float, float, str]]:
+    """(experiment number, mean, half interval, colour) for every measured experiment."""
+    points = []
+    for experiment in state.experiments.values():
+        values = experiment.bpbs if metric == "bpb" else experiment.judge_scores
+        if not values:
+            continue
+        summary = summarize(values)
+        half = (summary.high - summary.mean) if summary.high is not None else 0.0
+        decision = experiment.decision
+        colour = PENDING if decision is None else KEPT if decision.kept else DISCARDED
+        points.append((experiment.number, summary.mean, half, colour))
+    return points
+
+
+def _draw_metric(axes: "Axes", points: list[tuple[int, float, float, str]], lower_is_better: bool, label: str) -> None:
+    for number, mean, half, colour in points:
+        axes.errorbar(number, mean, yerr=half, fmt="o" if colour == KEPT else "x", color=colour,
+                      markersize=7, capsize=3, linewidth=1.2)
+    best_so_far, frontier = None, []
+    for number, mean, _, colour in points:
+        if colour == KEPT and (best_so_far is None or (mean < best_so_far if lower_is_better else mean > best_so_far)):
+            best_so_far = mean
+        frontier.append((number, best_so_far))
+    shown = [(n, v) for n, v in frontier if v is not None]
+    if shown:
+        axes.step([n for n, _ in shown], [v for _, v in shown], where="post", color=KEPT, alpha=0.4, linewidth=1.5)
+    axes.set_ylabel(label)
+    axes.grid(alpha=0.3)
+
+
+def draw_progress(state: "ResearchState", path: Path) -> bool:
+    """bpb (top) and judge score (bottom) per experiment: kept green dots, discarded red crosses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 5.6), sharex=True, layout="constrained")
+    try:
+        _draw_metric(top, _progress_points(state, "bpb"), True, "validation bpb (lower is better)")
+        _draw_metric(bottom, _progress_points(state, "judge"), False, "judge score, 1-10")
+        bottom.set_xlabel("experiment")
+        bottom.xaxis.get_major_locator().set_params(integer=True)
+        top.set_title("Progress: mean over seeds with 95% t intervals", fontsize=11)
+        top.legend(handles=[
+            Line2D([], [], marker="o", linestyle="", color=KEPT, label="kept"),
+            Line2D([], [], marker="x", linestyle="", color=DISCARDED, label="discarded"),
+            Line2D([], [], marker="x", linestyle="", color=PENDING, label="undecided"),
+            Line2D([], [], color=KEPT, alpha=0.4, label="best so far"),
+        ], fontsize=8, frameon=False, ncol=4, loc="upper right")
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def _reference(state: "ResearchState", experiment: "ExperimentState") -> "ExperimentState | None":
+    """The best the experiment was judged against (the current best while it is undecided)."""
+    decision = experiment.decision
+    against = decision.against if decision else state.best
+    return state.experiments.get(against) if against else None
+
+
+def render_figures(figures: Path, state: "ResearchState") -> list[Path]:
+    """Draw every figure the notes embed into `figures`; returns the files that changed."""
+    changed = []
+    measured = [e for e in state.experiments.values() if e.bpbs]
+    if measured and draw_progress(state, figures / PROGRESS_FIGURE):
+        changed.append(figures / PROGRESS_FIGURE)
+    for experiment in state.experiments.values():
+        path = figures / loss_figure_name(experiment.id)
+        if has_loss_curves(experiment) and draw_loss_curves(experiment, _reference(state, experiment), path):
+            changed.append(path)
+    log.debug("figures: %d file(s) changed", len(changed))
+    return changed
