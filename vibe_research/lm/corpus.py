@@ -213,7 +213,8 @@ def hub_split(source: DataSource, split: Split) -> Stories:
 def _offline_unless_reachable() -> None:
     """Switch datasets to offline mode (cache only) when the hub does not answer within a few seconds.
 
-    Without this, a machine with no network waits through datasets' retries for minutes.
+    Without this, a machine with no network waits through datasets' retries for minutes. The
+    switch is an environment variable, read when datasets is imported: that happens just after.
     """
     if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
         return
