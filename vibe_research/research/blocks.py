@@ -85,6 +85,14 @@ def write_atomic(path: Path, text: str) -> bool:
     return True
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files a killed writer left beside its targets (they were never renamed into place)."""
+    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

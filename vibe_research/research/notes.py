@@ -9,7 +9,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from vibe_research.research.blocks import block, replace_blocks, strip_markers, write_atomic
+from vibe_research.research.blocks import block, remove_stale_temps, replace_blocks, strip_markers, write_atomic
 from vibe_research.research.figures import PROGRESS_FIGURE, has_loss_curves, loss_figure_name
 from vibe_research.research.ledger import Sample
 from vibe_research.research.state import ExperimentState, ResearchState, RunState, leaderboard
@@ -361,6 +361,9 @@ def readme_template() -> str:
 
 def render_notes(workspace: Workspace, state: ResearchState, question: str) -> list[Path]:
     """Re-render README and every experiment page from `state`; returns the files that changed."""
+    for folder in (workspace.notes, workspace.experiments_pages, workspace.figures):
+        for path in remove_stale_temps(folder):
+            log.info("removed %s, left by an interrupted write", path)
     changed = []
     readme = workspace.notes / "README.md"
     current = readme.read_text(encoding="utf-8") if readme.exists() else readme_template()

@@ -163,8 +163,11 @@ def welch(
         verdict = _direction(diff, diff, lower_is_better) if diff != 0 else "inconclusive"
         return Difference(metric=metric, diff=diff, low=diff, high=diff, df=None, p_value=0.0 if diff else 1.0,
                           n_candidate=n_c, n_best=n_b, confidence=confidence, verdict=verdict)
-    dof_terms = (a * a / (n_c - 1) if n_c >= 2 else 0.0) + (b * b / (n_b - 1) if n_b >= 2 else 0.0)
-    df = (a + b) ** 2 / dof_terms
+    if n_c < 2 or n_b < 2:
+        # one variance estimate serves both sides: its degrees of freedom are all there are
+        df = float(max(n_c, n_b) - 1)
+    else:
+        df = (a + b) ** 2 / (a * a / (n_c - 1) + b * b / (n_b - 1))
     half = t_quantile(0.5 + confidence / 2.0, df) * se
     p_value = 2.0 * (1.0 - t_cdf(abs(diff) / se, df))
     return Difference(metric=metric, diff=diff, low=diff - half, high=diff + half, df=df, p_value=p_value,

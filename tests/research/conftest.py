@@ -1,0 +1,12 @@
+"""Fixtures of the research tests."""
+
+import pytest
+from research_records import make_records
+
+from vibe_research.research import ledger as L
+
+
+@pytest.fixture
+def records() -> list[L.Record]:
+    """A baseline, a kept change and a discarded one, with runs, judgements and picks."""
+    return make_records()
