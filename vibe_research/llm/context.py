@@ -1,0 +1,36 @@
+"""What a proposer is given: the rendered prompt for an LLM and the same facts as plain data."""
+
+from dataclasses import dataclass, field, replace
+
+from vibe_research.llm.prompts import render
+from vibe_research.llm.schemas import Proposal, Suggestion, Tried
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ResearchContext:
+    """One request to a proposer.
+
+    `messages` is the chat prompt (built by research/prompting.py) that LLM backends send;
+    the offline planner reads the plain fields instead.
+    """
+
+    messages: list[Message]
+    files: dict[str, str]  # workspace-relative path under experiments/ -> current text
+    history: list[Tried] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    budget_s: float = 300.0  # wall clock of one training run
+    best_run: str | None = None  # run folder of the current best transformer, for fusion
+    pick: Suggestion | None = None
+    idea: str | None = None
+
+    def after_failure(self, proposal: Proposal, error: str) -> "ResearchContext":
+        """The context for a second try: the failed proposal and its exact error are history."""
+        retry = render("fix.md", error=error.strip())
+        failed = Tried(title=proposal.title, verdict="failed to apply or smoke-run", move=proposal.move)
+        return replace(
+            self,
+            messages=[*self.messages, {"role": "assistant", "content": proposal.model_dump_json()}, {"role": "user", "content": retry}],
+            history=[*self.history, failed],
+        )
