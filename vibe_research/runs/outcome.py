@@ -9,6 +9,7 @@ from vibe_research.sandbox.launch import SETUP_FAILED, SETUP_MARKER
 
 OOM = re.compile(r"MemoryError|Cannot allocate memory|can't allocate memory|out of memory|DefaultCPUAllocator", re.IGNORECASE)
 DENIED = re.compile(r"PermissionError|Permission denied|Operation not permitted|Network is unreachable|Read-only file system")
+FILE_TOO_LARGE = re.compile(r"File too large")  # EFBIG: Python ignores SIGXFSZ, so writes fail instead
 TASK_LIMIT = re.compile(r"BlockingIOError|Resource temporarily unavailable|can't start new thread")
 
 
@@ -28,8 +29,8 @@ def _common(end: ProcessEnd, log: str, what: str) -> tuple[Outcome, str] | None:
         return "interrupted", f"{what} stopped by Ctrl-C"
     if end.stopped == "run_dir_cap":
         return "sandbox_violation", f"{what} filled the run folder past its cap (sandbox.toml run_dir_gb); killed"
-    if end.exit_code == -signal.SIGXFSZ:
-        return "sandbox_violation", f"{what} wrote a file past the size cap (sandbox.toml file_size_gb); killed by SIGXFSZ"
+    if end.exit_code == -signal.SIGXFSZ or (end.exit_code != 0 and _last_match(FILE_TOO_LARGE, log)):
+        return "sandbox_violation", f"{what} wrote a file past the size cap (sandbox.toml file_size_gb)"
     if end.exit_code == SETUP_FAILED and (line := _last_match(re.compile(re.escape(SETUP_MARKER)), log)):
         return "crash", line
     if end.oom_kills or (end.exit_code != 0 and (line := _last_match(OOM, log))):

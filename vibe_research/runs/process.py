@@ -133,4 +133,6 @@ def supervise(
         survivors = _kill_survivors(proc.pid, command)
         for reader in readers:
             reader.join(timeout=5)
+    if stopped is None and folder_bytes(run_dir) > run_dir_cap:
+        stopped = "run_dir_cap"  # filled faster than the checks ran
     return ProcessEnd(proc.returncode, stopped, survivors, command.oom_kills(), time.monotonic() - started)

@@ -97,10 +97,20 @@ def describe(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> 
     return config
 
 
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def train(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None, recorder: OutputRecorder) -> tuple[Outcome, str, int | None]:
     argv = [sys.executable, str(spec.entry_path), "--out", str(spec.run_dir), "--seed", str(spec.seed), "--budget", f"{spec.budget_s:g}", *spec.set_args()]
     limit = spec.budget_s + policy.grace_s
     end = _run_sandboxed(spec, policy, report, "train", tokenizer, argv, limit, recorder.stdout_line, recorder.log_line)
+    if end.stopped == "run_dir_cap":
+        _empty(spec.run_dir)  # give the disk back; the record says what happened
     outcome, reason = training_outcome(end, recorder.log_text(), recorder.nan_seen, limit)
     return outcome, reason, end.exit_code
 
