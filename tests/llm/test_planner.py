@@ -1,0 +1,132 @@
+"""The offline planner against the real template trainer and a growing history."""
+
+from pathlib import Path
+
+import pytest
+
+from vibe_research.llm.config_block import read_config
+from vibe_research.llm.context import ResearchContext
+from vibe_research.llm.planner import OfflinePlanner, rank
+from vibe_research.llm.schemas import Suggestion, Tried
+from vibe_research.lm.errors import UserError
+from vibe_research.research.edits import apply_edits
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "vibe_research" / "templates" / "experiments" / "train.py"
+NGRAM = 'CONFIG = {\n    "order": 4,  # n-gram order\n    "tokenizer": "bpe:4096",  # token cache spec\n}\n'
+FUSION = 'CONFIG = {\n    "base_run": "",  # run folder of the transformer to fuse\n    "weight": 0.3,  # n-gram share\n}\n'
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "train.py").write_text(TEMPLATE.read_text())
+    (tmp_path / "experiments" / "ngram.py").write_text(NGRAM)
+    (tmp_path / "experiments" / "fusion.py").write_text(FUSION)
+    return tmp_path
+
+
+def _context(root: Path, history: list[Tried], **fields: object) -> ResearchContext:
+    files = {f"experiments/{p.name}": p.read_text() for p in (root / "experiments").glob("*.py")}
+    return ResearchContext(messages=[], files=files, history=history, **fields)
+
+
+def test_ten_rounds_against_a_growing_history_never_repeat(root):
+    """Like the loop: apply, measure (here: a fixed rule), keep the better changes, revert the rest."""
+    planner, history, seen = OfflinePlanner(), [], set()
+    for round_number in range(10):
+        proposal = planner.propose(_context(root, history))
+        assert proposal.move and proposal.move.partition(":")[2] not in seen, f"round {round_number} repeats {proposal.move}"
+        seen.add(proposal.move.partition(":")[2])
+        applied = apply_edits(root, proposal.edits)
+        delta = -0.01 if "/up" in proposal.move or "distill" in proposal.move else 0.004
+        if delta > 0:
+            applied.revert()
+        history.append(Tried(title=proposal.title, verdict="better" if delta < 0 else "worse", move=proposal.move, delta_bpb=delta))
+    assert len(seen) == 10
+    assert read_config((root / "experiments" / "train.py").read_text())["distill_steps"].value > 0
+
+
+def test_first_proposal_edits_one_config_line_of_the_template(root):
+    proposal = OfflinePlanner().propose(_context(root, []))
+    (edit,) = proposal.edits
+    assert edit.path == "experiments/train.py"
+    assert edit.search in TEMPLATE.read_text() and edit.search.startswith('    "') and "#" in edit.replace
+    assert proposal.runs[0].seeds == [0, 1, 2] and proposal.runs[0].entry is None
+
+
+def test_gains_seen_so_far_reorder_the_moves(root):
+    before = [move.key for move in rank(_context(root, []))]
+    history = [Tried(title="Raise lr", verdict="better", move="lr/up:lr=0.008", delta_bpb=-0.05)]
+    after = rank(_context(root, history))
+    assert before[0] != "lr/up:lr=0.004" and after[0].key == "lr/up:lr=0.004"
+    lower = [Tried(title="Lower lr", verdict="worse", move="lr/down:lr=0.0005", delta_bpb=0.05)]
+    assert all(not move.key.startswith("lr/down") for move in rank(_context(root, lower))[:10])
+
+
+def test_a_setting_reached_from_either_direction_is_not_proposed_again(root):
+    history = [Tried(title="lr 0.004", verdict="worse", move="lr/down:lr=0.004", delta_bpb=0.01)]
+    assert "lr=0.004" not in {move.identity for move in rank(_context(root, history))}
+
+
+def test_pick_and_own_idea_are_honoured(root):
+    pick = Suggestion(title="Switch MLP", idea="swiglu", why="w", expected_effect="e", cost_minutes=15, risk="low", move="act/swiglu:mlp=swiglu")
+    assert OfflinePlanner().propose(_context(root, [], pick=pick)).move == "act/swiglu:mlp=swiglu"
+
+    by_words = OfflinePlanner().propose(_context(root, [], idea="let's try a deeper model"))
+    assert by_words.move is not None and by_words.move.startswith("depth/")
+    assert "Chosen for the researcher's idea" in by_words.rationale
+
+    unknown = OfflinePlanner().propose(_context(root, [], idea="use a mixture of experts"))
+    assert unknown.move == rank(_context(root, []))[0].key
+    assert "no move for the idea" in unknown.rationale
+
+
+def test_suggestions_are_the_top_moves_with_costs(root):
+    suggestions = OfflinePlanner().suggest(_context(root, [], budget_s=120, seeds=[0, 1, 2, 3]))
+    ranked = rank(_context(root, []))
+    assert [item.move for item in suggestions.items] == [move.key for move in ranked[:3]]
+    assert all(item.cost_minutes == 8.0 for item in suggestions.items)
+
+
+def test_width_moves_keep_heads_dividing_the_width(root):
+    moves = {move.key for move in rank(_context(root, []))}
+    assert {"width/up:n_embd=256", "width/down:n_embd=144"} <= moves  # 192 * 4/3 and 192 * 3/4, multiples of 16
+
+
+def test_choices_come_from_the_config_comment(root):
+    config = read_config(TEMPLATE.read_text())
+    assert config["mlp"].choices() == ["gelu", "swiglu", "relu2"]
+    keys = {move.key for move in rank(_context(root, []))}
+    assert {"act/swiglu:mlp=swiglu", "act/relu2:mlp=relu2", "pos/learned:positions=learned"} <= keys
+
+
+def test_ngram_sweep_and_fusion_are_run_only_moves(root):
+    moves = {move.key: move for move in rank(_context(root, [], best_run=".vibe/runs/0003-s0"))}
+    sweep = moves["ngram/sweep:ngram.order=2..6"]
+    assert sweep.edits == () and [run.overrides["order"] for run in sweep.runs] == [2, 3, 4, 5, 6]
+    assert {run.entry for run in sweep.runs} == {"experiments/ngram.py"}
+    fusion = moves["fusion/best:fusion.base_run=.vibe/runs/0003-s0"]
+    assert fusion.runs[0].overrides == {"base_run": ".vibe/runs/0003-s0"}
+    assert not any(key.startswith("fusion/") for key in {m.key for m in rank(_context(root, []))})
+
+
+def test_distillation_knobs_open_once_distillation_is_on(root):
+    assert not any(move.family == "alpha" for move in rank(_context(root, [])))
+    train = root / "experiments" / "train.py"
+    train.write_text(train.read_text().replace('"distill_steps": 0,', '"distill_steps": 200,'))
+    families = {move.family for move in rank(_context(root, []))}
+    assert {"alpha", "teacher"} <= families
+
+
+def test_inconclusive_result_ranks_a_seed_check_first(root):
+    history = [Tried(title="Raise lr", verdict="inconclusive", move="lr/up:lr=0.004", delta_bpb=-0.002)]
+    assert rank(_context(root, history))[0].family == "seeds"
+
+
+def test_exhausted_catalogue_is_a_clear_error(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "train.py").write_text('CONFIG = {\n    "tie_embeddings": True,  # share\n}\n')
+    context = _context(tmp_path, [])
+    history = [Tried(title=m.title, verdict="worse", move=m.key, delta_bpb=0.01) for m in rank(context)]
+    with pytest.raises(UserError, match="tried every move"):
+        OfflinePlanner().propose(_context(tmp_path, history))

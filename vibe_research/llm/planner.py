@@ -1,0 +1,134 @@
+"""The offline planner: the proposer that needs no LLM.
+
+It instantiates the move catalogue against the current experiments/ files, drops every move
+whose setting the history shows as tried, and ranks the rest: a move's prior, plus what its
+direction (e.g. `lr/up`) gained when tried before, plus half of what its family gained.
+The researcher's pick (a move key) or own idea (matched by keywords) comes first.
+"""
+
+import logging
+import re
+from collections import defaultdict
+from statistics import mean
+
+from vibe_research.llm.context import ResearchContext
+from vibe_research.llm.moves import Move, catalogue
+from vibe_research.llm.schemas import Proposal, Suggestion, Suggestions, Tried
+from vibe_research.lm.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FAILED_GAIN = -0.01  # a move that failed to apply or run counts as this much worse (bpb)
+
+
+class OfflinePlanner:
+    name = "offline"
+
+    def propose(self, context: ResearchContext) -> Proposal:
+        ranked = rank(context)
+        if not ranked:
+            raise _exhausted()
+        move, note = _choose(ranked, context)
+        log.info("offline planner: %s (%s)", move.title, move.key)
+        rationale = f"{move.why}. {_evidence(move, context.history)}" + (f" {note}" if note else "")
+        return Proposal(
+            title=move.title,
+            hypothesis=move.hypothesis,
+            rationale=rationale,
+            expected_effect=_expected(move, context.history),
+            risk=move.risk,
+            edits=list(move.edits),
+            runs=list(move.runs),
+            move=move.key,
+        )
+
+    def suggest(self, context: ResearchContext) -> Suggestions:
+        ranked = rank(context)
+        if len(ranked) < 2:
+            raise _exhausted()
+        items = [
+            Suggestion(
+                title=move.title,
+                idea=move.idea,
+                why=f"{move.why}. {_evidence(move, context.history)}",
+                expected_effect=_expected(move, context.history),
+                cost_minutes=round(sum(len(run.seeds) for run in move.runs) * context.budget_s / 60, 1),
+                risk=move.risk,
+                move=move.key,
+            )
+            for move in ranked[:3]
+        ]
+        return Suggestions(items=items)
+
+
+def rank(context: ResearchContext) -> list[Move]:
+    """Untried moves, best first; ties keep catalogue order."""
+    tried = {_identity(item.move) for item in context.history if item.move}
+    gains = _gains(context.history)
+    fresh = [move for move in catalogue(context) if move.identity not in tried]
+    return sorted(fresh, key=lambda move: -_score(move, gains))
+
+
+def _identity(key: str) -> str:
+    return key.partition(":")[2]
+
+
+def _gains(history: list[Tried]) -> dict[str, list[float]]:
+    """bpb improvements seen so far, by family (`lr`) and by direction (`lr/up`)."""
+    gains: dict[str, list[float]] = defaultdict(list)
+    for item in history:
+        if not item.move:
+            continue
+        if item.delta_bpb is not None:
+            gain = -item.delta_bpb
+        elif item.verdict.startswith(("fail", "crash")):
+            gain = FAILED_GAIN
+        else:
+            continue
+        variant = item.move.partition(":")[0]
+        gains[variant].append(gain)
+        gains[variant.partition("/")[0]].append(gain)
+    return gains
+
+
+def _score(move: Move, gains: dict[str, list[float]]) -> float:
+    if move.variant in gains:
+        return move.prior + mean(gains[move.variant])
+    if move.family in gains:
+        return move.prior + 0.5 * mean(gains[move.family])
+    return move.prior
+
+
+def _choose(ranked: list[Move], context: ResearchContext) -> tuple[Move, str]:
+    """The move to propose, and a sentence on how the researcher's choice was honoured."""
+    if context.pick is not None and context.pick.move:
+        picked = next((move for move in ranked if move.key == context.pick.move), None)
+        if picked is not None:
+            return picked, ""
+        return ranked[0], f"The picked move {context.pick.move} is tried or no longer applies; this is the top-ranked one instead."
+    wish = context.idea or (f"{context.pick.title} {context.pick.idea}" if context.pick else "")
+    if not wish:
+        return ranked[0], ""
+    matching = [move for move in ranked if any(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE) for word in move.words)]
+    if matching:
+        return matching[0], f"Chosen for the researcher's idea: {wish!r}."
+    return ranked[0], f"The offline planner has no move for the idea {wish!r}; this is its top-ranked move. An LLM backend can act on free text."
+
+
+def _evidence(move: Move, history: list[Tried]) -> str:
+    seen = [item for item in history if item.move and item.move.partition("/")[0] == move.family and item.delta_bpb is not None]
+    if not seen:
+        return "No evidence yet in this family; the expected effect is the catalogue's prior."
+    best = min(seen, key=lambda item: item.delta_bpb or 0.0)
+    return f"{len(seen)} earlier {move.family} experiment(s); best change {best.delta_bpb:+.4f} bpb ({best.title})."
+
+
+def _expected(move: Move, history: list[Tried]) -> str:
+    return f"validation bpb {-_score(move, _gains(history)):+.3f} (estimate), story quality about the same"
+
+
+def _exhausted() -> UserError:
+    return UserError(
+        "the offline planner has tried every move its catalogue has for this configuration; "
+        "give your own change with an LLM backend (set llm.base_url or $OPENAI_API_KEY) or edit experiments/ by hand"
+    )

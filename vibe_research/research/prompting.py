@@ -1,0 +1,184 @@
+"""The proposer's prompts, built from the notes and experiments/ on disk and fitted to a token budget.
+
+Read from markdown files (notes/README.md, notes/experiments/*.md), not from the notes module,
+so the prompt shows the model exactly what a person reads. When the prompt is over
+llm.prompt_token_budget, parts go in this order: older experiment pages, experiment files other
+than the entry, the oldest lines of the tried list, the last page, then the README's tail; the
+prompt says what was left out.
+"""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vibe_research.llm.context import Message, ResearchContext
+from vibe_research.llm.prompts import render
+from vibe_research.llm.schemas import Suggestion, Tried
+from vibe_research.llm.tokens import count_message_tokens
+from vibe_research.lm.errors import UserError
+from vibe_research.settings import Settings
+from vibe_research.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+RECENT_PAGES = 3
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".json", ".txt", ".cfg", ".yaml", ".yml"}
+ENTRY = "experiments/train.py"
+
+
+@dataclass
+class _Parts:
+    """The variable parts of a prompt, and what was cut from each to fit."""
+
+    readme: str
+    pages: list[tuple[str, str]]  # (file name, text), newest first
+    tried: list[str]  # one line per experiment, oldest first
+    files: list[tuple[str, str]]  # (workspace-relative path, text), entry first
+    cut: dict[str, int] = field(default_factory=dict)
+
+    def sections(self) -> dict[str, str]:
+        pages = "\n\n".join(f"## {name}\n\n{text.strip()}" for name, text in self.pages) or "(none yet)"
+        if self.cut.get("pages"):
+            pages += f"\n\n({self.cut['pages']} older experiment pages left out to fit the token budget; see the list below.)"
+        tried = "\n".join(self.tried) or "(nothing yet: the next experiment is the first)"
+        if self.cut.get("tried"):
+            tried = f"({self.cut['tried']} older lines left out to fit the token budget)\n{tried}"
+        files = "\n\n".join(_fenced(path, text) for path, text in self.files)
+        if self.cut.get("files"):
+            files += f"\n\n({self.cut['files']} more files in experiments/ left out to fit the token budget.)"
+        readme = self.readme + ("\n\n(the rest of the README was left out to fit the token budget)" if self.cut.get("readme") else "")
+        return {"readme": readme, "pages": pages, "tried": tried, "files": files}
+
+
+def proposal_context(
+    workspace: Workspace,
+    settings: Settings,
+    history: list[Tried],
+    pick: Suggestion | None = None,
+    idea: str | None = None,
+    best_run: str | None = None,
+) -> ResearchContext:
+    """What a proposer needs to propose the next experiment."""
+    seeds = [settings.train.first_seed + i for i in range(settings.train.runs_per_proposal)]
+    direction = _direction(pick, idea)
+    extra = {"direction": direction, "seeds": ", ".join(map(str, seeds))}
+    return _context(workspace, settings, history, "propose.md", extra, pick=pick, idea=idea, best_run=best_run, seeds=seeds)
+
+
+def suggestion_context(workspace: Workspace, settings: Settings, history: list[Tried], best_run: str | None = None) -> ResearchContext:
+    """What a proposer needs to offer the next two or three steps."""
+    seeds = [settings.train.first_seed + i for i in range(settings.train.runs_per_proposal)]
+    extra = {"run_minutes": f"{settings.train.budget_s / 60:g}"}
+    return _context(workspace, settings, history, "suggest.md", extra, pick=None, idea=None, best_run=best_run, seeds=seeds)
+
+
+def _context(
+    workspace: Workspace,
+    settings: Settings,
+    history: list[Tried],
+    template: str,
+    extra: dict[str, str],
+    *,
+    pick: Suggestion | None,
+    idea: str | None,
+    best_run: str | None,
+    seeds: list[int],
+) -> ResearchContext:
+    files = read_experiment_files(workspace)
+    parts = _Parts(
+        readme=_read(workspace.notes / "README.md") or "(no notes yet: the workspace has just been created)",
+        pages=_recent_pages(workspace.experiments_pages),
+        tried=[item.line() for item in history],
+        files=sorted(files.items(), key=lambda item: (item[0] != ENTRY, item[0])),
+    )
+    system = render("system.md", question=settings.research.question, budget_s=f"{settings.train.budget_s:g}")
+    messages = fit_prompt(system, template, parts, extra, settings.llm.prompt_token_budget)
+    return ResearchContext(
+        messages=messages, files=files, history=history, seeds=seeds,
+        budget_s=settings.train.budget_s, best_run=best_run, pick=pick, idea=idea,
+    )
+
+
+def fit_prompt(system: str, template: str, parts: _Parts, extra: dict[str, str], budget: int) -> list[Message]:
+    """The chat messages, with parts cut (see the module doc) until they fit `budget` tokens."""
+    cuts = _cuts(parts)
+    while True:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": render(template, **parts.sections(), **extra)}]
+        tokens = count_message_tokens(messages)
+        if tokens <= budget:
+            log.info("prompt %s: %d tokens (budget %d)%s", template, tokens, budget, f", cut {parts.cut}" if parts.cut else "")
+            return messages
+        if not next(cuts, False):
+            raise UserError(
+                f"the prompt needs {tokens} tokens even cut to its core, over llm.prompt_token_budget = {budget}; "
+                "raise it in vibe-research.toml or shorten notes/README.md"
+            )
+
+
+def _cuts(parts: _Parts) -> Iterator[bool]:
+    """Each step removes a little more from `parts`, least needed first."""
+    while len(parts.pages) > 1:
+        parts.pages.pop()
+        parts.cut["pages"] = parts.cut.get("pages", 0) + 1
+        yield True
+    while len(parts.files) > 1:
+        parts.files.pop()
+        parts.cut["files"] = parts.cut.get("files", 0) + 1
+        yield True
+    while parts.tried:
+        drop = max(1, len(parts.tried) // 4)
+        del parts.tried[:drop]
+        parts.cut["tried"] = parts.cut.get("tried", 0) + drop
+        yield True
+    if parts.pages:
+        parts.pages.pop()
+        parts.cut["pages"] = parts.cut.get("pages", 0) + 1
+        yield True
+    while len(parts.readme) > 2_000:
+        parts.readme = parts.readme[: len(parts.readme) // 2]
+        parts.cut["readme"] = 1
+        yield True
+
+
+def read_experiment_files(workspace: Workspace) -> dict[str, str]:
+    """Text files under experiments/, by workspace-relative path."""
+    files: dict[str, str] = {}
+    for path in sorted(workspace.experiments.rglob("*")):
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and "__pycache__" not in path.parts:
+            text = _read(path)
+            if text is not None:
+                files[path.relative_to(workspace.root).as_posix()] = text
+    return files
+
+
+def _recent_pages(folder: Path) -> list[tuple[str, str]]:
+    pages = sorted(folder.glob("*.md"), reverse=True)[:RECENT_PAGES] if folder.is_dir() else []
+    return [(page.name, text) for page in pages if (text := _read(page)) is not None]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        log.warning("%s is not UTF-8 text; left out of the prompt", path)
+        return None
+
+
+def _fenced(path: str, text: str) -> str:
+    fence = "````" if "```" in text else "```"
+    language = "python" if path.endswith(".py") else ""
+    return f"## {path}\n\n{fence}{language}\n{text.rstrip()}\n{fence}"
+
+
+def _direction(pick: Suggestion | None, idea: str | None) -> str:
+    if idea:
+        return f"The researcher's own idea, in their words:\n\n> {idea.strip()}\n\nTurn it into one proposal."
+    if pick is not None:
+        return (
+            f"The researcher picked this next step:\n\n**{pick.title}**: {pick.idea}\n\n"
+            f"Why: {pick.why}\nExpected: {pick.expected_effect}\n\nTurn it into one proposal."
+        )
+    return "No step was picked: choose the most promising next experiment yourself."
