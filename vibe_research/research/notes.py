@@ -9,6 +9,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from vibe_research.lm.errors import UserError
 from vibe_research.research.blocks import block, remove_stale_temps, replace_blocks, strip_markers, write_atomic
 from vibe_research.research.figures import PROGRESS_FIGURE, has_loss_curves, loss_figure_name
 from vibe_research.research.ledger import Sample
@@ -272,8 +273,8 @@ def _judge_block(experiment: ExperimentState) -> str:
     if pairwise:
         wins = sum(p.wins for p in pairwise)
         total = sum(p.comparisons for p in pairwise)
-        paragraphs.append(f"Pairwise against {pairwise[0].against}: won {wins:g} of {total} comparisons (both orders); "
-                          "per seed " + ", ".join(f"{p.win_rate:.0%} [{p.low:.0%}, {p.high:.0%}]" for p in pairwise) + ".")
+        paragraphs.append(f"Pairwise against {pairwise[0].against}: {wins:g} points of {total} shared beginnings "
+                          "(each judged in both orders, a win 1, a tie 0.5); win rate per seed " + ", ".join(f"{p.win_rate:.0%} [{p.low:.0%}, {p.high:.0%}]" for p in pairwise) + ".")
     showcase = _showcase_run(experiment) or judged[0]
     rationales = [s for s in (showcase.judgement.scores if showcase.judgement else []) if s.rationale][:SAMPLES_SHOWN]
     if rationales:
@@ -359,6 +360,14 @@ def readme_template() -> str:
     return (resources.files("vibe_research") / "templates" / "notes" / "README.md").read_text(encoding="utf-8")
 
 
+def read_page(path: Path) -> str:
+    """The page exactly as on disk: no newline translation, so CRLF and the like survive."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 so its blocks can be updated") from exc
+
+
 def render_notes(workspace: Workspace, state: ResearchState, question: str) -> list[Path]:
     """Re-render README and every experiment page from `state`; returns the files that changed."""
     for folder in (workspace.notes, workspace.experiments_pages, workspace.figures):
@@ -366,14 +375,13 @@ def render_notes(workspace: Workspace, state: ResearchState, question: str) -> l
             log.info("removed %s, left by an interrupted write", path)
     changed = []
     readme = workspace.notes / "README.md"
-    current = readme.read_text(encoding="utf-8") if readme.exists() else readme_template()
+    current = read_page(readme) if readme.exists() else readme_template()
     if write_atomic(readme, replace_blocks(current, readme_blocks(state, question), str(readme))):
         changed.append(readme)
     for experiment in state.experiments.values():
         page = workspace.experiments_pages / f"{experiment.id}.md"
         bodies = page_blocks(state, experiment)
-        text = replace_blocks(page.read_text(encoding="utf-8"), bodies, str(page)) if page.exists() \
-            else new_page(experiment, bodies)
+        text = replace_blocks(read_page(page), bodies, str(page)) if page.exists() else new_page(experiment, bodies)
         if write_atomic(page, text):
             changed.append(page)
     log.debug("notes: %d file(s) changed", len(changed))
@@ -386,11 +394,11 @@ _HEADING = re.compile(r"^(#+) ", re.MULTILINE)
 def export_markdown(workspace: Workspace, state: ResearchState) -> str:
     """README and every page as one markdown document (markers removed) to paste into another model."""
     readme = workspace.notes / "README.md"
-    parts = [strip_markers(readme.read_text(encoding="utf-8"))] if readme.exists() else []
+    parts = [strip_markers(read_page(readme))] if readme.exists() else []
     for experiment in state.experiments.values():
         page = workspace.experiments_pages / f"{experiment.id}.md"
         if page.exists():
-            text = strip_markers(page.read_text(encoding="utf-8")).replace("](../figures/", "](figures/")
+            text = strip_markers(read_page(page)).replace("](../figures/", "](figures/")
             parts.append(_HEADING.sub(r"#\1 ", text))
     return "\n\n---\n\n".join(part.strip() for part in parts) + "\n"
 
