@@ -17,6 +17,7 @@ bytes of the story texts.
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -201,13 +202,13 @@ def evaluate(
     samples: int = 8, max_tokens: int = 256,
 ) -> EvalResult:
     """Check and score one trained model. UserError for bad input; a broken model gives ok=False."""
-    import torch
-
     start = time.perf_counter()
-    result = EvalResult(ok=False, entry=str(entry), run_dir=str(run_dir), lm_fingerprint=fingerprint(),
-                        torch_version=torch.__version__, threads=torch.get_num_threads())
+    result = EvalResult(ok=False, entry=str(entry), run_dir=str(run_dir), lm_fingerprint=fingerprint())
     try:
         model = load_model(entry, run_dir)
+        import torch  # after load_model, which checks the paths first: bad input fails at once
+
+        result.torch_version, result.threads = torch.__version__, torch.get_num_threads()
         result.tokenizer, result.vocab_size, result.context_length = model.tokenizer, model.vocab_size, model.context_length
         tokenizer = load_tokenizer(model.tokenizer, cache_dir)
         if tokenizer.vocab_size != model.vocab_size:
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the result JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.cache_dir is not None:
+        # The entry runs in this process; entries that read the cache (tokenizers, n-gram tables) find it here.
+        os.environ["VIBE_CACHE_DIR"] = str(args.cache_dir)
     try:
         result = evaluate(args.entry, args.run_dir, args.cache_dir, args.valid, args.samples, args.max_tokens)
     except UserError as exc:

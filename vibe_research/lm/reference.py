@@ -30,6 +30,7 @@ DEFAULTS = {
     "context_length": 256,  # tokens; these models ignore context, the evaluator windows by it
 }
 KINDS = ("uniform", "unigram", "peeking")
+MODEL_FILE = "reference.json"  # {"kind", "tokenizer", "vocab_size", "context_length"}
 COUNTS_FILE = "unigram_counts.npy"
 PEEK_MASS = 0.9  # probability the peeking model puts on the token it reads ahead
 
@@ -41,7 +42,8 @@ class UniformModel:
     def logprobs(self, tokens: "torch.Tensor") -> "torch.Tensor":
         import torch
 
-        return torch.full((*tokens.shape, self.vocab_size), -math.log(self.vocab_size), dtype=torch.float64)
+        row = torch.full((self.vocab_size,), -math.log(self.vocab_size), dtype=torch.float64)
+        return row.expand(*tokens.shape, self.vocab_size)  # a view: no [B, T, V] allocation
 
 
 class UnigramModel:
@@ -79,13 +81,12 @@ def unigram_log_probs(counts: np.ndarray) -> np.ndarray:
 
 def load_model(run_dir: Path) -> UniformModel | UnigramModel:
     """The ModelAPI entry: rebuild the reference model a run folder describes."""
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    spec, context = config["tokenizer"], config["context_length"]
-    if config["kind"] == "unigram":
+    saved = json.loads((run_dir / MODEL_FILE).read_text(encoding="utf-8"))
+    spec, context = saved["tokenizer"], saved["context_length"]
+    if saved["kind"] == "unigram":
         return UnigramModel(spec, np.load(run_dir / COUNTS_FILE), context)
-    vocab_size = load_tokenizer(spec).vocab_size
-    model_class = PeekingModel if config["kind"] == "peeking" else UniformModel
-    return model_class(spec, vocab_size, context)
+    model_class = PeekingModel if saved["kind"] == "peeking" else UniformModel
+    return model_class(spec, saved["vocab_size"], context)
 
 
 def main() -> None:
@@ -98,13 +99,15 @@ def main() -> None:
     if config["kind"] not in KINDS:
         fail(f"--set kind={config['kind']}: use one of {', '.join(KINDS)}")
     emit("start", device="cpu", dtype="float64", params=0, config=config)
-    tokens = 0
+    vocab_size, tokens = load_tokenizer(str(config["tokenizer"])).vocab_size, 0
     if config["kind"] == "unigram":
         train = open_split("train", str(config["tokenizer"]))
         tokens = train.manifest.tokens
         with atomic.atomic_path(experiment.out / COUNTS_FILE) as temp, temp.open("wb") as handle:
-            np.save(handle, unigram_counts(train.tokens, train.manifest.vocab_size))
-    emit("done", params=0, steps=1, tokens=tokens, device="cpu", dtype="float64", elapsed_s=experiment.elapsed())
+            np.save(handle, unigram_counts(train.tokens, vocab_size))
+    atomic.write_text(experiment.out / MODEL_FILE, json.dumps(config | {"vocab_size": vocab_size}))
+    params = vocab_size if config["kind"] == "unigram" else 0
+    emit("done", params=params, steps=1, tokens=tokens, device="cpu", dtype="float64", elapsed_s=experiment.elapsed())
 
 
 if __name__ == "__main__":
