@@ -96,6 +96,17 @@ def test_429_is_retried_then_succeeds(server, fast_settings, tmp_path):
     assert client.totals.calls == 2 and client.totals.failed_calls == 1
 
 
+def test_retry_after_header_is_honoured_up_to_the_backoff_cap(server, fast_settings, tmp_path):
+    server.fail(429, "slow down", headers={"Retry-After": "0.4"})
+    server.reply_json(GOOD)
+    client = LLMClient(fast_settings(max_backoff_s=0.3), tmp_path / "calls.jsonl")
+
+    started = time.monotonic()
+    client.structured(MESSAGES, Proposal, "test-model")
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert client.totals.summary().startswith("LLM: 2 calls (1 failed), ")
+
+
 def test_repeated_500s_end_in_an_error_after_the_last_retry(server, fast_settings, tmp_path):
     for _ in range(3):
         server.fail(500, "upstream crashed")

@@ -41,7 +41,7 @@ def _settings(**llm: object) -> Settings:
 HISTORY = [
     Tried(title="Baseline", verdict="baseline"),
     Tried(title="Wider: n_embd 256", verdict="better", move="width/up:n_embd=256", delta_bpb=-0.031),
-    Tried(title="Muon", verdict="worse", move="opt/muon:optimizer=muon", delta_bpb=0.012),
+    Tried(title="Muon", verdict="worse", move="opt/muon:optimizer=muon", delta_bpb=0.012, detail="judge 5.1 vs 6.0, n=3"),
 ]
 
 
@@ -56,7 +56,8 @@ def test_proposal_prompt_holds_notes_recent_pages_tried_files_and_pick(tmp_path)
     assert QUESTION in system and "300 seconds" in system
     assert "Best: 1.21 bpb (0003-wider)." in user
     assert "# Experiment 0005" in user and "# Experiment 0003" in user and "# Experiment 0002" not in user
-    assert "- Wider: n_embd 256 [width/up:n_embd=256]: better, bpb -0.0310" in user
+    assert "- Wider: n_embd 256 [width/up:n_embd=256]: better, bpb -0.0310\n" in user
+    assert "- Muon [opt/muon:optimizer=muon]: worse, bpb +0.0120; judge 5.1 vs 6.0, n=3" in user
     assert '    "n_layer": 4,  # transformer blocks' in user and "## experiments/ngram.py" in user
     assert user.index("## experiments/train.py") < user.index("## experiments/ngram.py")
     assert "**Distill from a 4-gram**: distill_steps 200" in user and "three seeds of one change (0, 1, 2)" in user

@@ -43,6 +43,11 @@ class Totals(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
 
+    def summary(self) -> str:
+        """One line for the user, e.g. `LLM: 3 calls (1 failed), 12,040 + 2,311 tokens, $0.0426`."""
+        failed = f" ({self.failed_calls} failed)" if self.failed_calls else ""
+        return f"LLM: {self.calls} calls{failed}, {self.prompt_tokens:,} + {self.completion_tokens:,} tokens, ${self.cost_usd:.4f}"
+
 
 class CallRecord(BaseModel):
     """One line of the call log."""
@@ -64,6 +69,10 @@ class CallRecord(BaseModel):
 
 class _Retryable(Exception):
     """A failure worth another try (429, 5xx, timeout, connection)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # what the server asked for in its Retry-After header
 
 
 class LLMClient:
@@ -96,15 +105,15 @@ class LLMClient:
     def _complete(self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str) -> str:
         """One reply's text, retrying 429, 5xx and timeouts with exponential backoff."""
         attempts = self.settings.max_retries + 1
+        wait = 0.0
         for attempt in range(attempts):
-            if attempt:
-                wait = min(self.settings.max_backoff_s, self.settings.retry_backoff_s * 2 ** (attempt - 1))
-                time.sleep(wait)
+            time.sleep(wait)
             try:
                 return self._call(messages, model_cls, model, attempt)
             except _Retryable as exc:
                 last = str(exc)
                 log.warning("%s: %s (attempt %d of %d)", model, last, attempt + 1, attempts)
+                wait = min(self.settings.max_backoff_s, max(self.settings.retry_backoff_s * 2**attempt, exc.retry_after_s or 0.0))
         raise LLMError(
             f"{model} at {self._where()}: {last} on all {attempts} attempts; "
             "check the server, or raise llm.max_retries / llm.timeout_s in vibe-research.toml"
@@ -166,7 +175,7 @@ class LLMClient:
         if isinstance(exc, openai.APIConnectionError):
             return _Retryable(f"connection failed ({exc})")
         if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
-            return _Retryable(f"HTTP {exc.status_code} ({_error_text(exc)})")
+            return _Retryable(f"HTTP {exc.status_code} ({_error_text(exc)})", _retry_after_s(exc))
         status = getattr(exc, "status_code", None)
         hint = {
             401: f"check the key in ${self.settings.api_key_env}",
@@ -266,6 +275,14 @@ def with_schema_instruction(messages: list[dict[str, str]], model_cls: type[Base
     if messages and messages[0]["role"] == "system":
         return [{"role": "system", "content": f"{messages[0]['content'].rstrip()}\n\n{instruction}"}, *messages[1:]]
     return [{"role": "system", "content": instruction}, *messages]
+
+
+def _retry_after_s(exc: Any) -> float | None:
+    """Retry-After in seconds; the HTTP-date form is rare from these APIs and is ignored."""
+    try:
+        return float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
 
 
 def _error_text(exc: Exception) -> str:

@@ -81,8 +81,10 @@ class Tried(BaseModel):
     verdict: str = Field(description="better, worse, inconclusive, failed, ...")
     move: str | None = None
     delta_bpb: float | None = Field(default=None, description="candidate minus best; negative is better")
+    detail: str = Field(default="", description="more of the result for the prompt, e.g. the judge score and the test")
 
     def line(self) -> str:
         delta = f", bpb {self.delta_bpb:+.4f}" if self.delta_bpb is not None else ""
         key = f" [{self.move}]" if self.move else ""
-        return f"- {self.title}{key}: {self.verdict}{delta}"
+        detail = f"; {self.detail}" if self.detail else ""
+        return f"- {self.title}{key}: {self.verdict}{delta}{detail}"
