@@ -33,7 +33,8 @@ def _experiment(number: int, title: str, bpbs: list[float], judge: float, clock:
                              overrides={"lr": "0.003"} if number == 1 else {}),
             L.RunEndRecord(experiment=exp, at=_at(clock + 6 + seed), run=run, outcome="ok", steps=1500,
                            tokens=3_000_000, tokens_per_s=10_000.0, params=1_800_000, device="cpu",
-                           elapsed_s=298.0, loss_curve=curve),
+                           elapsed_s=298.0, loss_curve=curve, lm_fingerprint="3f2a9c0d11e4b7a1",
+                           versions={"python": "3.12.3", "torch": "2.13.0"}),
             L.EvaluationRecord(experiment=exp, at=_at(clock + 7 + seed), run=run, bpb=bpb, perplexity=8.5 + bpb,
                                tokenizer="gpt2", samples=[
                                    L.Sample(prompt="Once upon a time", seed=0, text=STORY),

@@ -133,3 +133,21 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(t
     final = L.read(workspace.ledger)
     assert len(final.records) > 20, "the writer should have made progress between kills"
     print(f"{len(final.records)} records written across 100 SIGKILLs; {torn_seen} starts found a torn line")
+
+
+def test_loss_curves_are_thinned_and_steps_without_loss_dropped() -> None:
+    curve = [(0.1 * i, i, None if i % 7 == 0 else 5.0 - 0.001 * i) for i in range(1000)]
+    points = L.loss_points(curve)
+    assert len(points) == L.MAX_LOSS_POINTS and points[-1].step == 999 and points[0].step == 1
+    assert [p.step for p in points] == sorted(p.step for p in points)
+    assert len(L.loss_points(curve[:50])) == 50 - 8
+
+
+def test_compare_with_best_uses_the_seeds_of_both(records: list[L.Record]) -> None:
+    from vibe_research.research.state import compare_with_best
+
+    state = rebuild_state(records)
+    comparison = compare_with_best(state, "0002-n-gram-teacher", "bpb")
+    assert comparison is not None and comparison.bpb is not None and comparison.bpb.n_best == 3
+    assert comparison.bpb.diff == pytest.approx(0.025)
+    assert compare_with_best(state, "0001-wider-model", "both") is None

@@ -52,6 +52,8 @@ class ProposalRecord(_Record):
     expected_effect: str = ""
     risk: str = ""
     source: Literal["baseline", "llm", "offline", "manual", "rerun"] = "llm"
+    move: str | None = Field(default=None, description="the offline planner's move key, so it is never repeated")
+    entry: str = "experiments/train.py"
     idea: str = Field(default="", description="the pick or the researcher's own idea it answers")
     diff: str = ""
     commit: str | None = None
@@ -87,6 +89,21 @@ class RunEndRecord(_Record):
     elapsed_s: float | None = None
     loss_curve: list[LossPoint] = Field(default_factory=list)
     log_tail: str = ""
+    lm_fingerprint: str | None = Field(default=None, description="of vibe_research.lm, the evaluator that measured it")
+    versions: dict[str, str] = Field(default_factory=dict, description="python, torch, ... the run used")
+
+
+MAX_LOSS_POINTS = 200  # per run: a readable curve, and a ledger line of a few kilobytes
+
+
+def loss_points(curve: list[tuple[float, int, float | None]], limit: int = MAX_LOSS_POINTS) -> list[LossPoint]:
+    """(elapsed_s, step, loss) triples as the runner reports them, thinned evenly to `limit` points;
+    steps that reported no loss are dropped. The last point is always kept."""
+    points = [LossPoint(elapsed_s=t, step=step, loss=loss) for t, step, loss in curve if loss is not None]
+    if len(points) <= limit:
+        return points
+    stride = len(points) / (limit - 1)
+    return [points[int(i * stride)] for i in range(limit - 1)] + [points[-1]]
 
 
 class Sample(BaseModel):
@@ -171,6 +188,7 @@ class Suggestion(BaseModel):
     expected_effect: str = ""
     cost_minutes: float | None = None
     risk: str = ""
+    move: str | None = Field(default=None, description="the offline planner's move key")
 
 
 class SuggestionsRecord(_Record):

@@ -194,9 +194,26 @@ def _runs_block(experiment: ExperimentState) -> str:
             _num(evaluation.perplexity if evaluation else None, 2), _judge_mean(run), outcome,
         ])
     table = _table(["run", "seed", "steps", "tokens", "tokens/s", "bpb", "perplexity", "judge", "outcome"], rows)
+    provenance = _provenance(experiment)
+    if provenance:
+        table += f"\n\n{provenance}"
     if has_loss_curves(experiment):
         table += f"\n\n![loss curves](../figures/{loss_figure_name(experiment.id)})"
     return table
+
+
+def _provenance(experiment: ExperimentState) -> str:
+    """Where the numbers came from: device, library versions and the evaluator's fingerprint."""
+    ends = [run.end for run in experiment.runs.values() if run.end]
+    facts: dict[str, set[str]] = {}
+    for end in ends:
+        for label, value in (("device", end.device), ("lm fingerprint", end.lm_fingerprint), *end.versions.items()):
+            if value:
+                facts.setdefault(label, set()).add(value)
+    budgets = {f"{run.start.budget_s:g} s" for run in experiment.runs.values() if run.start}
+    if budgets:
+        facts["budget"] = budgets
+    return " · ".join(f"{label} {', '.join(sorted(values))}" for label, values in facts.items())
 
 
 def _difference_line(difference: Difference | None, unit: str) -> str:

@@ -21,7 +21,7 @@ from vibe_research.research.ledger import (
     RunStartRecord,
     SuggestionsRecord,
 )
-from vibe_research.research.stats import Summary, summarize
+from vibe_research.research.stats import Comparison, Objective, Summary, compare, summarize
 
 OK_OUTCOME = "ok"
 
@@ -166,6 +166,16 @@ def rebuild_state(records: list[Record]) -> ResearchState:
                 kept_order.append(record.experiment)
     state.best = kept_order[-1] if kept_order else None
     return state
+
+
+def compare_with_best(state: ResearchState, experiment: str, objective: Objective,
+                      confidence: float = 0.95) -> Comparison | None:
+    """The experiment's seeds against the current best's; None when it is the best or there is none."""
+    best = state.best_experiment
+    if best is None or best.id == experiment:
+        return None
+    candidate = state.experiments[experiment]
+    return compare(objective, candidate.bpbs, best.bpbs, candidate.judge_scores, best.judge_scores, confidence)
 
 
 class LeaderboardRow(BaseModel):
