@@ -14,7 +14,7 @@ from vibe_research.research.blocks import block, remove_stale_temps, replace_blo
 from vibe_research.research.figures import PROGRESS_FIGURE, has_loss_curves, loss_figure_name
 from vibe_research.research.ledger import Sample
 from vibe_research.research.state import ExperimentState, ResearchState, RunState, leaderboard
-from vibe_research.research.stats import Difference, Summary
+from vibe_research.research.stats import Difference, Summary, p_text
 from vibe_research.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _num(value: float | int | None, digits: int = 3) -> str:
         return "–"
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:.{digits}f}"
+    return f"{value:,.{digits}f}"
 
 
 def _summary(summary: Summary | None, digits: int = 3) -> str:
@@ -223,7 +223,7 @@ def _difference_line(difference: Difference | None, unit: str) -> str:
         return f"- {unit}: {difference.diff:+.4f} (one seed on each side: no interval)"
     return (f"- {unit}: {difference.diff:+.4f}, {difference.confidence:.0%} interval "
             f"[{difference.low:+.4f}, {difference.high:+.4f}], Welch t-test, n={difference.n_candidate} vs "
-            f"{difference.n_best}, p={difference.p_value:.3g} → {difference.verdict}")
+            f"{difference.n_best}, {p_text(difference.p_value)} → {difference.verdict}")
 
 
 def _statistics_block(state: ResearchState, experiment: ExperimentState) -> str:

@@ -184,6 +184,12 @@ def _direction(low: float, high: float, lower_is_better: bool) -> Verdict:
     return "inconclusive"
 
 
+def p_text(p_value: float | None) -> str:
+    if p_value is None:
+        return "p n/a"
+    return "p<0.0001" if p_value < 1e-4 else f"p={p_value:.3g}"
+
+
 def describe(difference: Difference) -> str:
     """One phrase naming the difference, its interval, the test and n (for verdicts and notes)."""
     level = f"{difference.confidence:.0%}"
@@ -191,7 +197,7 @@ def describe(difference: Difference) -> str:
     if difference.low is None or difference.high is None:
         return f"{difference.metric} {difference.diff:+.4f} (no interval: one seed on each side, {sizes})"
     return (f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
-            f"(Welch t-test, {sizes}, p={difference.p_value:.3g})")
+            f"(Welch t-test, {sizes}, {p_text(difference.p_value)})")
 
 
 def combine(objective: Objective, bpb: Difference | None, judge: Difference | None) -> Comparison:
