@@ -6,6 +6,7 @@ import pytest
 
 from vibe_research.llm.config_block import read_config
 from vibe_research.llm.context import ResearchContext
+from vibe_research.llm.moves import measured_settings
 from vibe_research.llm.planner import OfflinePlanner, rank
 from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.lm.errors import UserError
@@ -35,14 +36,15 @@ def test_ten_rounds_against_a_growing_history_never_repeat(root):
     planner, history, seen = OfflinePlanner(), [], set()
     for round_number in range(10):
         proposal = planner.propose(_context(root, history))
-        assert proposal.move and proposal.move.partition(":")[2] not in seen, f"round {round_number} repeats {proposal.move}"
-        seen.add(proposal.move.partition(":")[2])
+        reached = measured_settings(proposal.move or "")[0]
+        assert proposal.move and reached not in seen, f"round {round_number} repeats {proposal.move}"
+        seen.update(measured_settings(proposal.move))
         applied = apply_edits(root, proposal.edits)
         delta = -0.01 if "/up" in proposal.move or "distill" in proposal.move else 0.004
         if delta > 0:
             applied.revert()
         history.append(Tried(title=proposal.title, verdict="better" if delta < 0 else "worse", move=proposal.move, delta_bpb=delta))
-    assert len(seen) == 10
+    assert len({item.move for item in history}) == 10
     assert read_config((root / "experiments" / "train.py").read_text())["distill_steps"].value > 0
 
 
@@ -56,21 +58,33 @@ def test_first_proposal_edits_one_config_line_of_the_template(root):
 
 def test_gains_seen_so_far_reorder_the_moves(root):
     before = [move.key for move in rank(_context(root, []))]
-    history = [Tried(title="Raise lr", verdict="better", move="lr/up:lr=0.008", delta_bpb=-0.05)]
-    after = rank(_context(root, history))
-    assert before[0] != "lr/up:lr=0.004" and after[0].key == "lr/up:lr=0.004"
-    lower = [Tried(title="Lower lr", verdict="worse", move="lr/down:lr=0.0005", delta_bpb=0.05)]
-    assert all(not move.key.startswith("lr/down") for move in rank(_context(root, lower))[:10])
+    history = [Tried(title="Raise lr", verdict="better", move="lr/up:lr=0.001->0.002", delta_bpb=-0.05)]
+    after = [move.key for move in rank(_context(root, history))]
+    assert before[0] != "lr/up:lr=0.002->0.004" and after[0] == "lr/up:lr=0.002->0.004"
+    assert "lr/down:lr=0.002->0.001" in before and "lr/down:lr=0.002->0.001" not in after
+    shallower = [Tried(title="Fewer layers", verdict="worse", move="depth/down:n_layer=5->4", delta_bpb=0.05)]
+    penalised = [move.key for move in rank(_context(root, shallower))]
+    assert penalised.index("depth/down:n_layer=4->3") > before.index("depth/down:n_layer=4->3")
+    assert penalised[-1] == "depth/down:n_layer=4->3"
 
 
 def test_a_setting_reached_from_either_direction_is_not_proposed_again(root):
-    history = [Tried(title="lr 0.004", verdict="worse", move="lr/down:lr=0.004", delta_bpb=0.01)]
+    history = [Tried(title="lr 0.004", verdict="worse", move="lr/down:lr=0.008->0.004", delta_bpb=0.01)]
     assert "lr=0.004" not in {move.identity for move in rank(_context(root, history))}
 
 
+def test_the_setting_a_kept_move_left_is_not_proposed_again(root):
+    train = root / "experiments" / "train.py"
+    train.write_text(train.read_text().replace('"n_embd": 192,', '"n_embd": 256,'))
+    history = [Tried(title="Wider", verdict="better", move="width/up:n_embd=192->256", delta_bpb=-0.02)]
+    keys = {move.key for move in rank(_context(root, history))}
+    assert "width/up:n_embd=256->336" in keys and not any(key.startswith("width/down") for key in keys)
+
+
 def test_pick_and_own_idea_are_honoured(root):
-    pick = Suggestion(title="Switch MLP", idea="swiglu", why="w", expected_effect="e", cost_minutes=15, risk="low", move="act/swiglu:mlp=swiglu")
-    assert OfflinePlanner().propose(_context(root, [], pick=pick)).move == "act/swiglu:mlp=swiglu"
+    pick = Suggestion(title="Switch MLP", idea="swiglu", why="w", expected_effect="e", cost_minutes=15, risk="low",
+                      move="act/swiglu:mlp=gelu->swiglu")
+    assert OfflinePlanner().propose(_context(root, [], pick=pick)).move == "act/swiglu:mlp=gelu->swiglu"
 
     by_words = OfflinePlanner().propose(_context(root, [], idea="let's try a deeper model"))
     assert by_words.move is not None and by_words.move.startswith("depth/")
@@ -90,14 +104,14 @@ def test_suggestions_are_the_top_moves_with_costs(root):
 
 def test_width_moves_keep_heads_dividing_the_width(root):
     moves = {move.key for move in rank(_context(root, []))}
-    assert {"width/up:n_embd=256", "width/down:n_embd=144"} <= moves  # 192 * 4/3 and 192 * 3/4, multiples of 16
+    assert {"width/up:n_embd=192->256", "width/down:n_embd=192->144"} <= moves  # 192 * 4/3 and 192 * 3/4, multiples of 16
 
 
 def test_choices_come_from_the_config_comment(root):
     config = read_config(TEMPLATE.read_text())
     assert config["mlp"].choices() == ["gelu", "swiglu", "relu2"]
     keys = {move.key for move in rank(_context(root, []))}
-    assert {"act/swiglu:mlp=swiglu", "act/relu2:mlp=relu2", "pos/learned:positions=learned"} <= keys
+    assert {"act/swiglu:mlp=gelu->swiglu", "act/relu2:mlp=gelu->relu2", "pos/learned:positions=rope->learned"} <= keys
 
 
 def test_ngram_sweep_and_fusion_are_run_only_moves(root):
@@ -119,7 +133,7 @@ def test_distillation_knobs_open_once_distillation_is_on(root):
 
 
 def test_inconclusive_result_ranks_a_seed_check_first(root):
-    history = [Tried(title="Raise lr", verdict="inconclusive", move="lr/up:lr=0.004", delta_bpb=-0.002)]
+    history = [Tried(title="Raise lr", verdict="inconclusive", move="lr/up:lr=0.002->0.004", delta_bpb=-0.002)]
     assert rank(_context(root, history))[0].family == "seeds"
 
 

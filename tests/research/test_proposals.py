@@ -157,7 +157,7 @@ def test_two_failures_record_a_failed_proposal_and_leave_the_files_alone(server,
 def test_offline_planner_goes_through_the_same_path(root):
     outcome = propose_and_apply(OfflinePlanner(), _context(root), root, Smoke(root))
 
-    assert outcome.ok and outcome.proposal.move == "lr/up:lr=0.004"
+    assert outcome.ok and outcome.proposal.move == "lr/up:lr=0.002->0.004"
     assert '"lr": 0.004,  # peak learning rate' in _train(root)
 
 

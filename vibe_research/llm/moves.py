@@ -5,8 +5,10 @@ n-gram teacher, seed-variance checks) and from what is known to work for small f
 (wider before deeper, bf16 and compile, SwiGLU or ReLU^2, RMSNorm, RoPE, Muon). Each move has
 a prior: the bpb improvement guessed before any evidence, used only to order untried moves.
 
-A move's key is `family/variant:assignment`; the assignment (e.g. `lr=0.002`) is its identity,
-so the same setting is never proposed twice, whatever direction reached it.
+A move's key is `family/variant:assignment`. A change of one knob reads `lr=0.002->0.004`: its
+identity is the setting it reaches (`lr=0.004`), and once tried both settings count as measured,
+so neither is proposed again, whatever direction would reach it. Run-only moves (sweeps of other
+entries, seed checks) are identified by their whole assignment.
 """
 
 import hashlib
@@ -46,7 +48,15 @@ class Move:
 
     @property
     def identity(self) -> str:
-        return self.key.partition(":")[2]
+        return measured_settings(self.key)[0]
+
+
+def measured_settings(key: str) -> list[str]:
+    """The settings a move measures: what it reaches, then (for a knob change) where it started."""
+    assignment = key.partition(":")[2]
+    name, _, values = assignment.partition("=")
+    start, arrow, target = values.partition("->")
+    return [f"{name}={target}", f"{name}={start}"] if arrow else [assignment]
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,7 @@ def _sweep_moves(sweep: Sweep, config: dict[str, ConfigLine], context: ResearchC
             continue
         verb = "Raise" if direction == "up" else "Lower"
         moves.append(Move(
-            key=f"{sweep.family}/{direction}:{line.key}={_plain(value)}",
+            key=f"{sweep.family}/{direction}:{line.key}={_plain(line.value)}->{_plain(value)}",
             title=f"{verb} {sweep.label}: {line.key} {literal(line.value)} -> {literal(value)}",
             idea=f"set {line.key} = {literal(value)} in {TRAIN} (now {literal(line.value)})",
             hypothesis=_hypothesis(line, value, context),
@@ -214,7 +224,7 @@ def _switch_moves(switch: Switch, config: dict[str, ConfigLine], context: Resear
     options = line.choices() or [v for v in switch.options if type(v) is type(line.value)]
     return [
         Move(
-            key=f"{switch.family}/{_plain(value)}:{line.key}={_plain(value)}",
+            key=f"{switch.family}/{_plain(value)}:{line.key}={_plain(line.value)}->{_plain(value)}",
             title=f"Switch {switch.label}: {line.key} {literal(line.value)} -> {literal(value)}",
             idea=f"set {line.key} = {literal(value)} in {TRAIN} (now {literal(line.value)})",
             hypothesis=_hypothesis(line, value, context),

@@ -1,7 +1,7 @@
 """The offline planner: the proposer that needs no LLM.
 
 It instantiates the move catalogue against the current experiments/ files, drops every move
-whose setting the history shows as tried, and ranks the rest: a move's prior, plus what its
+whose setting the history shows as measured, and ranks the rest: a move's prior, plus what its
 direction (e.g. `lr/up`) gained when tried before, plus half of what its family gained.
 The researcher's pick (a move key) or own idea (matched by keywords) comes first.
 """
@@ -12,7 +12,7 @@ from collections import defaultdict
 from statistics import mean
 
 from vibe_research.llm.context import ResearchContext
-from vibe_research.llm.moves import Move, catalogue
+from vibe_research.llm.moves import Move, catalogue, measured_settings
 from vibe_research.llm.schemas import Proposal, Suggestion, Suggestions, Tried
 from vibe_research.lm.errors import UserError
 
@@ -63,14 +63,10 @@ class OfflinePlanner:
 
 def rank(context: ResearchContext) -> list[Move]:
     """Untried moves, best first; ties keep catalogue order."""
-    tried = {_identity(item.move) for item in context.history if item.move}
+    tried = {setting for item in context.history if item.move for setting in measured_settings(item.move)}
     gains = _gains(context.history)
     fresh = [move for move in catalogue(context) if move.identity not in tried]
     return sorted(fresh, key=lambda move: -_score(move, gains))
-
-
-def _identity(key: str) -> str:
-    return key.partition(":")[2]
 
 
 def _gains(history: list[Tried]) -> dict[str, list[float]]:
