@@ -112,6 +112,8 @@ def test_choices_come_from_the_config_comment(root):
     assert config["mlp"].choices() == ["gelu", "swiglu", "relu2"]
     keys = {move.key for move in rank(_context(root, []))}
     assert {"act/swiglu:mlp=gelu->swiglu", "act/relu2:mlp=gelu->relu2", "pos/learned:positions=rope->learned"} <= keys
+    vocab = {move.key: move for move in rank(_context(root, []))}["vocab/bpe-2048:tokenizer=bpe:4096->bpe:2048"]
+    assert (vocab.variant, vocab.identity) == ("vocab/bpe-2048", "tokenizer=bpe:2048")
 
 
 def test_ngram_sweep_and_fusion_are_run_only_moves(root):

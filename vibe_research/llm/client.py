@@ -122,9 +122,9 @@ class LLMClient:
     def _call(self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, attempt: int) -> str:
         import openai
 
-        self._check_budget(messages, model)
         mode = self._mode
         sent = messages if mode == "json_schema" else with_schema_instruction(messages, model_cls)
+        self._check_budget(sent, model)
         started = time.monotonic()
         try:
             response = self._client().chat.completions.create(**self._request(sent, model_cls, model, mode))

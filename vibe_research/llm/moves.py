@@ -224,7 +224,8 @@ def _switch_moves(switch: Switch, config: dict[str, ConfigLine], context: Resear
     options = line.choices() or [v for v in switch.options if type(v) is type(line.value)]
     return [
         Move(
-            key=f"{switch.family}/{_plain(value)}:{line.key}={_plain(line.value)}->{_plain(value)}",
+            # The variant must not hold the ':' that ends it (tokenizer specs like bpe:2048 do).
+            key=f"{switch.family}/{_plain(value).replace(':', '-')}:{line.key}={_plain(line.value)}->{_plain(value)}",
             title=f"Switch {switch.label}: {line.key} {literal(line.value)} -> {literal(value)}",
             idea=f"set {line.key} = {literal(value)} in {TRAIN} (now {literal(line.value)})",
             hypothesis=_hypothesis(line, value, context),
