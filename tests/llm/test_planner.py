@@ -107,6 +107,13 @@ def test_width_moves_keep_heads_dividing_the_width(root):
     assert {"width/up:n_embd=192->256", "width/down:n_embd=192->144"} <= moves  # 192 * 4/3 and 192 * 3/4, multiples of 16
 
 
+def test_a_zero_knob_starts_at_its_first_value_and_only_goes_up(root):
+    train = root / "experiments" / "train.py"
+    train.write_text(train.read_text().replace('"warmup_steps": 50,', '"warmup_steps": 0,'))
+    warmup = [move.key for move in rank(_context(root, [])) if move.family == "warmup"]
+    assert warmup == ["warmup/up:warmup_steps=0->100"]
+
+
 def test_choices_come_from_the_config_comment(root):
     config = read_config(TEMPLATE.read_text())
     assert config["mlp"].choices() == ["gelu", "swiglu", "relu2"]

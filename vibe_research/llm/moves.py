@@ -198,7 +198,9 @@ def _stepped(sweep: Sweep, line: ConfigLine, config: dict[str, ConfigLine], dire
         return None
     start, low, high = limits
     if current == 0:
-        value: float = start if direction == "up" else -1.0
+        if direction == "down":
+            return None
+        value: float = start
     elif sweep.factor == 1:
         value = current + (1 if direction == "up" else -1)
     else:
