@@ -33,7 +33,7 @@ def make_workspace(root: Path, cache_template: Path) -> Path:
     (root / "notes" / "README.md").write_text("# research log\n")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    (root / "vibe-research.toml").write_text("[train]\nbudget_s = 5\n")
+    (root / "vibe-research.toml").write_text("[train]\nbudget_s = 5\n\n[judge]\nsamples_per_run = 1\n")
     (root / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")
     shutil.copytree(cache_template, root / ".vibe" / "cache")
     return root

@@ -4,13 +4,16 @@ token cache, trained in "steps" so it emits real progress events. Used by the ru
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from vibe_research.lm.events import emit
 from vibe_research.lm.experiment import parse_args
 from vibe_research.lm.tokens import open_split
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG = {
     "tokenizer": "bytes",  # token cache spec
@@ -22,11 +25,13 @@ CONFIG = {
 
 class Bigram:
     def __init__(self, counts: np.ndarray, tokenizer: str) -> None:
+        import torch  # only the evaluator needs it; training stays light
+
         table = torch.from_numpy(counts + 1.0).float()
         self.logp = torch.log_softmax(table.log(), dim=-1)  # [V, V]: log p(next | current)
         self.vocab_size, self.tokenizer, self.context_length = counts.shape[0], tokenizer, 1024
 
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+    def logprobs(self, tokens: "torch.Tensor") -> "torch.Tensor":
         return self.logp[tokens]
 
 
