@@ -33,6 +33,7 @@ class Scripted:
     delay_s: float = 0.0
     usage: dict[str, int] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"  # "length": the reply was cut at max_tokens
 
 
 class ScriptedOpenAIServer:
@@ -58,8 +59,10 @@ class ScriptedOpenAIServer:
     def reply_json(self, obj: Any, *, delay_s: float = 0.0, usage: dict[str, int] | None = None) -> None:
         self.reply_text(json.dumps(obj), delay_s=delay_s, usage=usage)
 
-    def reply_text(self, text: str, *, delay_s: float = 0.0, usage: dict[str, int] | None = None) -> None:
-        self._push(Scripted(200, content=text, delay_s=delay_s, usage=usage))
+    def reply_text(
+        self, text: str, *, delay_s: float = 0.0, usage: dict[str, int] | None = None, finish_reason: str = "stop"
+    ) -> None:
+        self._push(Scripted(200, content=text, delay_s=delay_s, usage=usage, finish_reason=finish_reason))
 
     def fail(self, status: int, message: str = "scripted failure", *, delay_s: float = 0.0, headers: dict[str, str] | None = None) -> None:
         self._push(Scripted(status, error=message, delay_s=delay_s, headers=headers or {}))
@@ -98,7 +101,7 @@ def completion(body: dict[str, Any], item: Scripted) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", MODELS[0]),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": item.finish_reason}],
         "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
     }
 

@@ -64,6 +64,16 @@ def test_malformed_json_gets_one_repair_round_quoting_the_error(server, fast_set
     assert "Invalid JSON" in repair[3]["content"] and "could not be used" in repair[3]["content"]
 
 
+def test_reply_cut_at_the_token_cap_is_repaired_and_the_cap_named(server, fast_settings, tmp_path, caplog):
+    server.reply_text(json.dumps(GOOD)[:120], finish_reason="length")
+    server.reply_json(GOOD)
+    client = LLMClient(fast_settings(), tmp_path / "calls.jsonl")
+
+    assert client.structured(MESSAGES, Proposal, "test-model").title == GOOD["title"]
+    assert "stopped at llm.max_output_tokens = 256" in caplog.text
+    assert "EOF while parsing" in server.requests[1]["messages"][-1]["content"]
+
+
 def test_schema_violation_is_repaired_with_the_field_named(server, fast_settings, tmp_path):
     server.reply_json(GOOD | {"risk": "extreme"})
     server.reply_json(GOOD)

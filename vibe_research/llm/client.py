@@ -137,6 +137,8 @@ class LLMClient:
             raise self._classify(exc, model) from exc
         content = (response.choices[0].message.content or "") if response.choices else ""
         self._record(model, model_cls, mode, attempt, sent, content, None, started, response.usage)
+        if response.choices and response.choices[0].finish_reason == "length":
+            log.warning("%s stopped at llm.max_output_tokens = %d; raise it if replies come back cut off", model, self.settings.max_output_tokens)
         return content
 
     def _request(self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, mode: Mode) -> dict[str, Any]:
