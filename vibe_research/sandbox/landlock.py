@@ -84,8 +84,8 @@ def _check(result: int, what: str) -> int:
 def _add_path(libc: ctypes.CDLL, ruleset: int, path: Path, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return  # a grant for something absent on this machine (e.g. /lib32) changes nothing
+    except (FileNotFoundError, PermissionError):
+        return  # absent here (e.g. /lib32) or closed to this user anyway: the grant changes nothing
     try:
         if not path.is_dir():
             rights &= _FILE_RIGHTS
