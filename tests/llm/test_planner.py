@@ -1,5 +1,7 @@
 """The offline planner against the real template trainer and a growing history."""
 
+import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,27 @@ def test_ten_rounds_against_a_growing_history_never_repeat(root):
         history.append(Tried(title=proposal.title, verdict="better" if delta < 0 else "worse", move=proposal.move, delta_bpb=delta))
     assert len({item.move for item in history}) == 10
     assert read_config((root / "experiments" / "train.py").read_text())["distill_steps"].value > 0
+
+
+def test_every_move_on_the_real_trainer_passes_its_own_config_check(root):
+    """The planner's edits are exact on the template and give values its check_config accepts."""
+    spec = importlib.util.spec_from_file_location("template_train", TEMPLATE)
+    trainer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trainer)
+    moves = [move for move in rank(_context(root, [])) if move.edits]
+    assert len(moves) > 25
+    for move in moves:
+        applied = apply_edits(root, move.edits)
+        config = _literal_config((root / "experiments" / "train.py").read_text())
+        trainer.check_config(config)
+        name, value = move.identity.split("=")
+        assert str(config[name]).lower() == value.lower() or config[name] == float(value), move.key
+        applied.revert()
+
+
+def _literal_config(source: str) -> dict:
+    assign = next(n for n in ast.parse(source).body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "CONFIG")
+    return ast.literal_eval(assign.value)
 
 
 def test_first_proposal_edits_one_config_line_of_the_template(root):
