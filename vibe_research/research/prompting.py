@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 RECENT_PAGES = 3
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".json", ".txt", ".cfg", ".yaml", ".yml"}
-ENTRY = "experiments/train.py"
 
 
 @dataclass
@@ -60,17 +59,18 @@ def proposal_context(
     best_run: str | None = None,
 ) -> ResearchContext:
     """What a proposer needs to propose the next experiment."""
-    seeds = [settings.train.first_seed + i for i in range(settings.train.runs_per_proposal)]
-    direction = _direction(pick, idea)
-    extra = {"direction": direction, "seeds": ", ".join(map(str, seeds))}
-    return _context(workspace, settings, history, "propose.md", extra, pick=pick, idea=idea, best_run=best_run, seeds=seeds)
+    extra = {"direction": _direction(pick, idea), "seeds": ", ".join(map(str, _seeds(settings)))}
+    return _context(workspace, settings, history, "propose.md", extra, pick=pick, idea=idea, best_run=best_run)
 
 
 def suggestion_context(workspace: Workspace, settings: Settings, history: list[Tried], best_run: str | None = None) -> ResearchContext:
     """What a proposer needs to offer the next two or three steps."""
-    seeds = [settings.train.first_seed + i for i in range(settings.train.runs_per_proposal)]
     extra = {"run_minutes": f"{settings.train.budget_s / 60:g}"}
-    return _context(workspace, settings, history, "suggest.md", extra, pick=None, idea=None, best_run=best_run, seeds=seeds)
+    return _context(workspace, settings, history, "suggest.md", extra, pick=None, idea=None, best_run=best_run)
+
+
+def _seeds(settings: Settings) -> list[int]:
+    return [settings.train.first_seed + i for i in range(settings.train.runs_per_proposal)]
 
 
 def _context(
@@ -83,19 +83,18 @@ def _context(
     pick: Suggestion | None,
     idea: str | None,
     best_run: str | None,
-    seeds: list[int],
 ) -> ResearchContext:
     files = read_experiment_files(workspace)
     parts = _Parts(
         readme=_read(workspace.notes / "README.md") or "(no notes yet: the workspace has just been created)",
         pages=_recent_pages(workspace.experiments_pages),
         tried=[item.line() for item in history],
-        files=sorted(files.items(), key=lambda item: (item[0] != ENTRY, item[0])),
+        files=sorted(files.items(), key=lambda item: (item[0] != settings.train.entry, item[0])),
     )
     system = render("system.md", question=settings.research.question, budget_s=f"{settings.train.budget_s:g}")
     messages = fit_prompt(system, template, parts, extra, settings.llm.prompt_token_budget)
     return ResearchContext(
-        messages=messages, files=files, history=history, seeds=seeds,
+        messages=messages, files=files, history=history, seeds=_seeds(settings),
         budget_s=settings.train.budget_s, best_run=best_run, pick=pick, idea=idea,
     )
 
