@@ -7,13 +7,13 @@ file compiles. Only then are the files replaced, each by an atomic rename.
 """
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from vibe_research.llm.schemas import Edit
+from vibe_research.lm.atomic import atomic_path
 from vibe_research.lm.errors import UserError
 
 Match = Literal["exact", "whitespace", "new file"]
@@ -165,14 +165,8 @@ def _write_all(texts: dict[Path, str], originals: dict[Path, str | None]) -> Non
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` by a rename, so a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        # mkstemp creates 0600; keep the old file's mode, or the usual one for a new file.
-        os.chmod(tmp, path.stat().st_mode if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # The temp file is created 0600; keep the old file's mode, or the usual one for a new file.
+    mode = path.stat().st_mode if path.exists() else 0o644
+    with atomic_path(path) as temp:
+        temp.write_text(text, encoding="utf-8", newline="")
+        os.chmod(temp, mode)
