@@ -222,7 +222,7 @@ def _offline_unless_reachable() -> None:
     try:
         socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=HUB_PROBE_TIMEOUT_S).close()
     except OSError:
-        log.info("%s does not answer; reading the datasets cache only", endpoint.hostname)
+        log.debug("%s does not answer; reading the datasets cache only", endpoint.hostname)
         os.environ["HF_HUB_OFFLINE"] = "1"
 
 
