@@ -104,3 +104,13 @@ def test_render_from_ledger_and_export(tmp_path: Path, records: list[L.Record]) 
     assert "<!-- vibe:" not in exported and exported.count("\n---\n") == 3
     assert "## 0001 · Wider model" in exported and "](figures/0001-wider-model-loss.png)" in exported
     assert strip_markers("a\n<!-- vibe:begin x -->\nb\n<!-- vibe:end x -->\n") == "a\n\nb\n\n"
+
+
+def test_an_undecided_experiment_shows_how_it_stands_against_the_best(tmp_path: Path, records: list[L.Record]) -> None:
+    undecided = [r for r in records if not (r.experiment == "0002-n-gram-teacher" and r.kind in ("decision", "pick", "note"))]
+    workspace = Workspace(tmp_path)
+    render_notes(workspace, rebuild_state(undecided), QUESTION)
+    page = (workspace.experiments_pages / "0002-n-gram-teacher.md").read_text()
+    assert "Not decided yet; so far, against the current best, [0001-wider-model](0001-wider-model.md)" in page
+    assert "1 run(s) were interrupted; `vibe-research continue` offers to rerun them" in page
+    assert "interrupted" in (workspace.notes / "README.md").read_text()

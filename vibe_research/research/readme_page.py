@@ -1,0 +1,85 @@
+"""The blocks of notes/README.md: the question, the current best, the leaderboard, the timeline."""
+
+from vibe_research.research.figures import PROGRESS_FIGURE
+from vibe_research.research.markdown import interval, num, page_link, short_commit, table, verdict_word
+from vibe_research.research.state import ExperimentState, ResearchState, leaderboard
+
+
+def _best_block(state: ResearchState) -> str:
+    best = state.best_experiment
+    if best is None:
+        return "_No best yet: the first `vibe-research continue` measures the baseline._"
+    rows = {row.experiment: row for row in leaderboard(state)}
+    row = rows[best.id]
+    perplexities = [run.evaluation.perplexity for run in best.measured_runs if run.evaluation]
+    tokenizers = sorted({run.evaluation.tokenizer for run in best.measured_runs if run.evaluation})
+    decision = best.decision
+    lines = [
+        f"**{best.title}** ({page_link(best.id)}), commit {short_commit(best.proposal.commit if best.proposal else None)}"
+        + (f", tag `{decision.tag}`" if decision and decision.tag else ""),
+        "",
+        f"- validation bits per byte: **{interval(row.bpb, 4)}** (mean over {row.runs} seeds, 95% t interval)",
+        f"- perplexity: {num(sum(perplexities) / len(perplexities), 2) if perplexities else '–'}"
+        + (f" per {', '.join(tokenizers)} token" if tokenizers else ""),
+        f"- judge score: {interval(row.judge, 2)} (1 to 10)",
+    ]
+    overrides = _overrides(best)
+    lines.append(f"- config: {overrides}" if overrides else "- config: the defaults of experiments/ at that commit")
+    return "\n".join(lines)
+
+
+def _overrides(experiment: ExperimentState) -> str:
+    seen = {tuple(sorted(run.start.overrides.items())) for run in experiment.runs.values() if run.start}
+    pairs = sorted({pair for overrides in seen for pair in overrides})
+    return ", ".join(f"`{key}={value}`" for key, value in pairs)
+
+
+def _leaderboard_block(state: ResearchState) -> str:
+    rows = leaderboard(state)
+    if not rows:
+        return "_Nothing measured yet._"
+    body = [[
+        str(row.rank), ("★ " if row.best else "") + page_link(row.experiment), row.title,
+        interval(row.bpb, 4), interval(row.judge, 2),
+        f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
+        verdict_word(state.experiments[row.experiment]),
+    ] for row in rows]
+    board = table(["#", "experiment", "title", "bpb (95% CI)", "judge (95% CI)", "win rate", "seeds", "verdict"], body)
+    measured = any(row.bpb for row in rows)
+    return f"{board}\n\n![progress over experiments](figures/{PROGRESS_FIGURE})" if measured else board
+
+
+def _timeline_block(state: ResearchState) -> str:
+    if not state.experiments:
+        return "_No experiments yet._"
+    lines = []
+    for experiment in state.experiments.values():
+        first = experiment.proposal.at if experiment.proposal else None
+        when = first.strftime("%Y-%m-%d %H:%M") if first else "????"
+        bpb = experiment.bpbs
+        measured = f", bpb {sum(bpb) / len(bpb):.4f} over {len(bpb)} seeds" if bpb else ""
+        lines.append(f"- {when} · {page_link(experiment.id)} **{experiment.title}**: {verdict_word(experiment)}{measured}")
+        if experiment.interrupted_runs:
+            lines.append(f"  - interrupted: {', '.join(run.run for run in experiment.interrupted_runs)}")
+        if experiment.pick:
+            lines.append(f"  - next: {_pick_text(experiment)}")
+    return "\n".join(lines)
+
+
+def _pick_text(experiment: ExperimentState) -> str:
+    pick = experiment.pick
+    if pick is None:
+        return ""
+    who = "picked automatically" if pick.by == "auto" else "the researcher picked"
+    if pick.choice is None:
+        return f"the researcher's own idea: \"{pick.idea}\""
+    return f"{who} #{pick.choice}, {pick.title}"
+
+
+def readme_blocks(state: ResearchState, question: str) -> dict[str, str]:
+    return {
+        "question": f"> {question}",
+        "best": _best_block(state),
+        "leaderboard": _leaderboard_block(state),
+        "timeline": _timeline_block(state),
+    }
