@@ -54,7 +54,7 @@ class NgramMeta(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Counts:
+class OrderCounts:
     """The unique n-grams of one order n >= 2, from one pass over the stream."""
 
     keys: np.ndarray  # int64[G], sorted: context id * W + word
@@ -129,7 +129,7 @@ class KneserNey:
         stream = _checked_stream(tokens, vocab_size, "build")
         if len(stream) < 2:
             raise UserError(f"an n-gram model needs at least 2 tokens to count, got {len(stream)}")
-        unigram_raw, counts = _count(stream, order, vocab_size, eot)
+        unigram_raw, counts = count_ngrams(stream, order, vocab_size, eot)
         adjusted = _adjusted_counts(unigram_raw, counts, vocab_size + 1)
         discounts = np.array([_discounts(a, discount, n + 1) for n, a in enumerate(adjusted)])
         logp, backoff = _smooth(adjusted, counts, discounts, vocab_size, interpolate)
@@ -369,7 +369,7 @@ def _usable_span(tokens: np.ndarray, eot: int | None) -> np.ndarray:
     return columns + 1 - np.maximum.accumulate(start, axis=1)
 
 
-def _count(stream: np.ndarray, order: int, vocab_size: int, eot: int | None) -> tuple[np.ndarray, list[_Counts]]:
+def count_ngrams(stream: np.ndarray, order: int, vocab_size: int, eot: int | None) -> tuple[np.ndarray, list[OrderCounts]]:
     """Raw unigram counts (int64[W]) and the unique n-grams of orders 2..order."""
     width = vocab_size + 1
     # span[i]: tokens of context the prediction of stream[i] may use (0 for the first token).
@@ -377,13 +377,13 @@ def _count(stream: np.ndarray, order: int, vocab_size: int, eot: int | None) -> 
     unigram_raw = np.bincount(stream[1:], minlength=width).astype(np.int64)
     context = stream if eot is None else np.where(stream == eot, vocab_size, stream)
     ids = stream  # ids[i]: id of the (n-1)-gram ending at i, in predicted form (eot is eot)
-    counts: list[_Counts] = []
+    counts: list[OrderCounts] = []
     for n in range(2, order + 1):
         at = np.flatnonzero(span >= n - 1)
         keys = context[at - 1] * width + stream[at]
         unique, inverse, raw, first = _rank(keys)
         opening = np.bincount(inverse[span[at] == n - 1], minlength=len(unique))
-        counts.append(_Counts(unique, raw, ids[at[first]], opening))
+        counts.append(OrderCounts(unique, raw, ids[at[first]], opening))
         ids = np.full(len(stream), -1, dtype=np.int64)
         ids[at] = inverse
         context = ids
@@ -391,9 +391,18 @@ def _count(stream: np.ndarray, order: int, vocab_size: int, eot: int | None) -> 
 
 
 def _rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """np.unique(keys) with (inverse, counts, index of one occurrence), from one argsort."""
-    perm = np.argsort(keys)
-    ordered = keys[perm]
+    """np.unique(keys) with (inverse, counts, index of one occurrence), from one sort.
+
+    Where key and position fit one int64 together, sorting them packed is an order of magnitude
+    faster than argsort (numpy's SIMD sort covers sort, not argsort, of int64).
+    """
+    position_bits = max(1, (len(keys) - 1).bit_length())
+    if len(keys) and int(keys.max()).bit_length() + position_bits <= 63:
+        packed = np.sort((keys << position_bits) | np.arange(len(keys)))
+        ordered, perm = packed >> position_bits, packed & ((1 << position_bits) - 1)
+    else:
+        perm = np.argsort(keys)
+        ordered = keys[perm]
     new = np.empty(len(keys), dtype=bool)
     new[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
@@ -404,7 +413,7 @@ def _rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return ordered[starts], inverse, raw, perm[starts]
 
 
-def _adjusted_counts(unigram_raw: np.ndarray, counts: list[_Counts], width: int) -> list[np.ndarray]:
+def _adjusted_counts(unigram_raw: np.ndarray, counts: list[OrderCounts], width: int) -> list[np.ndarray]:
     """Kneser-Ney counts per order: raw at the top order and for n-grams opening a story;
     below it, the number of distinct tokens seen just before (continuation counts)."""
     sizes = [width] + [len(c.keys) for c in counts]
@@ -431,7 +440,7 @@ def _discounts(adjusted: np.ndarray, discount: str | float, order: int) -> tuple
 
 
 def _smooth(
-    adjusted: list[np.ndarray], counts: list[_Counts], discounts: np.ndarray, vocab_size: int, interpolate: bool
+    adjusted: list[np.ndarray], counts: list[OrderCounts], discounts: np.ndarray, vocab_size: int, interpolate: bool
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """ln p of every n-gram and ln backoff weight of every context, order by order."""
     unigram = adjusted[0].astype(np.float64)
@@ -471,7 +480,7 @@ def _discount_of(adjusted: np.ndarray, discounts: np.ndarray) -> np.ndarray:
     return table[np.minimum(adjusted, 3)]
 
 
-def _context_counts(unigram_raw: np.ndarray, counts: list[_Counts]) -> list[np.ndarray]:
+def _context_counts(unigram_raw: np.ndarray, counts: list[OrderCounts]) -> list[np.ndarray]:
     """Per order n < N, int64: how often each n-gram occurs as the context of a prediction."""
     sizes = [len(unigram_raw)] + [len(c.keys) for c in counts]
     width = len(unigram_raw)

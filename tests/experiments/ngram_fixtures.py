@@ -1,0 +1,50 @@
+"""Shared by the n-gram, fusion and distillation tests: a real token cache and experiment runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vibe_research
+from vibe_research.lm.corpus import DataSource, load_corpus
+from vibe_research.lm.tokenizer import ensure_tokenizer
+from vibe_research.lm.tokens import prepare_split
+
+TEMPLATES = Path(vibe_research.__file__).parent / "templates" / "experiments"
+
+
+@pytest.fixture(scope="session")
+def bpe_cache(tmp_path_factory: pytest.TempPathFactory, tinystories: Path) -> Path:
+    """A token cache with bpe:4096 trained on the real TinyStories train files, both splits tokenized."""
+    cache = tmp_path_factory.mktemp("cache")
+    source = DataSource(source="files", train=[str(tinystories / "train*.txt")], valid=str(tinystories / "valid.txt"))
+    corpus = load_corpus(source, tinystories)
+    tokenizer = ensure_tokenizer("bpe:4096", cache, corpus.train.fingerprint, corpus.train.texts)
+    for stories in (corpus.train, corpus.valid):
+        prepare_split(stories, tokenizer, cache)
+    return cache
+
+
+def few_valid_stories(tinystories: Path, folder: Path, count: int) -> Path:
+    """The first `count` validation stories as a story file of their own."""
+    text = (tinystories / "valid.txt").read_text(encoding="utf-8")
+    stories = [s.strip() for s in text.split("<|endoftext|>") if s.strip()][:count]
+    path = folder / "valid-few.txt"
+    path.write_text("".join(f"{story}\n<|endoftext|>\n" for story in stories), encoding="utf-8")
+    return path
+
+
+def run_experiment(
+    entry: str, out: Path, cache: Path, budget: float, *overrides: str
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run templates/experiments/<entry> as a user would; return the process and its events."""
+    command = [sys.executable, str(TEMPLATES / entry), "--out", str(out), "--budget", str(budget)]
+    for override in overrides:
+        command += ["--set", override]
+    env = os.environ | {"VIBE_CACHE_DIR": str(cache)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=budget + 120)
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
+    return done, events
