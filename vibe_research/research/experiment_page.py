@@ -21,7 +21,7 @@ def _summary_block(experiment: ExperimentState) -> str:
         return "_No proposal recorded for this experiment._"
     when = proposal.at.strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"**{verdict_word(experiment).capitalize()}** · proposed by {proposal.source} on {when} · "
-             f"commit {short_commit(proposal.commit)}", ""]
+             f"commit {short_commit(proposal.commit)} · trains `{proposal.entry}`", ""]
     if proposal.idea:
         lines += [f"*Prompted by:* {proposal.idea}", ""]
     lines += [f"**Hypothesis.** {proposal.hypothesis}"]

@@ -57,6 +57,7 @@ class ProposalRecord(_Record):
     idea: str = Field(default="", description="the pick or the researcher's own idea it answers")
     diff: str = ""
     commit: str | None = None
+    entry: str = Field(default="experiments/train.py", description="the experiment script its runs train")
     runs: list[PlannedRun] = Field(default_factory=list)
 
 
