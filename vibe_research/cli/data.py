@@ -54,14 +54,15 @@ def prepare(
 def show(as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON.")) -> None:
     """List the token caches that exist, with their sources and counts."""
     from vibe_research.lm.paths import cache_root
-    from vibe_research.lm.tokens import TokenManifest
+    from vibe_research.lm.tokens import read_manifest
 
     cache = cache_root()
     rows = []
-    for manifest_file in sorted((cache / "tokens").glob("*/*/manifest.json")):
-        manifest = TokenManifest.model_validate_json(manifest_file.read_text(encoding="utf-8"))
-        rows.append({**manifest.model_dump(), "path": str(manifest_file.parent), "built": None,
-                     "bytes_per_token": manifest.bytes_per_token})
+    for folder in sorted(path.parent for path in (cache / "tokens").glob("*/*/manifest.json")):
+        manifest = read_manifest(folder)
+        if manifest is not None:  # stale or broken caches are rebuilt by `data prepare`, not listed
+            rows.append({**manifest.model_dump(), "path": str(folder), "built": None,
+                         "bytes_per_token": manifest.bytes_per_token})
     if as_json:
         print(json.dumps({"cache": str(cache), "splits": rows}, indent=2))
         return

@@ -20,6 +20,7 @@ class LanguageModel(Protocol):
         """tokens: LongTensor[B, T] with T <= context_length -> FloatTensor[B, T, V].
 
         Entry [b, t, v] is log p(token t+1 = v | tokens[b, :t+1]): normalised over the whole
-        vocabulary and causal (it must not depend on tokens[b, t+1:]).
+        vocabulary and causal (it must not depend on tokens[b, t+1:]). The tokens arrive on the
+        CPU (move them to your device); the result may be on any device and in any float dtype.
         """
         ...

@@ -217,14 +217,7 @@ def evaluate(
         result.tokenizer_fingerprint, result.valid, result.valid_fingerprint = tokenizer.fingerprint, stream.description, stream.fingerprint
         result.load_s = time.perf_counter() - start
         _run_checks(model, stream.tokens, result)
-        scored = time.perf_counter()
-        totals = score(model, stream.tokens, tokenizer)
-        result.score_s = time.perf_counter() - scored
-        result.bpb, result.perplexity, result.nll_bits = totals.bpb, totals.perplexity, totals.nats / math.log(2)
-        result.tokens, result.bytes, result.stories = totals.tokens, totals.bytes, totals.stories
-        sampled = time.perf_counter()
-        result.samples = story_samples(model, tokenizer, samples, max_tokens) if samples else []
-        result.sample_s = time.perf_counter() - sampled
+        _measure(model, tokenizer, stream.tokens, samples, max_tokens, result)
         result.ok = True
     except ModelRejected as exc:
         result.reason = str(exc)
@@ -232,11 +225,24 @@ def evaluate(
     return result
 
 
+def _measure(model: LanguageModel, tokenizer: Tokenizer, stream: np.ndarray, samples: int, max_tokens: int,
+             result: EvalResult) -> None:
+    """Fill in the scores and samples of a model that passed the contract checks."""
+    started = time.perf_counter()
+    totals = score(model, stream, tokenizer)
+    result.score_s = time.perf_counter() - started
+    result.bpb, result.perplexity, result.nll_bits = totals.bpb, totals.perplexity, totals.nats / math.log(2)
+    result.tokens, result.bytes, result.stories = totals.tokens, totals.bytes, totals.stories
+    started = time.perf_counter()
+    result.samples = story_samples(model, tokenizer, samples, max_tokens) if samples else []
+    result.sample_s = time.perf_counter() - started
+
+
 def _run_checks(model: LanguageModel, stream: np.ndarray, result: EvalResult) -> None:
     import torch
 
     length = min(model.context_length, PROBE_LENGTH, (len(stream) - 1) // PROBE_ROWS)
-    if length < 2:
+    if length < 1:
         raise UserError("the validation stream is too short to probe the model; use more validation stories")
     probe = torch.from_numpy(stream[: PROBE_ROWS * length].reshape(PROBE_ROWS, length).copy())
     result.checks = check_contract(model, probe)

@@ -69,7 +69,7 @@ def open_split(split: Split, tokenizer_spec: str, cache_dir: Path | None = None)
     """The cached stream of `split`; UserError naming `data prepare` when it is missing or broken."""
     check_spec(tokenizer_spec)
     folder = split_dir(split, tokenizer_spec, cache_dir)
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     if manifest is None:
         raise UserError(
             f"no {split} tokens for {tokenizer_spec} in {folder}: run `vibe-research data prepare --tokenizer {tokenizer_spec}`"
@@ -77,7 +77,7 @@ def open_split(split: Split, tokenizer_spec: str, cache_dir: Path | None = None)
     return TokenSplit(folder, manifest, np.memmap(folder / "tokens.bin", dtype=manifest.dtype, mode="r"))
 
 
-def _read_manifest(folder: Path) -> TokenManifest | None:
+def read_manifest(folder: Path) -> TokenManifest | None:
     """The manifest if it exists, is current, and matches the size of tokens.bin; else None."""
     manifest_file, tokens_file = folder / "manifest.json", folder / "tokens.bin"
     if not (manifest_file.is_file() and tokens_file.is_file()):
@@ -101,7 +101,7 @@ def prepare_split(
 ) -> tuple[TokenSplit, bool]:
     """Tokenize `stories` into the cache unless an up-to-date cache exists. Returns (split, built)."""
     folder = split_dir(stories.split, tokenizer.spec, cache_dir)
-    current = _read_manifest(folder)
+    current = read_manifest(folder)
     if (
         current is not None
         and current.source_fingerprint == stories.fingerprint
@@ -113,8 +113,8 @@ def prepare_split(
     dtype = stream_dtype(tokenizer.vocab_size)
     with atomic.atomic_path(folder / "tokens.bin") as temp:
         count, tokens, text_bytes = _write_stream(stories, tokenizer, temp, dtype, progress)
-    if count == 0:
-        raise UserError(f"{stories.description}: no stories found (empty corpus)")
+        if count == 0:
+            raise UserError(f"{stories.description}: no stories found (empty corpus)")
     manifest = TokenManifest(
         split=stories.split, tokenizer=tokenizer.spec, tokenizer_fingerprint=tokenizer.fingerprint,
         vocab_size=tokenizer.vocab_size, eot=tokenizer.eot, dtype=dtype, source_kind=stories.kind,
