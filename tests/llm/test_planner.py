@@ -14,8 +14,8 @@ from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.lm.errors import UserError
 from vibe_research.research.edits import apply_edits
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "vibe_research" / "templates" / "experiments" / "train.py"
-NGRAM = 'CONFIG = {\n    "order": 4,  # n-gram order\n    "tokenizer": "bpe:4096",  # token cache spec\n}\n'
+TEMPLATES = Path(__file__).resolve().parents[2] / "vibe_research" / "templates" / "experiments"
+TEMPLATE = TEMPLATES / "train.py"
 FUSION = 'CONFIG = {\n    "base_run": "",  # run folder of the transformer to fuse\n    "weight": 0.3,  # n-gram share\n}\n'
 
 
@@ -23,7 +23,7 @@ FUSION = 'CONFIG = {\n    "base_run": "",  # run folder of the transformer to fu
 def root(tmp_path: Path) -> Path:
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "train.py").write_text(TEMPLATE.read_text())
-    (tmp_path / "experiments" / "ngram.py").write_text(NGRAM)
+    (tmp_path / "experiments" / "ngram.py").write_text((TEMPLATES / "ngram.py").read_text())
     (tmp_path / "experiments" / "fusion.py").write_text(FUSION)
     return tmp_path
 
