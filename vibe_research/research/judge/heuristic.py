@@ -31,18 +31,18 @@ HEURISTIC_RUBRIC = "heuristic-1"
 
 @dataclass(frozen=True)
 class Fluency:
-    """Mean natural-log probability per token under the reference, in three places."""
+    """Natural-log probabilities under the reference, in three places."""
 
-    body: float  # every token of the story
-    opening: float  # the first tokens after the story boundary
-    closing: float  # the story boundary after the last token
+    body: float  # of the whole story, per UTF-8 byte (a unit that does not depend on the tokenizer)
+    opening: float  # mean per token of the first tokens after the story boundary
+    closing: float  # of the story boundary after the last token
 
 
 def _clip(score: float) -> float:
     return round(min(10.0, max(1.0, score)), 2)
 
 
-def _grammar(f: TextFeatures, fluency: Fluency | None, reference_body: float) -> tuple[float, list[str]]:
+def _grammar(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) -> tuple[float, list[str]]:
     score, notes = 9.0, []
     if f.doubled_words:
         score -= min(4.0, 1.5 * f.doubled_words)
@@ -53,16 +53,16 @@ def _grammar(f: TextFeatures, fluency: Fluency | None, reference_body: float) ->
     if f.unbalanced_quotes:
         score -= 1.0
         notes.append("an unclosed quotation")
-    if fluency is not None:
-        # each nat per token below typical training text costs two points
-        gap = max(0.0, reference_body - fluency.body)
-        score -= min(4.0, 2.0 * gap)
-        if gap > 0.5:
-            notes.append(f"disfluent ({fluency.body:.2f} nats/token against {reference_body:.2f} for training stories)")
+    if fluency is not None and typical is not None:
+        # a tenth of a nat per byte below typical training text costs a point
+        gap = max(0.0, typical.body - fluency.body)
+        score -= min(4.0, 10.0 * gap)
+        if gap > 0.1:
+            notes.append(f"disfluent ({fluency.body:.2f} nats/byte against {typical.body:.2f} for training stories)")
     return score, notes
 
 
-def _consistency(f: TextFeatures, fluency: Fluency | None) -> tuple[float, list[str]]:
+def _consistency(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) -> tuple[float, list[str]]:
     score, notes = 9.0, []
     if f.names_used_before_introduced:
         score -= 2.0 * f.names_used_before_introduced
@@ -76,9 +76,9 @@ def _consistency(f: TextFeatures, fluency: Fluency | None) -> tuple[float, list[
     if f.longest_repeat > 1:
         score -= min(4.0, 1.5 * (f.longest_repeat - 1))
         notes.append(f"a sentence repeated {f.longest_repeat} times")
-    if fluency is not None:
+    if fluency is not None and typical is not None:
         # a story's first words and its end are where scrambled or cut stories give themselves away
-        score += 0.25 * fluency.opening + 0.15 * fluency.closing
+        score += 0.25 * (fluency.opening - typical.opening) + 0.15 * (fluency.closing - typical.closing)
     return score, notes
 
 
@@ -121,9 +121,9 @@ class HeuristicJudge:
         prompt = sample.prompt if sample.text.startswith(sample.prompt) else ""
         features = extract(sample.text, prompt)
         fluency = self.reference.fluency(sample.text) if self.reference else None
-        reference_body = self.reference.typical_body if self.reference else 0.0
-        grammar, grammar_notes = _grammar(features, fluency, reference_body)
-        consistency, consistency_notes = _consistency(features, fluency)
+        typical = self.reference.typical if self.reference else None
+        grammar, grammar_notes = _grammar(features, fluency, typical)
+        consistency, consistency_notes = _consistency(features, fluency, typical)
         creativity, creativity_notes = _creativity(features)
         plot, plot_notes = _plot(features, sample.finished)
         problems = grammar_notes + consistency_notes + creativity_notes + plot_notes

@@ -34,15 +34,17 @@ class Reference:
     model: "KneserNey"
     tokenizer: "Tokenizer"
     id: str  # names the tokenizer, order and data, so judge caches key on it
-    typical_body: float  # mean ln p per token of held-out training stories
+    typical: Fluency  # of held-out training stories
 
     def fluency(self, text: str) -> Fluency:
         ids = [self.tokenizer.eot, *self.tokenizer.encode(text), self.tokenizer.eot]
         logp = self.model.logprob_stream(np.asarray(ids, dtype=np.int64))[1:]
         story = logp[:-1]
+        closing = float(logp[-1])
         if len(story) == 0:
-            return Fluency(body=float(logp[-1]), opening=float(logp[-1]), closing=float(logp[-1]))
-        return Fluency(body=float(story.mean()), opening=float(story[:OPENING_TOKENS].mean()), closing=float(logp[-1]))
+            return Fluency(body=closing, opening=closing, closing=closing)
+        per_byte = float(story.sum()) / max(1, len(text.encode("utf-8")))
+        return Fluency(body=per_byte, opening=float(story[:OPENING_TOKENS].mean()), closing=closing)
 
 
 def build_reference(tokens: np.ndarray, tokenizer: "Tokenizer", order: int = ORDER,
@@ -56,11 +58,24 @@ def build_reference(tokens: np.ndarray, tokenizer: "Tokenizer", order: int = ORD
                         "prepare more training data with `vibe-research data prepare`")
     split = _story_boundary(stream, int(len(stream) * (1 - HELD_OUT)), tokenizer.eot)
     model = KneserNey.build(stream[:split], order, tokenizer.vocab_size, eot=tokenizer.eot)
-    held_out = model.logprob_stream(stream[split:])[1:]
+    typical = _typical_fluency(model, stream[split:], tokenizer)
     digest = hashlib.sha256(stream.tobytes()).hexdigest()[:12]
     reference_id = f"kn{order}-{tokenizer.spec.replace(':', '')}-{digest}"
-    log.debug("judge reference %s: %d tokens, held-out %.3f nats/token", reference_id, split, held_out.mean())
-    return Reference(model=model, tokenizer=tokenizer, id=reference_id, typical_body=float(held_out.mean()))
+    log.debug("judge reference %s: %d tokens, held-out %s", reference_id, split, typical)
+    return Reference(model=model, tokenizer=tokenizer, id=reference_id, typical=typical)
+
+
+def _typical_fluency(model: "KneserNey", held_out: np.ndarray, tokenizer: "Tokenizer") -> Fluency:
+    """Fluency of unseen training stories, measured the way `Reference.fluency` measures a sample."""
+    words = held_out[1:]
+    logp = model.logprob_stream(held_out)[1:]  # logp[i] scores words[i]
+    is_eot = words == tokenizer.eot
+    story = ~is_eot
+    body = float(logp[story].sum()) / float(tokenizer.token_bytes[words[story]].sum())
+    # the first OPENING_TOKENS of each story: positions after the stream start or after an eot
+    since_start = np.arange(len(words)) - np.maximum.accumulate(np.where(is_eot, np.arange(len(words)), -1))
+    opening = story & (since_start <= OPENING_TOKENS)
+    return Fluency(body=body, opening=float(logp[opening].mean()), closing=float(logp[is_eot].mean()))
 
 
 def _story_boundary(stream: np.ndarray, near: int, eot: int) -> int:
