@@ -125,18 +125,19 @@ class LLMClient:
         mode = self._mode
         sent = messages if mode == "json_schema" else with_schema_instruction(messages, model_cls)
         self._check_budget(sent, model)
+        call = {"model": model, "reply_schema": model_cls.__name__, "mode": mode, "attempt": attempt, "messages": sent}
         started = time.monotonic()
         try:
             response = self._client().chat.completions.create(**self._request(sent, model_cls, model, mode))
         except openai.APIError as exc:
-            self._record(model, model_cls, mode, attempt, sent, None, _error_text(exc), started, None)
+            self._record(call, started, None, _error_text(exc), None)
             if mode == "json_schema" and getattr(exc, "status_code", None) in (400, 422):
                 log.info("%s rejected a JSON-schema response format (%s); sending the schema in the prompt", self._where(), _error_text(exc))
                 self._mode = "text"
                 return self._call(messages, model_cls, model, attempt)
             raise self._classify(exc, model) from exc
         content = (response.choices[0].message.content or "") if response.choices else ""
-        self._record(model, model_cls, mode, attempt, sent, content, None, started, response.usage)
+        self._record(call, started, content, None, response.usage)
         if response.choices and response.choices[0].finish_reason == "length":
             log.warning("%s stopped at llm.max_output_tokens = %d; raise it if replies come back cut off", model, self.settings.max_output_tokens)
         return content
@@ -210,42 +211,32 @@ class LLMClient:
                 f"next call up to ${estimate:.4f}; raise llm.max_usd in vibe-research.toml"
             )
 
-    def _record(
-        self,
-        model: str,
-        model_cls: type[BaseModel],
-        mode: Mode,
-        attempt: int,
-        messages: list[dict[str, str]],
-        content: str | None,
-        error: str | None,
-        started: float,
-        usage: Any,
-    ) -> None:
-        if usage is not None:
-            prompt_tokens, completion_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
-        elif content is not None:
-            prompt_tokens, completion_tokens = count_message_tokens(messages), count_tokens(content)
-        else:
-            prompt_tokens = completion_tokens = 0
+    def _record(self, call: dict[str, Any], started: float, content: str | None, error: str | None, usage: Any) -> None:
+        """Count the call into the totals and append it to the call log."""
+        prompt_tokens, completion_tokens = _token_counts(usage, call["messages"], content)
         record = CallRecord(
+            **call,
             time=datetime.now(UTC).isoformat(timespec="seconds"),
-            model=model,
-            reply_schema=model_cls.__name__,
-            mode=mode,
-            attempt=attempt,
-            messages=messages,
             response=content,
             error=error,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_s=round(time.monotonic() - started, 3),
-            cost_usd=self._cost(model, prompt_tokens, completion_tokens),
+            cost_usd=self._cost(call["model"], prompt_tokens, completion_tokens),
         )
         _add(self.totals, record)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8") as handle:
             handle.write(record.model_dump_json() + "\n")
+
+
+def _token_counts(usage: Any, messages: list[dict[str, str]], content: str | None) -> tuple[int, int]:
+    """The server's own usage figures; counted here where it sent none (some local servers)."""
+    if usage is not None:
+        return usage.prompt_tokens or 0, usage.completion_tokens or 0
+    if content is not None:
+        return count_message_tokens(messages), count_tokens(content)
+    return 0, 0
 
 
 def _add(totals: Totals, record: CallRecord) -> None:

@@ -31,11 +31,12 @@ class OfflinePlanner:
         move, note = _choose(ranked, context)
         log.info("offline planner: %s (%s)", move.title, move.key)
         rationale = f"{move.why}. {_evidence(move, context.history)}" + (f" {note}" if note else "")
+        gains = _gains(context.history)
         return Proposal(
             title=move.title,
             hypothesis=move.hypothesis,
             rationale=rationale,
-            expected_effect=_expected(move, context.history),
+            expected_effect=_expected(move, gains),
             risk=move.risk,
             edits=list(move.edits),
             runs=list(move.runs),
@@ -46,12 +47,13 @@ class OfflinePlanner:
         ranked = rank(context)
         if len(ranked) < 2:
             raise _exhausted()
+        gains = _gains(context.history)
         items = [
             Suggestion(
                 title=move.title,
                 idea=move.idea,
                 why=f"{move.why}. {_evidence(move, context.history)}",
-                expected_effect=_expected(move, context.history),
+                expected_effect=_expected(move, gains),
                 cost_minutes=round(sum(len(run.seeds) for run in move.runs) * context.budget_s / 60, 1),
                 risk=move.risk,
                 move=move.key,
@@ -119,8 +121,8 @@ def _evidence(move: Move, history: list[Tried]) -> str:
     return f"{len(seen)} earlier {move.family} experiment(s); best change {best.delta_bpb:+.4f} bpb ({best.title})."
 
 
-def _expected(move: Move, history: list[Tried]) -> str:
-    return f"validation bpb {-_score(move, _gains(history)):+.3f} (estimate), story quality about the same"
+def _expected(move: Move, gains: dict[str, list[float]]) -> str:
+    return f"validation bpb {-_score(move, gains):+.3f} (estimate), story quality about the same"
 
 
 def _exhausted() -> UserError:
