@@ -1,6 +1,7 @@
 """The LLM client against a real local OpenAI-compatible HTTP server."""
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -145,6 +146,17 @@ def test_a_timeout_then_a_reply_succeeds(server, fast_settings, tmp_path):
     client = LLMClient(fast_settings(timeout_s=0.3), tmp_path / "calls.jsonl")
 
     assert client.structured(MESSAGES, Proposal, "test-model").title == GOOD["title"]
+
+
+def test_no_server_listening_is_retried_then_reported(fast_settings, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = LLMClient(fast_settings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1), tmp_path / "calls.jsonl")
+
+    with pytest.raises(LLMError, match=r"connection failed .* on all 2 attempts"):
+        client.structured(MESSAGES, Proposal, "test-model")
+    assert client.totals.failed_calls == 2
 
 
 def test_unauthorised_is_not_retried_and_names_the_key_variable(server, fast_settings, tmp_path):
