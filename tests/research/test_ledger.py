@@ -101,6 +101,15 @@ def _writer(workspace: Workspace, expected: list[L.Record]) -> None:
         render_notes(workspace, rebuild_state(records), QUESTION)
 
 
+def _torn_append(path: Path, expected: list[L.Record], rng: random.Random) -> None:
+    """Part of the next record, no newline: what a write cut short by a crash leaves behind."""
+    done = len(L.read(path).records)
+    if done < len(expected):
+        line = expected[done].model_dump_json().encode()
+        with path.open("ab") as handle:
+            handle.write(line[:rng.randrange(1, len(line) - 1)])
+
+
 def _rendered(workspace: Workspace) -> dict[str, bytes]:
     return {str(path.relative_to(workspace.root)): path.read_bytes()
             for path in sorted(workspace.notes.rglob("*.md"))}
@@ -121,6 +130,8 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(t
         time.sleep(rng.uniform(0.0, 0.02))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        if kill % 4 == 3:
+            _torn_append(workspace.ledger, expected, rng)
         # the next start: a prefix of what was written, in order, and the notes it renders
         read = L.read(workspace.ledger)
         torn_seen += bool(read.torn_lines)
@@ -132,6 +143,7 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(t
         assert not list(workspace.notes.rglob(".*.tmp"))
     final = L.read(workspace.ledger)
     assert len(final.records) > 20, "the writer should have made progress between kills"
+    assert torn_seen >= 20, "every fourth start should have met a torn line"
     print(f"{len(final.records)} records written across 100 SIGKILLs; {torn_seen} starts found a torn line")
 
 
