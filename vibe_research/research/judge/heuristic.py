@@ -4,13 +4,14 @@ This is a heuristic, not a reader. It cannot tell a clever plot from a dull one;
 a clean, complete, fluent story from one with doubled words, ",," artifacts, repetition loops,
 a missing ending, a scrambled order or characters that appear before they are introduced,
 which are the failures that separate five-minute models (and that perplexity misses). Each
-rubric field starts at 9 and loses points for the failures that belong to it:
+rubric field starts at 9, a clean story like those in the training data, and loses points for
+the failures that belong to it:
 
 - grammar: doubled words, punctuation artifacts, unbalanced quotes, low fluency under a
   Kneser-Ney model of the training stories (when a reference is given);
 - consistency: names used before they are introduced, a story opening mid-scene, "Once upon a
-  time" in the middle or "The moral of the story" before the end, sentence
-  repetition, and the fluency of the story's first and last tokens (how a story starts and ends);
+  time" in the middle or "The moral of the story" before the end, a repeated sentence, and how
+  its first tokens and its end compare with how training stories open and end;
 - creativity: repeated word 4-grams and low distinct bigrams (loops and stock phrases);
 - plot: a missing ending (no terminal punctuation, or stopped at the token limit), too few
   sentences to tell a story, repetition loops.
@@ -84,6 +85,7 @@ def _consistency(f: TextFeatures, fluency: Fluency | None, typical: Fluency | No
 
 def _creativity(f: TextFeatures) -> tuple[float, list[str]]:
     score, notes = 9.0, []
+    # a loop that repeats every 4-gram costs 12 points; real stories repeat a few percent
     score -= 12.0 * f.repeated_4grams
     score -= 6.0 * max(0.0, 0.95 - f.distinct_2)
     if f.repeated_4grams > 0.1:
@@ -97,7 +99,7 @@ def _plot(f: TextFeatures, finished: bool | None) -> tuple[float, list[str]]:
     score, notes = 9.0, []
     if not f.ends_cleanly or finished is False:
         score -= 3.0
-        notes.append("no ending: stops mid-sentence")
+        notes.append("no ending: it stops mid-sentence or at the token limit")
     if f.sentences < 4:
         score -= 4 - f.sentences
         notes.append(f"only {f.sentences} sentence(s)")
@@ -118,8 +120,7 @@ class HeuristicJudge:
         return HEURISTIC_RUBRIC if self.reference is None else f"{HEURISTIC_RUBRIC}+{self.reference.id}"
 
     def score(self, sample: Sample) -> SampleScore:
-        prompt = sample.prompt if sample.text.startswith(sample.prompt) else ""
-        features = extract(sample.text, prompt)
+        features = extract(sample.text, sample.prompt)
         fluency = self.reference.fluency(sample.text) if self.reference else None
         typical = self.reference.typical if self.reference else None
         grammar, grammar_notes = _grammar(features, fluency, typical)
@@ -127,8 +128,8 @@ class HeuristicJudge:
         creativity, creativity_notes = _creativity(features)
         plot, plot_notes = _plot(features, sample.finished)
         problems = grammar_notes + consistency_notes + creativity_notes + plot_notes
-        rationale = ("Heuristic: " + "; ".join(problems) + ".") if problems else \
-            f"Heuristic: clean, complete, {features.sentences} sentences, no repetition or artifacts."
+        clean = f"clean, complete, {features.sentences} sentences, no repetition or artifacts"
+        rationale = f"Heuristic: {'; '.join(problems) if problems else clean}."
         return SampleScore(prompt=sample.prompt, seed=sample.seed, grammar=_clip(grammar), creativity=_clip(creativity),
                            consistency=_clip(consistency), plot=_clip(plot), rationale=rationale)
 
