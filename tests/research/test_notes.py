@@ -106,6 +106,17 @@ def test_render_from_ledger_and_export(tmp_path: Path, records: list[L.Record]) 
     assert strip_markers("a\n<!-- vibe:begin x -->\nb\n<!-- vibe:end x -->\n") == "a\n\nb\n\n"
 
 
+def test_a_crashed_run_shows_the_end_of_its_log(tmp_path: Path, records: list[L.Record]) -> None:
+    crash = L.RunEndRecord(experiment="0002-n-gram-teacher", run="0002-n-gram-teacher-s3", outcome="crashed",
+                           reason="exit code 1", log_tail="\n".join(f"line {i}" for i in range(40)) + "\nValueError: bad shape")
+    workspace = Workspace(tmp_path)
+    render_notes(workspace, rebuild_state([*records, crash]), QUESTION)
+    page = (workspace.experiments_pages / "0002-n-gram-teacher.md").read_text()
+    assert "| crashed: exit code 1 |" in page
+    assert "<summary>0002-n-gram-teacher-s3: crashed, last lines of its log</summary>" in page
+    assert "ValueError: bad shape" in page and "line 26\n" in page and "line 25\n" not in page
+
+
 def test_an_undecided_experiment_shows_how_it_stands_against_the_best(tmp_path: Path, records: list[L.Record]) -> None:
     undecided = [r for r in records if not (r.experiment == "0002-n-gram-teacher" and r.kind in ("decision", "pick", "note"))]
     workspace = Workspace(tmp_path)

@@ -13,6 +13,7 @@ from vibe_research.research.state import ExperimentState, ResearchState, RunStat
 from vibe_research.research.stats import Comparison, Difference, p_text, summarize
 
 SAMPLES_SHOWN = 3
+LOG_LINES_SHOWN = 15
 
 
 def _summary_block(experiment: ExperimentState) -> str:
@@ -61,7 +62,17 @@ def _runs_block(experiment: ExperimentState) -> str:
         text += f"\n\n{provenance}"
     if has_loss_curves(experiment):
         text += f"\n\n![loss curves](../figures/{loss_figure_name(experiment.id)})"
-    return text
+    return text + "".join(_failure(run) for run in experiment.runs.values())
+
+
+def _failure(run: RunState) -> str:
+    """The end of a failed run's log, folded away: what someone fixing it reads first."""
+    if run.end is None or run.end.outcome == "ok" or not run.end.log_tail.strip():
+        return ""
+    tail = "\n".join(run.end.log_tail.rstrip().splitlines()[-LOG_LINES_SHOWN:])
+    fence = "````" if "```" in tail else "```"
+    return (f"\n\n<details><summary>{run.run}: {run.end.outcome}, last lines of its log</summary>\n\n"
+            f"{fence}text\n{tail}\n{fence}\n\n</details>")
 
 
 def _provenance(experiment: ExperimentState) -> str:

@@ -15,7 +15,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def num(value: float | int | None, digits: int = 3) -> str:
-    if value is None:
+    if value is None or value != value:  # NaN: not measured
         return "–"
     if isinstance(value, int):
         return f"{value:,}"
