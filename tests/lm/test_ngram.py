@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vibe_research.lm.errors import UserError
-from vibe_research.lm.ngram import PAD, KneserNey
+from vibe_research.lm.ngram import PAD, TABLE_ENTRIES, KneserNey
 from vibe_research.lm.tokenizer import load_tokenizer
 
 V, EOT = 12, 11
@@ -125,6 +125,19 @@ def test_distributions_are_normalised_and_agree_with_the_stream() -> None:
     picked = np.log(dists[np.arange(len(contexts)), test[1:]])
     np.testing.assert_allclose(picked, stream[1:], atol=1e-12)
     assert dists.min() > 0
+
+
+def test_large_vocabularies_scatter_every_order() -> None:
+    """Above TABLE_ENTRIES the one-token-context rows are scattered too; same distributions."""
+    vocab = 6000
+    assert (vocab + 1) * vocab > TABLE_ENTRIES
+    rng = np.random.default_rng(12)
+    train = np.minimum(rng.zipf(1.3, size=20_000), vocab) - 1
+    model = KneserNey.build(train, 3, vocab, eot=vocab - 1)
+    test = np.minimum(rng.zipf(1.3, size=300), vocab) - 1
+    dists = model.next_token_distributions(test[None, :-1])[0]
+    np.testing.assert_allclose(dists.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.log(dists[np.arange(len(test) - 1), test[1:]]), model.logprob_stream(test)[1:], atol=1e-12)
 
 
 def test_context_stops_at_the_last_eot() -> None:

@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 MAX_ORDER = 6
 PAD = -1  # "no token" in the contexts given to `distributions`
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # D1, D2, D3+ when counts of counts cannot give valid ones (KenLM's fallback)
+TABLE_ENTRIES = 1 << 25  # largest (V + 2) x V one-token-context table kept for distributions (V <= ~5800)
 ARPA_ZERO = -99.0  # log10 probability ARPA files use for "never"
 
 
@@ -79,6 +80,7 @@ class KneserNey:
         self.keys = keys  # per order: int64 sorted keys (order 1: arange(W))
         self.logp = logp  # per order: float64 ln p of each n-gram (order 1: BOS is -inf)
         self.backoff = backoff  # per order < N: float64 ln backoff weight as a context (0: none)
+        self._tables: dict[str, np.ndarray] = {}  # dtype name -> one-token-context table, built on first use
 
     @property
     def order(self) -> int:
@@ -210,19 +212,38 @@ class KneserNey:
         hit = (context >= 0) & (keys[at] == query) if len(keys) else np.zeros(query.shape, dtype=bool)
         return np.where(hit, at, -1)
 
-    def _fill(self, contexts: list[np.ndarray], rows: int, dtype: type) -> np.ndarray:
+    def _fill(self, contexts: list[np.ndarray], rows: int, dtype: type, table: bool = True) -> np.ndarray:
         """[rows, V] distributions given, per context length k, the context ids of every row."""
         weights = [np.where(ids >= 0, self.backoff[k][np.maximum(ids, 0)], 0.0) for k, ids in enumerate(contexts)]
         # scale[k]: ln of the product of backoff weights of contexts longer than k tokens.
         scale = np.zeros((self.order, rows))
         for k in range(self.order - 2, -1, -1):
             scale[k] = scale[k + 1] + weights[k]
-        unigram = np.exp(self.logp[0][: self.vocab_size]).astype(dtype)
-        out = np.exp(scale[0]).astype(dtype)[:, None] * unigram[None, :]
-        for k, ids in enumerate(contexts, start=1):
-            row, child = _children(self.keys[k], ids, self.width)
-            out[row, self.keys[k][child] % self.width] = np.exp(self.logp[k][child] + scale[k][row])
+        if table and contexts and self.width * self.vocab_size <= TABLE_ENTRIES:
+            # One-token contexts have by far the most children: copy their rows from a table
+            # (whose last row, id -1, is the unigram) instead of scattering them every time.
+            out = self._one_token_table(dtype)[contexts[0]]
+            out *= np.exp(scale[1]).astype(dtype)[:, None]
+            first = 2
+        else:
+            unigram = np.exp(self.logp[0][: self.vocab_size]).astype(dtype)
+            out = np.exp(scale[0]).astype(dtype)[:, None] * unigram[None, :]
+            first = 1
+        flat = out.reshape(-1)
+        for k in range(first, self.order):
+            row, child = _children(self.keys[k], contexts[k - 1], self.width)
+            flat[row * self.vocab_size + self.keys[k][child] % self.width] = np.exp(self.logp[k][child] + scale[k][row])
         return out
+
+    def _one_token_table(self, dtype: type) -> np.ndarray:
+        """[W + 1, V]: p(. | one-token context id) for every id (BOS included), then the unigram."""
+        name = np.dtype(dtype).name
+        if name not in self._tables:
+            contexts = [np.arange(self.width)] + [np.full(self.width, -1)] * (self.order - 2)
+            rows = self._fill(contexts, self.width, dtype, table=False)
+            unigram = np.exp(self.logp[0][None, : self.vocab_size]).astype(dtype)
+            self._tables[name] = np.concatenate((rows, unigram))
+        return self._tables[name]
 
     # ----------------------------------------------------------------------------------------
     # Files
