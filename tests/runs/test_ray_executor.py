@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
 START_TIMEOUT_S = 60
+SURVIVOR_WAIT_S = 4
 # The head declares a node dead after 3 missed 0.5 s health checks (Ray's default takes ~15 s).
 SYSTEM_CONFIG = json.dumps({"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 0})
 
@@ -50,6 +51,14 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def wait_until_gone(text: str, wait_s: float) -> list[int]:
+    """Wait up to `wait_s` for the processes mentioning `text` to end; those still alive."""
+    deadline = time.monotonic() + wait_s
+    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 class LocalCluster:
     """A head and one worker node on 127.0.0.1, in a private temp dir, each node its own process group."""
 
@@ -61,7 +70,8 @@ class LocalCluster:
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
         self.head = self._start("--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}", f"--system-config={SYSTEM_CONFIG}",
                                 "--include-dashboard=false", f"--ray-client-server-port={free_port()}")
-        self.worker: subprocess.Popen | None = None
+        # `ray start --address` waits for the head, so both nodes start side by side
+        self.worker = self._start(f"--address={self.address}")
         self.head_node_id = ""
 
     def _start(self, *args: str) -> subprocess.Popen:
@@ -70,9 +80,6 @@ class LocalCluster:
         argv = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
                 "--object-store-memory=100000000", "--disable-usage-stats", *ports, *args]
         return subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def start_worker(self) -> None:
-        self.worker = self._start(f"--address={self.address}")
 
     def wait_for_nodes(self, count: int) -> dict:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -89,23 +96,16 @@ class LocalCluster:
         raise RuntimeError(f"the local Ray cluster did not reach {count} node(s) in {START_TIMEOUT_S} s")
 
     def kill_worker(self) -> None:
-        assert self.worker is not None
         os.killpg(self.worker.pid, signal.SIGKILL)
 
     def stop(self) -> None:
-        """SIGTERM each node's group (ray start --block then stops its node), SIGKILL what remains."""
+        """SIGKILL each node's group (ray start, GCS, raylet); its Ray workers, in sessions of their own,
+        exit when their raylet is gone, and any that has not within 10 s is killed by its pid."""
         for proc in (self.worker, self.head):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        deadline = time.monotonic() + 10
-        while (left := processes_mentioning(self.temp_dir)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for pid in left:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for pid in wait_until_gone(self.temp_dir, 10):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -113,10 +113,8 @@ class LocalCluster:
 def cluster() -> Iterator[LocalCluster]:
     started = LocalCluster()
     try:
-        [head] = started.wait_for_nodes(1)["nodes"]
-        started.head_node_id = head["node_id"]
-        started.start_worker()
-        started.wait_for_nodes(2)
+        status = started.wait_for_nodes(2)
+        [started.head_node_id] = [node["node_id"] for node in status["nodes"] if node["head"]]
         yield started
     finally:
         started.stop()
@@ -159,13 +157,38 @@ def test_three_runs_on_two_nodes_give_the_local_records(cluster: LocalCluster, w
     assert len(nodes) == 2, "the three runs did not use both nodes"
 
 
+def test_ctrl_c_stops_every_run_and_leaves_nothing_running(cluster: LocalCluster, workspace: Path, home: Path) -> None:
+    # Two runs train (one per node), the third waits for a CPU; Ctrl-C once both have stepped.
+    specs = [spec_for(workspace, "toy_train.py", f"int-{index}", steps="60", step_sleep_s="0.5") for index in range(3)]
+    stepped: set[str] = set()
+
+    def on_event(run_id: str, event: dict) -> None:
+        if event["event"] == "step" and run_id not in stepped:
+            stepped.add(run_id)
+            if len(stepped) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    began = time.monotonic()
+    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(specs, on_event)
+    assert time.monotonic() - began < 25, "Ctrl-C did not stop the runs promptly"
+    assert [result.outcome for result in results] == ["interrupted"] * 3
+    by_id = {result.run_id: result for result in results}
+    assert {by_id[run_id].reason for run_id in stepped} == {"training stopped by Ctrl-C"}  # recorded by the workers
+    [waiting] = [result for result in results if result.run_id not in stepped]
+    assert waiting.reason == "not started: stopped by Ctrl-C"
+    for spec in specs:
+        assert RunResult.model_validate_json((spec.run_dir / "result.json").read_text()).outcome == "interrupted"
+    assert not wait_until_gone("vibe-ray-int-", SURVIVOR_WAIT_S), "an interrupted run left processes running"
+
+
 def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalCluster, workspace: Path, home: Path) -> None:
     status = cluster_check(RaySettings(address=cluster.address))
     assert status["runs_at_once"] == 2 and status["total"]["CPU"] == 2
     # Two runs fill both one-CPU nodes; the one on the worker node loses its node after its first step.
-    specs = [spec_for(workspace, "toy_train.py", f"kill-{index}", steps="12", step_sleep_s="0.5") for index in range(2)]
+    specs = [spec_for(workspace, "toy_train.py", f"kill-{index}", steps="16", step_sleep_s="0.5") for index in range(2)]
     placed: dict[str, str] = {}
     killed: list[str] = []
+    survivors: list[int] = []
 
     def on_event(run_id: str, event: dict) -> None:
         if event.get("phase") == "placed":
@@ -173,6 +196,8 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalClus
         if event["event"] == "step" and not killed and placed.get(run_id) != cluster.head_node_id:
             killed.append(run_id)
             cluster.kill_worker()
+            # the training has ~7 s of steps left: its processes must go with the node, not run on
+            survivors.extend(wait_until_gone(f"vibe-ray-{run_id}-1-", SURVIVOR_WAIT_S))
 
     results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(specs, on_event)
     assert killed, "no run was placed on the worker node"
@@ -182,4 +207,4 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalClus
     assert lost.outcome == "crash" and "died" in lost.reason and "retried on another node" in lost.reason
     assert lost.summary.steps >= 1  # the steps streamed before the node died are in the record
     assert placed[victim.run_id] == cluster.head_node_id  # the retry ran on the head
-    assert not processes_mentioning(f"vibe-ray-{victim.run_id}-1"), "the lost attempt left processes running"
+    assert not survivors, f"the lost attempt left processes running: {survivors}"

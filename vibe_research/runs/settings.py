@@ -1,5 +1,6 @@
 """[train] in vibe-research.toml."""
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,9 @@ class RaySettings(BaseModel):
     gpus_per_run: float = Field(default=0, ge=0)
     cpus_per_run: float = Field(default=1, gt=0)
     memory_gb_per_run: float | None = Field(default=None, gt=0)
+    # where workers find the token cache when it is mounted at another path than on this machine
+    cache_dir: Path | None = None
+    return_mb: float = Field(default=1024, gt=0, description="largest run folder a worker sends back whole; past it, the records only")
 
 
 class TrainSettings(BaseModel):

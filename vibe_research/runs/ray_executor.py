@@ -1,0 +1,400 @@
+"""Runs on a Ray cluster: each RunSpec is a Ray task that calls `run_one`, in the sandbox, on a worker.
+
+The driver ships the workspace's experiments/ files (the proposal's exact code) through the object
+store; the worker writes them into a scratch workspace, reads the token cache at the same path as
+the driver (a shared filesystem, or `[train.ray] cache_dir`), runs the run, and sends the run
+folder back. Events travel through a `ray.util.queue.Queue` pinned to the driver's node, which
+the driver drains while it waits. A task whose worker or node dies is recorded in
+RUN_DIR/attempt-N/ and submitted once more, away from the node that died. Ctrl-C asks every task
+to stop (KeyboardInterrupt in the worker, which stops the training as the local runner does),
+then force-cancels whatever has not returned.
+
+`import ray` happens inside functions only, so the CLI starts without it.
+"""
+
+import json
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from vibe_research.lm import atomic
+from vibe_research.lm.errors import UserError
+from vibe_research.runs.events import OnEvent, OutputRecorder
+from vibe_research.runs.executor import not_started
+from vibe_research.runs.result import Outcome, RunResult
+from vibe_research.runs.runner import record, run_one
+from vibe_research.runs.settings import RaySettings
+from vibe_research.runs.spec import RunSpec
+from vibe_research.sandbox.policy import SandboxPolicy
+from vibe_research.sandbox.probe import ProtectionReport, probe
+
+log = logging.getLogger(__name__)
+
+CODE_FOLDER = "experiments"
+MAX_CODE_BYTES = 64 * 2**20  # experiments/ larger than this is not code; refuse to ship it
+POLL_S = 0.2  # how often the driver drains the event queue
+FLUSH_S = 0.25  # how often a worker sends its buffered events
+CANCEL_WAIT_S = 10.0  # after Ctrl-C, on top of sandbox.toml kill_after_s, before force-cancelling
+ATTEMPTS = 2  # a run whose worker dies is tried once more
+RECORD_FILES = ("result.json", "events.jsonl", "train.log", "eval.log", "eval.json", "config.json")
+
+
+class Shipped(BaseModel):
+    """What a worker sends back: the RunResult as it saw it (its own paths) and the run folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    result_json: str
+    files: dict[str, bytes]
+    left_on_worker: list[str] = []  # files over `return_mb`, named with their worker path
+
+
+@dataclass
+class Attempt:
+    index: int  # of the spec in the list
+    number: int  # 1, then 2 for the retry
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    node_id: str | None = None
+    host: str | None = None
+    recorder: OutputRecorder | None = None
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise UserError("executor = \"ray\" needs Ray: pip install 'vibe-research[cluster]' (or set [train] executor = \"local\")") from exc
+    return ray
+
+
+def connect(settings: RaySettings) -> bool:
+    """Join the cluster at `settings.address` (None: start a local one); True when this call started Ray."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    where = settings.address or "a new local Ray"
+    try:
+        ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {where} ({exc}); start one with `ray start --head` or fix [train.ray] address") from exc
+    log.info("connected to %s: %s", where, ray.cluster_resources())
+    return True
+
+
+def cluster_check(settings: RaySettings) -> dict:
+    """The cluster's nodes and resources, and how many runs fit at once, for `vibe-research doctor`."""
+    ray = _ray()
+    started_here = connect(settings)
+    try:
+        nodes = [
+            {"host": node["NodeManagerHostname"], "address": node["NodeManagerAddress"], "node_id": node["NodeID"],
+             "alive": node["Alive"], "head": "node:__internal_head__" in node["Resources"], "cpus": node["Resources"].get("CPU", 0.0), "gpus": node["Resources"].get("GPU", 0.0),
+             "memory_gb": round(node["Resources"].get("memory", 0.0) / 2**30, 1)}
+            for node in ray.nodes()
+        ]
+        total = ray.cluster_resources()
+        per_run = _resources(settings)
+        fits = [int(total.get(name, 0.0) // amount) for name, amount in per_run.items() if amount > 0]
+        return {"address": settings.address or "local", "ray": ray.__version__, "nodes": nodes, "total": total,
+                "available": ray.available_resources(), "per_run": per_run, "runs_at_once": min(fits) if fits else None}
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _resources(settings: RaySettings) -> dict[str, float]:
+    """Ray resource names and amounts one run asks for (memory in bytes)."""
+    wanted = {"CPU": settings.cpus_per_run, "GPU": settings.gpus_per_run}
+    if settings.memory_gb_per_run:
+        wanted["memory"] = settings.memory_gb_per_run * 2**30
+    return wanted
+
+
+def bundle_code(workspace: Path) -> dict[str, bytes]:
+    """Every file under the workspace's experiments/ (no bytecode), keyed by its relative path."""
+    root = workspace / CODE_FOLDER
+    if not root.is_dir():
+        raise UserError(f"{root} does not exist: Ray runs ship the workspace's {CODE_FOLDER}/ folder to the workers")
+    files = {
+        path.relative_to(workspace).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+    size = sum(len(data) for data in files.values())
+    if size > MAX_CODE_BYTES:
+        raise UserError(f"{root} holds {size / 2**20:.0f} MiB; Ray runs ship it to every worker, so keep data and checkpoints out of it (limit {MAX_CODE_BYTES // 2**20} MiB)")
+    return files
+
+
+def _write_files(root: Path, files: dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise ValueError(f"refusing to write {relative!r} outside {root}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+class EventForwarder:
+    """Buffers a worker's events and sends them to the driver's queue in batches, from a thread,
+    so the reader threads of the training process never wait on the network."""
+
+    def __init__(self, queue: Any, attempt: int) -> None:
+        self.queue, self.attempt = queue, attempt
+        self._buffer: list[tuple[str, int, dict]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="vibe-ray-events", daemon=True)
+        self._thread.start()
+
+    def __call__(self, run_id: str, event: dict) -> None:
+        with self._lock:
+            self._buffer.append((run_id, self.attempt, event))
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if batch:
+            self.queue.put_nowait_batch(batch)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(FLUSH_S):
+            self._flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._flush()
+
+
+def _collect(run_dir: Path, return_bytes: int) -> tuple[dict[str, bytes], list[str]]:
+    """The run folder's files; when they exceed `return_bytes`, the records only (checkpoints stay)."""
+    paths = sorted(path for path in run_dir.rglob("*") if path.is_file())
+    if sum(path.stat().st_size for path in paths) <= return_bytes:
+        return {path.relative_to(run_dir).as_posix(): path.read_bytes() for path in paths}, []
+    kept = {path.relative_to(run_dir).as_posix(): path.read_bytes() for path in paths if path.name in RECORD_FILES and path.parent == run_dir}
+    return kept, [str(path) for path in paths if path.relative_to(run_dir).as_posix() not in kept]
+
+
+def run_on_worker(spec_json: str, policy_json: str, code: dict[str, bytes], queue: Any, attempt: int,
+                  cache_dir: str | None, return_bytes: int) -> Shipped:
+    """The body of the Ray task: rebuild the workspace in scratch space, run, send the folder back."""
+    ray = _ray()
+    spec, policy = RunSpec.model_validate_json(spec_json), SandboxPolicy.model_validate_json(policy_json)
+    forward = EventForwarder(queue, attempt)
+    forward(spec.run_id, {"event": "status", "phase": "placed", "attempt": attempt, "host": socket.gethostname(),
+                          "node_id": ray.get_runtime_context().get_node_id()})
+    scratch = Path(tempfile.mkdtemp(prefix=f"vibe-ray-{spec.run_id}-{attempt}-"))
+    try:
+        _write_files(scratch / "workspace", code)
+        local = spec.model_copy(update={"workspace": scratch / "workspace", "run_dir": scratch / "run",
+                                        "cache_dir": Path(cache_dir) if cache_dir else spec.cache_dir})
+        report = probe(policy)
+        if not local.cache_dir.is_dir():
+            reason = (f"the token cache {local.cache_dir} is not on Ray worker {socket.gethostname()}: workers read it at the "
+                      "driver's path (a shared filesystem) or at [train.ray] cache_dir")
+            result = record(local, "crash", reason, datetime.now(UTC), report, OutputRecorder(spec.run_id))
+            forward(spec.run_id, {"event": "status", "phase": "finished", "outcome": result.outcome, "reason": result.reason})
+        else:
+            result = run_one(local, policy, report, forward)
+        files, left = _collect(local.run_dir, return_bytes)
+        return Shipped(result_json=result.model_dump_json(), files=files, left_on_worker=left)
+    finally:
+        forward.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def land(spec: RunSpec, shipped: Shipped) -> RunResult:
+    """Write a worker's run folder into `spec.run_dir` and give its result the driver's paths."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    _write_files(spec.run_dir, shipped.files)
+    remote = RunResult.model_validate_json(shipped.result_json)
+    local_spec = spec.model_copy(update={"tokenizer": remote.spec.tokenizer})
+    evaluation = remote.evaluation
+    if evaluation is not None:
+        evaluation = evaluation.model_copy(update={"entry": str(local_spec.entry_path), "run_dir": str(spec.run_dir)})
+        atomic.write_text(spec.run_dir / "eval.json", evaluation.model_dump_json(indent=2) + "\n")
+    log_tail = remote.log_tail
+    if shipped.left_on_worker:
+        note = f"left on Ray worker {remote.hostname} (run folder over [train.ray] return_mb): " + ", ".join(shipped.left_on_worker)
+        log.warning("%s: %s", spec.run_id, note)
+        log_tail = f"{log_tail}\n{note}".strip()
+    result = remote.model_copy(update={"spec": local_spec, "evaluation": evaluation, "log_tail": log_tail})
+    atomic.write_text(spec.run_dir / "result.json", result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+class RayExecutor:
+    """Every run a Ray task, all submitted at once; the cluster decides how many run side by side."""
+
+    def __init__(self, policy: SandboxPolicy, ray_settings: RaySettings, report: ProtectionReport | None = None) -> None:
+        self.policy = policy
+        self.settings = ray_settings
+        # This machine's protections, for the records the driver writes itself (not started, worker lost);
+        # a run that reached a worker carries the worker's own report.
+        self.report = report or probe(policy)
+
+    def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
+        ray = _ray()
+        codes = {workspace: bundle_code(workspace) for workspace in {spec.workspace for spec in specs}}
+        started_here = connect(self.settings)
+        try:
+            return _Session(ray, self, specs, codes, on_event).run()
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+class _Session:
+    """One `execute` call: submit, stream events, land results, retry the lost, cancel on Ctrl-C."""
+
+    def __init__(self, ray: Any, executor: RayExecutor, specs: list[RunSpec], codes: dict[Path, dict[str, bytes]], on_event: OnEvent | None) -> None:
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.ray, self.executor, self.specs, self.on_event = ray, executor, specs, on_event
+        self.results: list[RunResult | None] = [None] * len(specs)
+        self.pending: dict[Any, Attempt] = {}
+        self.attempts: dict[tuple[str, int], Attempt] = {}
+        # Pinned to the driver's node: a queue on a worker node would die with it.
+        here = ray.get_runtime_context().get_node_id()
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)})
+        self.code_refs = {workspace: ray.put(files) for workspace, files in codes.items()}
+        self.policy_json = executor.policy.model_dump_json()
+        settings = executor.settings
+        memory = {"memory": int(settings.memory_gb_per_run * 2**30)} if settings.memory_gb_per_run else {}
+        # Ray's own retries are off: a lost attempt is recorded and retried here, once.
+        self.task = ray.remote(run_on_worker)
+        self.task_options = {"num_cpus": settings.cpus_per_run, "num_gpus": settings.gpus_per_run, **memory,
+                             "max_retries": 0, "retry_exceptions": False, "name": "vibe-run"}
+
+    def run(self) -> list[RunResult]:
+        try:
+            for index in range(len(self.specs)):
+                self._submit(Attempt(index, 1))
+            while self.pending:
+                self._step()
+        except KeyboardInterrupt:
+            self._cancel()
+        finally:
+            self._drain()
+            self.queue.shutdown()
+        return [result for result in self.results if result is not None]
+
+    def _submit(self, attempt: Attempt, scheduling: Any = "DEFAULT") -> None:
+        spec = self.specs[attempt.index]
+        attempt.recorder = OutputRecorder(spec.run_id)
+        settings = self.executor.settings
+        ref = self.task.options(**self.task_options, scheduling_strategy=scheduling).remote(
+            spec.model_dump_json(), self.policy_json, self.code_refs[spec.workspace], self.queue, attempt.number,
+            str(settings.cache_dir) if settings.cache_dir else None, int(settings.return_mb * 2**20))
+        self.pending[ref] = attempt
+        self.attempts[(spec.run_id, attempt.number)] = attempt
+
+    def _step(self) -> None:
+        from ray.exceptions import NodeDiedError, RayTaskError, TaskCancelledError, WorkerCrashedError
+
+        ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+        self._drain()
+        for ref in ready:
+            attempt = self.pending.pop(ref)
+            spec = self.specs[attempt.index]
+            try:
+                self.results[attempt.index] = land(spec, self.ray.get(ref))
+            except (WorkerCrashedError, NodeDiedError) as exc:
+                self._lost(attempt, exc)
+            except TaskCancelledError:
+                self._finish(attempt.index, not_started(spec, self.executor.report))
+            except RayTaskError as exc:
+                # vibe-research's own code failed on the worker (not the experiment: its failures are outcomes)
+                reason = f"the Ray task failed on {attempt.host or 'a worker'}: {str(exc.cause).splitlines()[0] if exc.cause else exc}"
+                self._finish(attempt.index, self._driver_record(attempt, "crash", reason))
+
+    def _lost(self, attempt: Attempt, exc: Exception) -> None:
+        """Record the dead attempt in RUN_DIR/attempt-N/; retry once, away from the node that died."""
+        spec = self.specs[attempt.index]
+        where = f"{attempt.host} (node {attempt.node_id[:12]})" if attempt.node_id else "an unknown node"
+        first_line = str(exc).splitlines()[0]
+        reason = f"the Ray worker running attempt {attempt.number} on {where} died ({type(exc).__name__}: {first_line})"
+        if attempt.number == ATTEMPTS:
+            self._finish(attempt.index, self._driver_record(attempt, "crash", reason + "; no retries left"))
+            return
+        lost = self._driver_record(attempt, "crash", reason + "; retried on another node", spec.run_dir / f"attempt-{attempt.number}")
+        log.warning("%s: %s", spec.run_id, lost.reason)
+        self._emit(spec.run_id, {"event": "status", "phase": "retry", "attempt": attempt.number + 1, "reason": reason})
+        self._submit(Attempt(attempt.index, attempt.number + 1), self._elsewhere(attempt.node_id))
+
+    def _elsewhere(self, dead_node: str | None) -> Any:
+        """Prefer a live node other than `dead_node` that can hold a run; Ray's choice when none is."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        wanted = _resources(self.executor.settings)
+        for node in self.ray.nodes():
+            if node["Alive"] and node["NodeID"] != dead_node and all(node["Resources"].get(name, 0.0) >= amount for name, amount in wanted.items()):
+                return NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
+        return "DEFAULT"
+
+    def _driver_record(self, attempt: Attempt, outcome: Outcome, reason: str, run_dir: Path | None = None) -> RunResult:
+        """A record the driver writes itself, from the events it received of `attempt`."""
+        spec = self.specs[attempt.index]
+        if run_dir is not None:
+            spec = spec.model_copy(update={"run_dir": run_dir})
+        recorder = attempt.recorder or OutputRecorder(spec.run_id)
+        return record(spec, outcome, reason, attempt.started, self.executor.report, recorder)
+
+    def _finish(self, index: int, result: RunResult) -> None:
+        """A result the worker did not send: store it and tell the progress display."""
+        self.results[index] = result
+        self._emit(result.run_id, {"event": "status", "phase": "finished", "outcome": result.outcome, "reason": result.reason})
+
+    def _emit(self, run_id: str, event: dict) -> None:
+        if self.on_event:
+            self.on_event(run_id, event)
+
+    def _drain(self) -> None:
+        """Hand every queued event to `on_event`; remember where each attempt runs."""
+        size = self.queue.qsize()
+        for run_id, number, event in self.queue.get_nowait_batch(size) if size else []:
+            attempt = self.attempts.get((run_id, number))
+            if attempt is not None:
+                if event.get("phase") == "placed":
+                    attempt.node_id, attempt.host = event["node_id"], event["host"]
+                elif event["event"] != "status" and attempt.recorder is not None:
+                    attempt.recorder.stdout_line(json.dumps(event))
+            self._emit(run_id, event)
+
+    def _cancel(self) -> None:
+        """Ctrl-C: ask each task to stop, wait for their interrupted records, then force what is left."""
+        from ray.exceptions import NodeDiedError, TaskCancelledError, WorkerCrashedError
+
+        for ref in self.pending:
+            self.ray.cancel(ref, force=False)
+        deadline = time.monotonic() + self.executor.policy.kill_after_s + CANCEL_WAIT_S
+        try:
+            while self.pending and time.monotonic() < deadline:
+                ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+                for ref in ready:
+                    attempt = self.pending.pop(ref)
+                    try:
+                        self.results[attempt.index] = land(self.specs[attempt.index], self.ray.get(ref))
+                    except TaskCancelledError:
+                        self._finish(attempt.index, not_started(self.specs[attempt.index], self.executor.report))
+                    except (WorkerCrashedError, NodeDiedError) as exc:
+                        self._finish(attempt.index, self._driver_record(attempt, "interrupted", f"stopped by Ctrl-C; the worker ended with {type(exc).__name__}"))
+        except KeyboardInterrupt:
+            log.warning("second Ctrl-C: force-cancelling %d Ray task(s)", len(self.pending))
+        for ref, attempt in self.pending.items():
+            self.ray.cancel(ref, force=True)
+            self._finish(attempt.index, self._driver_record(attempt, "interrupted", "stopped by Ctrl-C; the Ray task did not stop in time and was force-cancelled"))
+        self.pending.clear()
+        for index, spec in enumerate(self.specs):
+            if self.results[index] is None:
+                self._finish(index, not_started(spec, self.executor.report))
