@@ -19,7 +19,7 @@ def report(
 
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)
-    state, changed = render_from_ledger(workspace, settings.research.question)
+    state, changed = render_from_ledger(workspace, settings.research.question, confidence=settings.research.confidence)
     if export is not None:
         write_atomic(export, export_markdown(workspace, state))
     if as_json:

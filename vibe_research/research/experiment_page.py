@@ -105,17 +105,17 @@ def _comparison_lines(comparison: Comparison, against: str) -> list[str]:
             _difference_line(comparison.judge, "judge (higher is better)")]
 
 
-def _statistics_block(state: ResearchState, experiment: ExperimentState) -> str:
+def _statistics_block(state: ResearchState, experiment: ExperimentState, confidence: float) -> str:
     lines = []
     if experiment.bpbs:
-        lines.append(f"- bpb over seeds: {interval(summarize(experiment.bpbs), 4)}"
-                     + (f", std {summarize(experiment.bpbs).std:.4f}" if len(experiment.bpbs) > 1 else ""))
+        bpb = summarize(experiment.bpbs, confidence)
+        lines.append(f"- bpb over seeds: {interval(bpb, 4)}" + (f", std {bpb.std:.4f}" if bpb.std is not None else ""))
     if experiment.judge_scores:
-        lines.append(f"- judge score over seeds: {interval(summarize(experiment.judge_scores), 2)}")
+        lines.append(f"- judge score over seeds: {interval(summarize(experiment.judge_scores, confidence), 2)}")
     decision = experiment.decision
     if decision and decision.comparison and decision.against:
         lines += _comparison_lines(decision.comparison, f"Against the best at the time, {page_link(decision.against, from_readme=False)}")
-    elif decision is None and state.best and (live := compare_with_best(state, experiment.id, "both")):
+    elif decision is None and state.best and (live := compare_with_best(state, experiment.id, "both", confidence)):
         lines += _comparison_lines(live, f"Not decided yet; so far, against the current best, {page_link(state.best, from_readme=False)}")
     elif decision and decision.verdict == "baseline":
         lines += ["", "This is the baseline: later experiments are compared with it until one beats it."]
@@ -224,12 +224,12 @@ PAGE_SECTIONS = (
 )
 
 
-def page_blocks(state: ResearchState, experiment: ExperimentState) -> dict[str, str]:
+def page_blocks(state: ResearchState, experiment: ExperimentState, confidence: float = 0.95) -> dict[str, str]:
     return {
         "summary": _summary_block(experiment),
         "change": _change_block(experiment),
         "runs": _runs_block(experiment),
-        "statistics": _statistics_block(state, experiment),
+        "statistics": _statistics_block(state, experiment, confidence),
         "samples": _samples_block(experiment),
         "judge": _judge_block(experiment),
         "verdict": _verdict_block(experiment),

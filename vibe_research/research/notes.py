@@ -31,7 +31,7 @@ def read_page(path: Path) -> str:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 so its blocks can be updated") from exc
 
 
-def render_notes(workspace: Workspace, state: ResearchState, question: str) -> list[Path]:
+def render_notes(workspace: Workspace, state: ResearchState, question: str, confidence: float = 0.95) -> list[Path]:
     """Re-render README and every experiment page from `state`; returns the files that changed."""
     for folder in (workspace.notes, workspace.experiments_pages, workspace.figures):
         for path in remove_stale_temps(folder):
@@ -39,11 +39,11 @@ def render_notes(workspace: Workspace, state: ResearchState, question: str) -> l
     changed = []
     readme = workspace.notes / "README.md"
     current = read_page(readme) if readme.exists() else readme_template()
-    if write_atomic(readme, replace_blocks(current, readme_blocks(state, question), str(readme))):
+    if write_atomic(readme, replace_blocks(current, readme_blocks(state, question, confidence), str(readme))):
         changed.append(readme)
     for experiment in state.experiments.values():
         page = workspace.experiments_pages / f"{experiment.id}.md"
-        bodies = page_blocks(state, experiment)
+        bodies = page_blocks(state, experiment, confidence)
         text = replace_blocks(read_page(page), bodies, str(page)) if page.exists() else new_page(experiment, bodies)
         if write_atomic(page, text):
             changed.append(page)
@@ -66,7 +66,8 @@ def export_markdown(workspace: Workspace, state: ResearchState) -> str:
     return "\n\n---\n\n".join(part.strip() for part in parts) + "\n"
 
 
-def render_from_ledger(workspace: Workspace, question: str, figures: bool = True) -> tuple[ResearchState, list[Path]]:
+def render_from_ledger(workspace: Workspace, question: str, figures: bool = True,
+                       confidence: float = 0.95) -> tuple[ResearchState, list[Path]]:
     """Read notes/ledger.jsonl, fold it, re-render every page (and figure); the state and changed files."""
     from vibe_research.research.figures import render_figures
     from vibe_research.research.ledger import read
@@ -74,7 +75,7 @@ def render_from_ledger(workspace: Workspace, question: str, figures: bool = True
 
     ledger = read(workspace.ledger)
     state = rebuild_state(ledger.records)
-    changed = render_notes(workspace, state, question)
+    changed = render_notes(workspace, state, question, confidence)
     if figures:
         changed += render_figures(workspace.figures, state)
     return state, changed

@@ -5,11 +5,11 @@ from vibe_research.research.markdown import interval, num, page_link, short_comm
 from vibe_research.research.state import ExperimentState, ResearchState, leaderboard
 
 
-def _best_block(state: ResearchState) -> str:
+def _best_block(state: ResearchState, confidence: float) -> str:
     best = state.best_experiment
     if best is None:
         return "_No best yet: the first `vibe-research continue` measures the baseline._"
-    rows = {row.experiment: row for row in leaderboard(state)}
+    rows = {row.experiment: row for row in leaderboard(state, confidence)}
     row = rows[best.id]
     perplexities = [run.evaluation.perplexity for run in best.measured_runs if run.evaluation]
     tokenizers = sorted({run.evaluation.tokenizer for run in best.measured_runs if run.evaluation})
@@ -18,7 +18,7 @@ def _best_block(state: ResearchState) -> str:
         f"**{best.title}** ({page_link(best.id)}), commit {short_commit(best.proposal.commit if best.proposal else None)}"
         + (f", tag `{decision.tag}`" if decision and decision.tag else ""),
         "",
-        f"- validation bits per byte: **{interval(row.bpb, 4)}** (mean over {row.runs} seeds, 95% t interval)",
+        f"- validation bits per byte: **{interval(row.bpb, 4)}** (mean over {row.runs} seeds, {confidence:.0%} t interval)",
         f"- perplexity: {num(sum(perplexities) / len(perplexities), 2) if perplexities else '–'}"
         + (f" per {', '.join(tokenizers)} token" if tokenizers else ""),
         f"- judge score: {interval(row.judge, 2)} (1 to 10)",
@@ -34,8 +34,8 @@ def _overrides(experiment: ExperimentState) -> str:
     return ", ".join(f"`{key}={value}`" for key, value in pairs)
 
 
-def _leaderboard_block(state: ResearchState) -> str:
-    rows = leaderboard(state)
+def _leaderboard_block(state: ResearchState, confidence: float) -> str:
+    rows = leaderboard(state, confidence)
     if not rows:
         return "_Nothing measured yet._"
     body = [[
@@ -44,7 +44,8 @@ def _leaderboard_block(state: ResearchState) -> str:
         f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
         verdict_word(state.experiments[row.experiment]),
     ] for row in rows]
-    board = table(["#", "experiment", "title", "bpb (95% CI)", "judge (95% CI)", "win rate", "seeds", "verdict"], body)
+    level = f"{confidence:.0%} CI"
+    board = table(["#", "experiment", "title", f"bpb ({level})", f"judge ({level})", "win rate", "seeds", "verdict"], body)
     measured = any(row.bpb for row in rows)
     return f"{board}\n\n![progress over experiments](figures/{PROGRESS_FIGURE})" if measured else board
 
@@ -76,10 +77,10 @@ def _pick_text(experiment: ExperimentState) -> str:
     return f"{who} #{pick.choice}, {pick.title}"
 
 
-def readme_blocks(state: ResearchState, question: str) -> dict[str, str]:
+def readme_blocks(state: ResearchState, question: str, confidence: float = 0.95) -> dict[str, str]:
     return {
         "question": f"> {question}",
-        "best": _best_block(state),
-        "leaderboard": _leaderboard_block(state),
+        "best": _best_block(state, confidence),
+        "leaderboard": _leaderboard_block(state, confidence),
         "timeline": _timeline_block(state),
     }
