@@ -1,6 +1,7 @@
 """`vibe-research status`: the leaderboard and where the research stands."""
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -8,11 +9,15 @@ from rich.table import Table
 
 from vibe_research.research.stats import Summary
 
+if TYPE_CHECKING:
+    from vibe_research.research.ledger import LedgerRead
+    from vibe_research.research.state import LeaderboardRow, ResearchState
+
 COLUMNS = ("#", "experiment", "bpb", "judge", "win rate", "seeds", "verdict", "commit")
 
 
 def _interval(summary: Summary | None, digits: int) -> str:
-    """mean ± half the 95% interval, as people write it."""
+    """mean ± half the interval, as people write it."""
     if summary is None:
         return "–"
     if summary.low is None or summary.high is None:
@@ -20,8 +25,34 @@ def _interval(summary: Summary | None, digits: int) -> str:
     return f"{summary.mean:.{digits}f} ± {(summary.high - summary.low) / 2:.{digits}f}"
 
 
+def _table(rows: list["LeaderboardRow"], confidence: float) -> Table:
+    table = Table(title=f"Leaderboard (mean over seeds ± half the {confidence:.0%} t interval)", title_justify="left")
+    for header in COLUMNS:
+        table.add_column(header, justify="left" if header in ("experiment", "verdict", "commit") else "right",
+                         no_wrap=True, min_width=22 if header == "experiment" else None)
+    for row in rows:
+        name = f"[bold green]★ {row.experiment}[/]" if row.best else row.experiment
+        decided = "" if row.verdict in (None, "baseline") else ", kept" if row.kept else ", discarded"
+        table.add_row(str(row.rank), f"{name}\n[dim]{row.title}[/]", _interval(row.bpb, 4), _interval(row.judge, 2),
+                      f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
+                      (row.verdict or "undecided") + decided, row.commit[:8] if row.commit else "–")
+    return table
+
+
+def _unfinished(state: "ResearchState", ledger: "LedgerRead") -> list[str]:
+    lines = []
+    if state.open_experiment:
+        lines.append(f"[yellow]Unfinished:[/] {state.open_experiment.id}; `vibe-research continue` resumes it.")
+    if state.interrupted:
+        lines.append(f"[yellow]Interrupted runs:[/] {', '.join(run.run for _, run in state.interrupted)}")
+    if ledger.torn_lines:
+        lines.append(f"[yellow]Skipped a torn ledger line[/] (line {', '.join(map(str, ledger.torn_lines))}), "
+                     "left by an interrupted write.")
+    return lines
+
+
 def status(as_json: bool = typer.Option(False, "--json", help="Print the leaderboard and state as JSON on stdout.")) -> None:
-    """Show the leaderboard (mean bpb and judge score over seeds, 95% t intervals) and what is unfinished."""
+    """Show the leaderboard (mean bpb and judge score over seeds with t intervals) and what is unfinished."""
     from vibe_research.research.ledger import read
     from vibe_research.research.state import leaderboard, rebuild_state
     from vibe_research.settings import load_settings
@@ -32,38 +63,23 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the leaderb
     ledger = read(workspace.ledger)
     state = rebuild_state(ledger.records)
     rows = leaderboard(state, settings.research.confidence)
-    interrupted = [{"experiment": e.id, "run": run.run} for e, run in state.interrupted]
-    open_experiment = state.open_experiment.id if state.open_experiment else None
     if as_json:
         print(json.dumps({
             "question": settings.research.question, "objective": settings.research.objective, "best": state.best,
-            "leaderboard": [row.model_dump() for row in rows], "open_experiment": open_experiment,
-            "interrupted": interrupted, "torn_ledger_lines": ledger.torn_lines,
+            "leaderboard": [row.model_dump() for row in rows],
+            "open_experiment": state.open_experiment.id if state.open_experiment else None,
+            "interrupted": [{"experiment": e.id, "run": run.run} for e, run in state.interrupted],
+            "torn_ledger_lines": ledger.torn_lines,
         }, indent=2))
         return
     console = Console()
     console.print(f"[bold]{settings.research.question}[/]  (objective: {settings.research.objective})")
-    if not rows:
+    if rows:
+        console.print(_table(rows, settings.research.confidence))
+    else:
         console.print("No experiments yet: run [bold]vibe-research continue[/] to measure the baseline.")
-        return
-    table = Table(title="Leaderboard", title_justify="left")
-    for header in COLUMNS:
-        left = header in ("experiment", "verdict", "commit")
-        table.add_column(header, justify="left" if left else "right", no_wrap=True,
-                         min_width=22 if header == "experiment" else None)
-    for row in rows:
-        name = f"[bold green]★ {row.experiment}[/]" if row.best else row.experiment
-        verdict = (row.verdict or "undecided") + ("" if row.verdict in (None, "baseline") else ", kept" if row.kept else ", discarded")
-        table.add_row(str(row.rank), f"{name}\n[dim]{row.title}[/]", _interval(row.bpb, 4), _interval(row.judge, 2),
-                      f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs), verdict,
-                      row.commit[:8] if row.commit else "–")
-    console.print(table)
-    if open_experiment:
-        console.print(f"[yellow]Unfinished:[/] {open_experiment}; `vibe-research continue` resumes it.")
-    if interrupted:
-        console.print(f"[yellow]Interrupted runs:[/] {', '.join(item['run'] for item in interrupted)}")
-    if ledger.torn_lines:
-        console.print(f"[yellow]Skipped a torn ledger line[/] (line {', '.join(map(str, ledger.torn_lines))}), left by an interrupted write.")
+    for line in _unfinished(state, ledger):
+        console.print(line)
 
 
 def register(app: typer.Typer) -> None:
