@@ -163,3 +163,10 @@ def test_compare_with_best_uses_the_seeds_of_both(records: list[L.Record]) -> No
     assert comparison is not None and comparison.bpb is not None and comparison.bpb.n_best == 3
     assert comparison.bpb.diff == pytest.approx(0.025)
     assert compare_with_best(state, "0001-wider-model", "both") is None
+
+
+def test_an_experiment_id_cannot_name_a_path_outside_the_notes() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        L.NoteRecord(experiment="../../etc/passwd", text="x")

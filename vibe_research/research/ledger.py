@@ -33,7 +33,8 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     v: int = LEDGER_VERSION
     at: datetime = Field(default_factory=_now)
-    experiment: str = Field(description="NNNN-slug, also the stem of the experiment's notes page")
+    # the stem of the experiment's notes page, so nothing in it may leave notes/experiments/
+    experiment: str = Field(pattern=r"^[0-9]{4,}-[a-z0-9-]+$", description="NNNN-slug, see experiment_id()")
 
 
 class PlannedRun(BaseModel):
