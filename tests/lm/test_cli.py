@@ -1,20 +1,17 @@
 """`data prepare`, `evaluate` and `sample` through the installed console script, good input and bad."""
 
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lm_helpers import STORIES, write_txt
+from lm_helpers import STORIES, run, vibe, write_txt
 
 import vibe_research.lm.reference as reference
 
 REFERENCE = str(Path(reference.__file__))
-Vibe = Callable[..., subprocess.CompletedProcess]
 
 
 def workspace(tmp_path: Path, settings: str = "") -> Path:
@@ -38,19 +35,15 @@ def assert_one_line_error(done: subprocess.CompletedProcess, message: str) -> No
 def prepared(tmp_path_factory: pytest.TempPathFactory, tinystories: Path) -> Path:
     """A workspace on the real TinyStories files with bpe:4096 caches, plus unigram and peeking runs."""
     root = workspace(tmp_path_factory.mktemp("prepared"))
-    env = {k: v for k, v in os.environ.items() if k not in {"VIBE_CACHE_DIR", "VIBE_DATA"}} | {"VIBE_DATA": str(tinystories)}
-    for command in (
-        ["-m", "vibe_research.cli", "data", "prepare", "--tokenizer", "bpe:4096"],
-        ["-m", "vibe_research.lm.reference", "--out", "runs/unigram", "--set", "kind=unigram"],
-        ["-m", "vibe_research.lm.reference", "--out", "runs/peeking", "--set", "kind=peeking"],
-    ):
-        script = [str(Path(sys.executable).parent / "vibe-research"), *command[2:]] if command[1] == "vibe_research.cli" else [sys.executable, *command]
-        done = subprocess.run(script, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    done = vibe("data", "prepare", "--tokenizer", "bpe:4096", cwd=root, env={"VIBE_DATA": str(tinystories)})
+    assert done.returncode == 0, done.stderr
+    for kind in ("unigram", "peeking"):
+        done = run([sys.executable, "-m", "vibe_research.lm.reference", "--out", f"runs/{kind}", "--set", f"kind={kind}"], root)
         assert done.returncode == 0, done.stderr
     return root
 
 
-def test_data_prepare_on_real_tinystories(vibe: Vibe, tmp_path: Path, tinystories: Path, gpt2_ranks: Path) -> None:
+def test_data_prepare_on_real_tinystories(tmp_path: Path, tinystories: Path, gpt2_ranks: Path) -> None:
     root = workspace(tmp_path)
     env = {"VIBE_DATA": str(tinystories), "VIBE_GPT2_RANKS": str(gpt2_ranks)}
     done = vibe("data", "prepare", "--tokenizer", "gpt2", "--json", cwd=root, env=env)
@@ -80,7 +73,7 @@ def test_data_prepare_on_real_tinystories(vibe: Vibe, tmp_path: Path, tinystorie
     ids=["missing-path", "empty-corpus", "no-separators", "not-utf8", "unknown-tokenizer", "malformed-toml", "unknown-key"],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    vibe: Vibe, tmp_path: Path, settings: str, files: dict[str, bytes], args: list[str], message: str
+    tmp_path: Path, settings: str, files: dict[str, bytes], args: list[str], message: str
 ) -> None:
     root = workspace(tmp_path, settings)
     for name, content in files.items():
@@ -89,11 +82,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert cache_files(root) == []
 
 
-def test_no_workspace_is_one_line(vibe: Vibe, tmp_path: Path) -> None:
+def test_no_workspace_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(vibe("data", "prepare", cwd=tmp_path), "run `vibe-research init`")
 
 
-def test_hub_without_network_fails_fast(vibe: Vibe, tmp_path: Path) -> None:
+def test_hub_without_network_fails_fast(tmp_path: Path) -> None:
     root = workspace(tmp_path, '[data]\nsource = "hub"\n')
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}  # port 9: nobody answers
     started = time.monotonic()
@@ -101,7 +94,7 @@ def test_hub_without_network_fails_fast(vibe: Vibe, tmp_path: Path) -> None:
     assert time.monotonic() - started < 30 and cache_files(root) == []
 
 
-def test_auto_falls_back_to_synthetic_loudly(vibe: Vibe, tmp_path: Path) -> None:
+def test_auto_falls_back_to_synthetic_loudly(tmp_path: Path) -> None:
     root = workspace(tmp_path, "[data]\nsynthetic_train_stories = 300\nsynthetic_valid_stories = 20\n")
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
     done = vibe("data", "prepare", "--tokenizer", "bpe:512", "--json", cwd=root, env=env)
@@ -110,7 +103,7 @@ def test_auto_falls_back_to_synthetic_loudly(vibe: Vibe, tmp_path: Path) -> None
     assert [split["source_kind"] for split in json.loads(done.stdout)["splits"]] == ["synthetic", "synthetic"]
 
 
-def test_evaluate_unigram_and_reject_peeking(vibe: Vibe, prepared: Path) -> None:
+def test_evaluate_unigram_and_reject_peeking(prepared: Path) -> None:
     done = vibe("evaluate", "runs/unigram", "--entry", REFERENCE, "--samples", "2", "--max-tokens", "20", "--json", cwd=prepared)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -120,19 +113,19 @@ def test_evaluate_unigram_and_reject_peeking(vibe: Vibe, prepared: Path) -> None
     assert rejected.returncode == 3 and "model rejected: not causal" in rejected.stdout
 
 
-def test_evaluate_on_another_valid_file(vibe: Vibe, prepared: Path, tmp_path: Path) -> None:
+def test_evaluate_on_another_valid_file(prepared: Path, tmp_path: Path) -> None:
     valid = write_txt(tmp_path / "mine.txt", STORIES)
     done = vibe("evaluate", "runs/unigram", "--entry", REFERENCE, "--valid", str(valid), "--samples", "1", cwd=prepared)
     assert done.returncode == 0, done.stderr
     assert "validation bits per byte" in done.stdout and "3 stories" in done.stdout and "seed 1000" in done.stdout
 
 
-def test_evaluate_bad_input(vibe: Vibe, prepared: Path) -> None:
+def test_evaluate_bad_input(prepared: Path) -> None:
     assert_one_line_error(vibe("evaluate", "runs/none", "--entry", REFERENCE, cwd=prepared), "no such run folder")
     assert_one_line_error(vibe("evaluate", "runs/unigram", "--entry", "nope.py", cwd=prepared), "no such experiment file")
 
 
-def test_sample_continues_a_prompt(vibe: Vibe, prepared: Path) -> None:
+def test_sample_continues_a_prompt(prepared: Path) -> None:
     args = ("sample", "runs/unigram", "--entry", REFERENCE, "--prompt", "Once upon a time", "--max-tokens", "12")
     done = vibe(*args, "--json", cwd=prepared)
     assert done.returncode == 0, done.stderr
