@@ -61,6 +61,14 @@ def test_bad_txt_files(tmp_path: Path, content: bytes, message: str) -> None:
         files_split("train", ["bad.txt"], "text", tmp_path)
 
 
+def test_limit_keeps_the_first_train_stories(tmp_path: Path) -> None:
+    write_txt(tmp_path / "train.txt", STORIES)
+    write_txt(tmp_path / "valid.txt", STORIES)
+    corpus = load_corpus(DataSource(train=["train.txt"], valid="valid.txt", limit=2), tmp_path)
+    assert list(corpus.train.texts()) == STORIES[:2] and corpus.valid.count == 3
+    assert corpus.train.fingerprint != files_split("train", ["train.txt"], "text", tmp_path).fingerprint
+
+
 def test_missing_path_and_unsupported_type(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no such file"):
         files_split("train", ["nothing-*.txt"], "text", tmp_path)

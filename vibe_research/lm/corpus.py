@@ -74,7 +74,8 @@ class Corpus:
 def load_corpus(source: DataSource, root: Path) -> Corpus:
     """Both splits of `source`; relative file paths are relative to `root` (the workspace)."""
     if source.source == "files" or (source.source == "auto" and source.train):
-        return Corpus(files_split("train", source.train, source.text_column, root), _files_valid(source, root))
+        train = files_split("train", source.train, source.text_column, root, source.limit)
+        return Corpus(train, _files_valid(source, root))
     if source.source == "hub":
         return Corpus(hub_split(source, "train"), hub_split(source, "valid"))
     if source.source == "auto":
@@ -95,17 +96,18 @@ def _files_valid(source: DataSource, root: Path) -> Stories:
     return files_split("valid", [source.valid], source.text_column, root)
 
 
-def files_split(split: Split, patterns: list[str], text_column: str, root: Path) -> Stories:
-    """Stories from paths or globs of .txt (`<|endoftext|>` layout), .jsonl or .parquet files."""
+def files_split(split: Split, patterns: list[str], text_column: str, root: Path, limit: int | None = None) -> Stories:
+    """Stories from paths or globs of .txt (`<|endoftext|>` layout), .jsonl or .parquet files; the first `limit`."""
     if not patterns:
         raise UserError(f"no {split} files configured: set [data] train in vibe-research.toml, or VIBE_DATA")
     paths = _expand(patterns, root)
     texts: list[str] = []
-    digest = hashlib.sha256(f"files:{text_column}".encode())
+    digest = hashlib.sha256(f"files:{text_column}:{limit}".encode())
     for path in paths:
         stories = read_story_file(path, text_column)
         texts.extend(stories)
         digest.update(hashlib.sha256(path.read_bytes()).digest())
+    texts = texts[:limit]
     description = ", ".join(str(path) for path in paths)
     if not texts:
         raise UserError(f"{description}: no stories found (empty corpus); point [data] at files that hold stories")
