@@ -13,7 +13,9 @@ data_app = typer.Typer(help="Stories, tokenizers and token caches.", no_args_is_
 
 @data_app.command()
 def prepare(
-    tokenizer: str | None = typer.Option(None, "--tokenizer", help="gpt2, bytes or bpe:N (default: [data] tokenizer)."),
+    tokenizer: str | None = typer.Option(
+        None, "--tokenizer", help="gpt2, bytes or bpe:N (default: tokenizer in \\[data] of vibe-research.toml)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifests as JSON."),
 ) -> None:
     """Tokenize the train and valid splits into the cache (training the BPE first if needed)."""
@@ -32,7 +34,8 @@ def prepare(
     spec = check_spec(tokenizer or settings.data.tokenizer)
     cache = cache_root()
     corpus = load_corpus(settings.data, workspace.root)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
     rows = []
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"tokenizer {spec}", total=None)
@@ -83,7 +86,8 @@ def _print_splits(rows: list[dict], title: str) -> None:
     console = Console()
     console.print(table)
     for row in rows:
-        console.print(f"{row['split']} {row['tokenizer']}: {row['source_kind']} {row['source']}", highlight=False, soft_wrap=True)
+        line = f"{row['split']} {row['tokenizer']}: {row['source_kind']} {row['source']}"
+        console.print(line, highlight=False, soft_wrap=True)
     if any(row["source_kind"] == "synthetic" for row in rows):
         Console(stderr=True).print("[bold yellow]warning:[/] synthetic stories: these are NOT TinyStories numbers")
 

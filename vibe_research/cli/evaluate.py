@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from vibe_research.lm.evaluate import EvalResult
 
 EXIT_REJECTED = 3
+ENTRY_HELP = "Experiment file with load_model (default: entry in \\[train] of vibe-research.toml)."
 
 
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run folder a training wrote."),
-    entry: Path | None = typer.Option(None, "--entry", help="Experiment file with load_model (default: [train] entry)."),
+    entry: Path | None = typer.Option(None, "--entry", help=ENTRY_HELP),
     valid: Path | None = typer.Option(None, "--valid", help="Score this story file instead of the cached valid split."),
     samples: int = typer.Option(8, "--samples", min=0, help="Fixed story beginnings to sample."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens per sample at most."),
@@ -45,7 +46,7 @@ def evaluate(
 def sample(
     run_dir: Path = typer.Argument(..., help="Run folder a training wrote."),
     prompt: str = typer.Option(..., "--prompt", help="Beginning of the story."),
-    entry: Path | None = typer.Option(None, "--entry", help="Experiment file with load_model (default: [train] entry)."),
+    entry: Path | None = typer.Option(None, "--entry", help=ENTRY_HELP),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="0 picks the likeliest token."),
     top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample among the k likeliest tokens only."),
     seed: int = typer.Option(1000, "--seed", help="Seed of the sampler."),
@@ -75,7 +76,8 @@ def _run(module: str, entry: Path | None, arguments: list[str]) -> str:
     if entry is None:
         workspace = find_workspace()
         entry = workspace.root / load_settings(workspace.settings_file).train.entry
-    command = [sys.executable, "-m", module, "--entry", str(entry.resolve()), "--cache-dir", str(cache_root()), *arguments]
+    command = [sys.executable, "-m", module, "--entry", str(entry.resolve()), "--cache-dir", str(cache_root()),
+               *arguments]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode in (0, EXIT_REJECTED):
         return done.stdout

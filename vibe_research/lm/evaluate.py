@@ -190,8 +190,11 @@ def valid_stream(tokenizer: Tokenizer, cache_dir: Path | None, valid: Path | Non
     if valid is None:
         split = open_split("valid", tokenizer.spec, cache_dir)
         if split.manifest.tokenizer_fingerprint != tokenizer.fingerprint:
-            raise UserError(f"the valid cache for {tokenizer.spec} was built with another tokenizer: rerun `vibe-research data prepare`")
-        return ValidStream(np.asarray(split.tokens, dtype=np.int64), split.manifest.source, split.manifest.source_fingerprint)
+            raise UserError(
+                f"the valid cache for {tokenizer.spec} was built with another tokenizer: rerun `vibe-research data prepare`"
+            )
+        tokens = np.asarray(split.tokens, dtype=np.int64)
+        return ValidStream(tokens, split.manifest.source, split.manifest.source_fingerprint)
     stories = files_split("valid", [str(valid)], "text", Path.cwd())
     chunks = [array for array, _, _ in encode_stream(stories, tokenizer, stream_dtype(tokenizer.vocab_size))]
     return ValidStream(np.concatenate(chunks).astype(np.int64), stories.description, stories.fingerprint)
@@ -209,12 +212,16 @@ def evaluate(
         import torch  # after load_model, which checks the paths first: bad input fails at once
 
         result.torch_version, result.threads = torch.__version__, torch.get_num_threads()
-        result.tokenizer, result.vocab_size, result.context_length = model.tokenizer, model.vocab_size, model.context_length
+        result.tokenizer, result.vocab_size = model.tokenizer, model.vocab_size
+        result.context_length = model.context_length
         tokenizer = load_tokenizer(model.tokenizer, cache_dir)
         if tokenizer.vocab_size != model.vocab_size:
-            raise ModelRejected(f"vocab_size {model.vocab_size} but tokenizer {tokenizer.spec} has {tokenizer.vocab_size} tokens")
+            raise ModelRejected(
+                f"vocab_size {model.vocab_size} but tokenizer {tokenizer.spec} has {tokenizer.vocab_size} tokens"
+            )
         stream = valid_stream(tokenizer, cache_dir, valid)
-        result.tokenizer_fingerprint, result.valid, result.valid_fingerprint = tokenizer.fingerprint, stream.description, stream.fingerprint
+        result.tokenizer_fingerprint = tokenizer.fingerprint
+        result.valid, result.valid_fingerprint = stream.description, stream.fingerprint
         result.load_s = time.perf_counter() - start
         _run_checks(model, stream.tokens, result)
         _measure(model, tokenizer, stream.tokens, samples, max_tokens, result)
@@ -246,25 +253,26 @@ def _run_checks(model: LanguageModel, stream: np.ndarray, result: EvalResult) ->
         raise UserError("the validation stream is too short to probe the model; use more validation stories")
     probe = torch.from_numpy(stream[: PROBE_ROWS * length].reshape(PROBE_ROWS, length).copy())
     result.checks = check_contract(model, probe)
-    if not result.checks.normalised:
+    checks = result.checks
+    if not checks.normalised:
         raise ModelRejected(
-            f"not normalised: log sum_v p(v) is off by {result.checks.max_normalisation_error:.3g} (allowed {NORM_TOLERANCE:g}); "
-            "return log_softmax over the whole vocabulary"
+            f"not normalised: log sum_v p(v) is off by {checks.max_normalisation_error:.3g} "
+            f"(allowed {NORM_TOLERANCE:g}); return log_softmax over the whole vocabulary"
         )
-    if not result.checks.causal:
+    if not checks.causal:
         raise ModelRejected(
-            f"not causal: changing later tokens moved an earlier prediction by {result.checks.max_causal_change:.3g} nats "
+            f"not causal: changing later tokens moved an earlier prediction by {checks.max_causal_change:.3g} nats "
             f"(allowed {CAUSAL_TOLERANCE:g}); position t may only see tokens 0..t"
         )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vibe_research.lm.evaluate", description="Measure one trained model.")
+    parser = argparse.ArgumentParser(prog="python -m vibe_research.lm.evaluate", description="Measure a trained model.")
     parser.add_argument("--entry", type=Path, required=True, help="experiment file defining load_model(run_dir)")
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, help="token cache (default: VIBE_CACHE_DIR or the workspace's)")
     parser.add_argument("--valid", type=Path, help="score this story file instead of the cached valid split")
-    parser.add_argument("--samples", type=int, default=8, help=f"story beginnings to sample (at most {len(STORY_BEGINNINGS)})")
+    parser.add_argument("--samples", type=int, default=8, help=f"story beginnings to sample, 0 to {len(STORY_BEGINNINGS)}")
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens per sample at most")
     parser.add_argument("--out", type=Path, help="also write the result JSON here")
     args = parser.parse_args(argv)

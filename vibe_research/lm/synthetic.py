@@ -108,7 +108,8 @@ def _share(rng: random.Random, hero: Character, friend: Character, place: str, t
         f"{hero.name} had a bag of {food}. {friend.name} was hungry and asked, \"Can I have some, please?\" "
         f"But {hero.name} said, \"No, they are mine!\" {friend.name} felt {rng.choice(FEELINGS_BAD)} and walked away.",
         f"Soon {hero.name} felt bad. Eating alone was not fun. {hero.pronoun.capitalize()} ran to {friend.name} "
-        f"and said, \"I am sorry. Let's share the {food}.\" {friend.name} smiled, and the {food} tasted even better together.",
+        f"and said, \"I am sorry. Let's share the {food}.\" {friend.name} smiled, "
+        f"and the {food} tasted even better together.",
     )
 
 

@@ -164,7 +164,8 @@ def _read_bpe_metadata(spec: str, root: Path) -> tuple[Path, BpeMetadata | None]
     try:
         return ranks_file, BpeMetadata.model_validate_json(meta_file.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        raise UserError(validation_error_line(str(meta_file), exc) + "; delete it and run `vibe-research data prepare`") from exc
+        line = validation_error_line(str(meta_file), exc)
+        raise UserError(f"{line}; delete it and run `vibe-research data prepare`") from exc
 
 
 def _load_bpe(spec: str, ranks_file: Path, metadata: BpeMetadata) -> Tokenizer:
@@ -173,7 +174,9 @@ def _load_bpe(spec: str, ranks_file: Path, metadata: BpeMetadata) -> Tokenizer:
     try:
         ranks = load_tiktoken_bpe(str(ranks_file), expected_hash=metadata.ranks_sha256)
     except ValueError as exc:
-        raise UserError(f"{ranks_file}: corrupt ranks file ({exc}); delete it and run `vibe-research data prepare`") from exc
+        raise UserError(
+            f"{ranks_file}: corrupt ranks file ({exc}); delete it and run `vibe-research data prepare`"
+        ) from exc
     return Tokenizer(spec, ranks, metadata.pattern)
 
 

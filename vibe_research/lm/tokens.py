@@ -72,7 +72,8 @@ def open_split(split: Split, tokenizer_spec: str, cache_dir: Path | None = None)
     manifest = read_manifest(folder)
     if manifest is None:
         raise UserError(
-            f"no {split} tokens for {tokenizer_spec} in {folder}: run `vibe-research data prepare --tokenizer {tokenizer_spec}`"
+            f"no {split} tokens for {tokenizer_spec} in {folder}: "
+            f"run `vibe-research data prepare --tokenizer {tokenizer_spec}`"
         )
     return TokenSplit(folder, manifest, np.memmap(folder / "tokens.bin", dtype=manifest.dtype, mode="r"))
 
