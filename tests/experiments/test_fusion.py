@@ -1,0 +1,108 @@
+"""Shallow fusion: its heads, the EM fit, the refusal to fit on validation, and a real fused run."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+from ngram_fixtures import TEMPLATES, bpe_cache, few_valid_stories, run_experiment
+
+from vibe_research.lm.evaluate import check_contract, evaluate
+
+__all__ = ["bpe_cache"]
+
+
+def load_fusion():
+    spec = importlib.util.spec_from_file_location("fusion_template", TEMPLATES / "fusion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fusion = load_fusion()
+
+
+def test_cache_head_weights_earlier_tokens_by_decay() -> None:
+    probs = fusion.cache_probs(torch.tensor([[3, 1, 3]]), 5, 0.5)
+    torch.testing.assert_close(probs[0, 0], torch.tensor([0, 0, 0, 1.0, 0]))
+    torch.testing.assert_close(probs[0, 1], torch.tensor([0, 2 / 3, 0, 1 / 3, 0]))
+    # position 2: token 3 at lags 0 and 2 (1 + 0.25), token 1 at lag 1 (0.5), over 1.75
+    torch.testing.assert_close(probs[0, 2], torch.tensor([0, 0.5 / 1.75, 0, 1.25 / 1.75, 0]))
+
+
+def test_knn_head_spreads_a_softmax_over_the_neighbours_tokens() -> None:
+    keys = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]], dtype=np.float32)
+    index = faiss.IndexFlatL2(2)
+    index.add(keys)
+    head = fusion.KnnHead(index, np.array([4, 4, 1], dtype=np.int32), k=2, temperature=1.0, vocab_size=6)
+    probs = head.probs(torch.tensor([[0.0, 0.0]]))
+    # neighbours: key 0 (distance 0, token 4) and key 1 (distance 1, token 4): all mass on token 4
+    torch.testing.assert_close(probs[0], torch.tensor([0, 0, 0, 0, 1.0, 0]))
+    probs = fusion.KnnHead(index, np.array([4, 2, 1], dtype=np.int32), 3, 1.0, 6).probs(torch.tensor([[0.0, 0.0]]))
+    expected = torch.softmax(-torch.tensor([0.0, 1.0, 9.0]), dim=0)
+    torch.testing.assert_close(probs[0, [4, 2, 1]], expected)
+    assert math.isclose(probs.sum().item(), 1.0, rel_tol=1e-6)
+
+
+def test_em_recovers_mixture_weights() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.array([0.6, 0.3, 0.1])
+    # Three parts that each explain a disjoint share of the tokens: EM must find those shares.
+    source = rng.choice(3, size=20_000, p=truth)
+    probs = np.full((len(source), 3), 1e-3)
+    probs[np.arange(len(source)), source] = 0.9
+    np.testing.assert_allclose(fusion.fit_weights(probs, 200), truth, atol=0.02)
+
+
+def test_fitting_on_validation_is_refused(tmp_path: Path) -> None:
+    done, _ = run_experiment("fusion.py", tmp_path / "run", tmp_path, 60, "base_run=/nowhere", "fit_split=valid")
+    assert done.returncode == 2
+    assert "fit_split=valid" in done.stderr and "leak" in done.stderr
+    assert not (tmp_path / "run" / fusion.RUN_FILE).exists()
+
+
+@pytest.fixture(scope="module")
+def fused_run(bpe_cache, tmp_path_factory) -> Path:
+    """A tiny transformer trained for seconds, fused with all three heads."""
+    root = tmp_path_factory.mktemp("fusion")
+    tiny = ("n_layer=1", "n_head=2", "n_embd=32", "context=64", "batch_size=8", "compile=off", "dtype=fp32", "threads=1")
+    done, _ = run_experiment("train.py", root / "base", bpe_cache, 12, *tiny)
+    assert done.returncode == 0, done.stderr
+    done, events = run_experiment(
+        "fusion.py", root / "fused", bpe_cache, 120, f"base_run={root / 'base'}", "knn_memory_mb=2",
+        "fit_tokens=4096", "ngram_order=3",
+    )
+    assert done.returncode == 0, done.stderr
+    assert [e["event"] for e in events] == ["start", "eval", "done"]
+    return root / "fused"
+
+
+@pytest.mark.slow
+def test_fused_run_is_fitted_on_train_and_passes_the_evaluator(fused_run, bpe_cache, tinystories, tmp_path) -> None:
+    run = fusion.FusionRun.model_validate_json((fused_run / fusion.RUN_FILE).read_text())
+    assert set(run.weights) == {"lm", "ngram", "knn", "cache"}
+    assert math.isclose(sum(run.weights.values()), 1.0) and min(run.weights.values()) > 0
+    # EM's optimum is at least as good as any single part on the held-out train tokens.
+    assert run.fit_nats["mixture"] <= min(run.fit_nats[name] for name in run.weights) + 1e-9
+    result = evaluate(TEMPLATES / "fusion.py", fused_run, bpe_cache, few_valid_stories(tinystories, tmp_path, 5),
+                      samples=1, max_tokens=8)
+    assert result.ok, result.reason
+    assert result.checks.causal and result.checks.normalised
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["ngram", "knn", "cache"])
+def test_every_head_alone_is_causal_and_normalised(fused_run, bpe_cache, head) -> None:
+    model = fusion.load_model(fused_run)
+    model.weights = {"lm": 0.5, head: 0.5}
+    if head != "ngram":
+        model.ngram = None
+    if head != "knn":
+        model.knn = None
+    tokens = torch.from_numpy(np.arange(2 * 64).reshape(2, 64) % 4096)
+    assert set(model.parts(tokens)) == {"lm", head}
+    checks = check_contract(model, tokens)
+    assert checks.causal and checks.normalised, checks
