@@ -102,6 +102,8 @@ def test_every_head_alone_is_causal_and_normalised(fused_run, bpe_cache, head) -
         model.ngram = None
     if head != "knn":
         model.knn = None
+    if head != "cache":
+        model.cache_decay = None
     tokens = torch.from_numpy(np.arange(2 * 64).reshape(2, 64) % 4096)
     assert set(model.parts(tokens)) == {"lm", head}
     checks = check_contract(model, tokens)

@@ -71,6 +71,7 @@ class FusionRun(BaseModel):
     format_version: int = FORMAT_VERSION
     base_run: str
     base_entry: str
+    base_params: int  # learned parameters of the transformer (the heads are counts and a datastore)
     heads: list[str]
     weights: dict[str, float]  # "lm" and each head; they sum to 1
     knn_k: int
@@ -115,7 +116,9 @@ def cache_probs(tokens: torch.Tensor, vocab_size: int, decay: float) -> torch.Te
 class FusedModel:
     """The ModelAPI face of the mixture."""
 
-    def __init__(self, base, ngram: KneserNey | None, knn: KnnHead | None, cache_decay: float, weights: dict[str, float]) -> None:  # noqa: ANN001 (any LanguageModel with features/head)
+    def __init__(  # noqa: ANN001 (base: any LanguageModel with features and head)
+        self, base, ngram: KneserNey | None, knn: KnnHead | None, cache_decay: float | None, weights: dict[str, float]
+    ) -> None:
         self.base, self.ngram, self.knn, self.cache_decay, self.weights = base, ngram, knn, cache_decay, weights
         self.vocab_size, self.tokenizer, self.context_length = base.vocab_size, base.tokenizer, base.context_length
 
@@ -130,7 +133,7 @@ class FusedModel:
             if self.knn is not None:
                 flat = features.float().reshape(-1, features.shape[-1])
                 out["knn"] = self.knn.probs(flat).reshape(*tokens.shape, -1).log()
-            if self.cache_decay > 0 and "cache" in self.weights:
+            if self.cache_decay is not None:
                 out["cache"] = cache_probs(tokens, self.vocab_size, self.cache_decay).log()
         return out
 
@@ -241,14 +244,13 @@ def check_config(config: dict) -> list[str]:
     return heads
 
 
-def load_base(base_run: str, base_entry: str):  # noqa: ANN201 (the base experiment's model class)
+def load_base(base_run: str, entry: Path):  # noqa: ANN201 (the base experiment's model class)
     """The transformer of base_run, loaded by its experiment file; it must expose features and head."""
-    entry = Path(base_entry) if base_entry else Path(__file__).resolve().parent / "train.py"
     try:
         base = load_entry(entry, Path(base_run))
     except ModelRejected as exc:
         raise UserError(f"base run {base_run}: {exc}") from exc
-    if not (callable(getattr(base, "features", None)) and callable(getattr(base, "head", None))):
+    if not all(callable(getattr(base, name, None)) for name in ("features", "head", "parameters")):
         raise UserError(f"base run {base_run}: its model has no features(tokens) and head(features); fuse a transformer run")
     return base
 
@@ -267,7 +269,7 @@ def held_out_start(stream: np.ndarray, fit_tokens: int, eot: int) -> int:
 def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experiment.Experiment)
     """Build the heads on the train stream, fit the weights on its held-out tail, save them."""
     config, out = experiment.config, experiment.out
-    base = load_base(config["base_run"], config["base_entry"])
+    base = load_base(config["base_run"], base_entry_path(config))
     split = open_split("train", base.tokenizer)
     eot = split.manifest.eot
     stream = np.asarray(split.tokens)
@@ -284,7 +286,8 @@ def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experi
         knn = KnnHead(index, values, config["knn_k"], config["knn_temperature"], base.vocab_size)
     check_clock(experiment, "building the kNN datastore")
     names = ["lm", *heads]
-    model = FusedModel(base, ngram, knn, config["cache_decay"] if "cache" in heads else 0.0, dict.fromkeys(names, 1.0))
+    decay = config["cache_decay"] if "cache" in heads else None
+    model = FusedModel(base, ngram, knn, decay, dict.fromkeys(names, 1.0))
     probs = target_probs(model, stream[cut:], eot, config["batch_rows"])
     matrix = np.stack([probs[name] for name in names], axis=1)
     weights = fit_weights(matrix, config["em_iterations"])
@@ -292,7 +295,8 @@ def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experi
     fit_nats = {name: float(-np.log(matrix[:, i]).mean()) for i, name in enumerate(names)}
     fit_nats["mixture"] = float(-np.log(matrix @ weights).mean())
     return FusionRun(
-        base_run=str(Path(config["base_run"]).resolve()), base_entry=str(base_entry_path(config)), heads=heads,
+        base_run=str(Path(config["base_run"]).resolve()), base_entry=str(base_entry_path(config)),
+        base_params=sum(p.numel() for p in base.parameters()), heads=heads,
         weights=dict(zip(names, weights.tolist())), knn_k=config["knn_k"], knn_temperature=config["knn_temperature"],
         knn_nprobe=config["knn_nprobe"], cache_decay=config["cache_decay"], fit_tokens=len(stream) - cut, fit_nats=fit_nats,
     )
@@ -316,7 +320,7 @@ def load_model(run_dir: Path) -> FusedModel:
         raise UserError(f"{run_dir / RUN_FILE} is missing: build first with `python experiments/fusion.py --out {run_dir}`") from None
     except ValidationError as exc:
         raise UserError(validation_error_line(str(run_dir / RUN_FILE), exc) + "; rebuild the run") from exc
-    base = load_base(run.base_run, run.base_entry)
+    base = load_base(run.base_run, Path(run.base_entry))
     ngram = KneserNey.load(run_dir / NGRAM_FILE) if "ngram" in run.heads else None
     knn = None
     if "knn" in run.heads:
@@ -324,7 +328,7 @@ def load_model(run_dir: Path) -> FusedModel:
         if hasattr(index, "nprobe"):
             index.nprobe = run.knn_nprobe
         knn = KnnHead(index, np.load(run_dir / KNN_VALUES), run.knn_k, run.knn_temperature, base.vocab_size)
-    decay = run.cache_decay if "cache" in run.heads else 0.0
+    decay = run.cache_decay if "cache" in run.heads else None
     return FusedModel(base, ngram, knn, decay, run.weights)
 
 
@@ -338,9 +342,9 @@ def main() -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    emit("start", device="cpu", dtype="float32", params=0, config=experiment.config)
+    emit("start", device="cpu", dtype="float32", params=run.base_params, config=experiment.config)
     emit("eval", split="train-held-out", tokens=run.fit_tokens, nats=run.fit_nats, weights=run.weights)
-    emit("done", params=0, steps=0, tokens=run.fit_tokens, device="cpu", dtype="float32",
+    emit("done", params=run.base_params, steps=0, tokens=run.fit_tokens, device="cpu", dtype="float32",
          elapsed_s=round(experiment.elapsed(), 2), weights=run.weights)
 
 
