@@ -1,5 +1,6 @@
 """Where things live in a research workspace (see DESIGN.md, "The workspace")."""
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,9 @@ class Workspace:
 
     @property
     def cache(self) -> Path:
-        return self.state / "cache"
+        """Token caches and tokenizers: VIBE_CACHE_DIR when set (shared between workspaces), else .vibe/cache."""
+        shared = os.environ.get("VIBE_CACHE_DIR")
+        return Path(shared).expanduser() if shared else self.state / "cache"
 
     @property
     def runs(self) -> Path:

@@ -1,5 +1,6 @@
 """`vibe-research continue`: run the research loop, interactively or unattended."""
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ class ConsoleUI:
         from vibe_research.runs.progress import RunProgress
 
         with RunProgress(specs, console=self.console) as progress:
-            yield progress.on_event
+            yield progress
 
 
 def _loop(console: Console, pick: int | None, idea: str | None, auto: int | None, manual: str | None, interactive: bool) -> None:
@@ -64,6 +65,9 @@ def continue_(
     interactive = not chosen and sys.stdin.isatty()
     if not chosen and manual is None and not interactive:
         raise UserError(NO_TERMINAL)
+    # `kill` and a closing terminal stop the loop as cleanly as Ctrl-C: runs are killed and recorded.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
     try:
         _loop(console, pick, idea, auto, manual, interactive)
     except KeyboardInterrupt:

@@ -59,6 +59,7 @@ class ProposalRecord(_Record):
     diff: str = ""
     commit: str | None = None
     entry: str = Field(default="experiments/train.py", description="the experiment script its runs train")
+    move: str | None = Field(default=None, description="the offline planner's key for this kind of change")
     runs: list[PlannedRun] = Field(default_factory=list)
 
 

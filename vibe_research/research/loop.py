@@ -21,9 +21,7 @@ from vibe_research.research.edits import write_atomic
 from vibe_research.research.judge.cache import JudgeCache
 from vibe_research.research.ledger import (
     DecisionRecord,
-    NoteRecord,
     OverheadRecord,
-    PickRecord,
     PlannedRun,
     ProposalRecord,
     SuggestionsRecord,
@@ -49,6 +47,7 @@ from vibe_research.research.turn import (
     planned_runs,
     record_result,
 )
+from vibe_research.runs.leftovers import kill_leftovers
 from vibe_research.runs.result import RunResult
 from vibe_research.runs.runner import RunFailed, describe
 from vibe_research.runs.spec import RunSpec
@@ -130,6 +129,8 @@ def adopt_finished_runs(env: Env, experiment: ExperimentState) -> list[str]:
     """Runs started and not recorded (the orchestrator died) whose result.json exists: record them."""
     adopted = []
     for run in experiment.runs.values():
+        if run.end is None:
+            kill_leftovers(env.workspace.runs / run.run)
         result_file = env.workspace.runs / run.run / "result.json"
         if run.end is None and result_file.is_file():
             result = RunResult.model_validate_json(result_file.read_text(encoding="utf-8"))
@@ -151,31 +152,37 @@ def missing_runs(experiment: ExperimentState) -> list[PlannedRun]:
 
 # ----- turns ------------------------------------------------------------------------------------
 
-def ensure_tokens(env: Env, specs: list[RunSpec]) -> None:
-    """Build the token cache each run's tokenizer needs before the runs start."""
-    executor_policy = getattr(env.executor, "policy", None)
-    report = getattr(env.executor, "report", None)
-    seen: set[str] = set()
+def ensure_tokens(env: Env, specs: list[RunSpec]) -> list[RunSpec]:
+    """Each spec with the tokenizer its run reads, whose token caches are built first if missing.
+
+    The tokenizer comes from the overrides or, once per distinct entry and overrides, from the
+    entry's `--describe`; the runner then skips asking again.
+    """
+    policy, report = getattr(env.executor, "policy", None), getattr(env.executor, "report", None)
+    known: dict[tuple[str, tuple], str | None] = {}
+    ready: list[RunSpec] = []
     for spec in specs:
-        tokenizer = spec.overrides.get("tokenizer")
-        if tokenizer is None and executor_policy is not None and report is not None:
-            try:
-                tokenizer = describe(spec, executor_policy, report).get("tokenizer")
-            except RunFailed as failed:
-                log.debug("describe failed (%s); the run will record why", failed.reason)
-                continue
-        if isinstance(tokenizer, str) and tokenizer not in seen:
-            seen.add(tokenizer)
-            if not caches_ready(env.workspace, tokenizer):
+        key = (spec.entry, tuple(sorted(spec.overrides.items())))
+        if key not in known:
+            known[key] = spec.overrides.get("tokenizer")
+            if known[key] is None and policy is not None and report is not None:
+                try:
+                    described = describe(spec, policy, report).get("tokenizer")
+                except RunFailed as failed:
+                    log.debug("describe failed (%s); the run will record why", failed.reason)
+                    described = None
+                known[key] = described if isinstance(described, str) else None
+            tokenizer = known[key]
+            if tokenizer is not None and not caches_ready(env.workspace, tokenizer):
                 env.ui.say(f"building the {tokenizer} token caches")
-                with env.watch.phase("data"):
-                    prepare_caches(env.workspace, env.settings, tokenizer)
+                prepare_caches(env.workspace, env.settings, tokenizer)
+        ready.append(spec.model_copy(update={"tokenizer": known[key]}))
+    return ready
 
 
 def run_experiment(env: Env, experiment: str, entry: str, planned: list[PlannedRun], commit: str | None) -> None:
-    specs = make_specs(env, experiment, entry, planned)
     with env.watch.phase("data"):
-        ensure_tokens(env, specs)
+        specs = ensure_tokens(env, make_specs(env, experiment, entry, planned))
     execute(env, experiment, specs, commit)
 
 
@@ -200,7 +207,7 @@ def smoke_check(env: Env, proposal: Proposal) -> str | None:
     specs = make_specs(env, "smoke", entry, planned[:1], budget_s=env.settings.train.smoke_budget_s, samples=0)
     env.ui.say(f"smoke run: {entry} for {env.settings.train.smoke_budget_s:g} s")
     with env.watch.phase("smoke"):
-        ensure_tokens(env, specs)
+        specs = ensure_tokens(env, specs)
         with env.ui.progress(specs) as on_event:
             result = env.executor.execute(specs, on_event)[0]
     if result.outcome == "interrupted":
@@ -223,19 +230,23 @@ def propose(env: Env, direction: Direction) -> str:
     except BaseException:
         recover(env)
         raise
-    proposal = outcome.proposal
-    exp = experiment_id(state.next_number, proposal.title)
-    source = "offline" if env.proposer.name == "offline" else "llm"
-    entry, planned = planned_runs(proposal, env.seeds())
-    record = dict(experiment=exp, title=proposal.title, hypothesis=proposal.hypothesis, rationale=proposal.rationale,
-                  expected_effect=proposal.expected_effect, risk=proposal.risk, source=source, move=proposal.move,
-                  idea=direction.idea or (direction.pick.title if direction.pick else ""), entry=entry, runs=planned)
-    if not outcome.ok:
+    number = state.next_number
+    for attempt in outcome.attempts:
+        if attempt.error is None:
+            break
         clear_pending(env)
-        env.record(ProposalRecord(**record))
-        env.record(DecisionRecord(experiment=exp, verdict="failed", kept=False, reason=outcome.failure or "failed"))
-        env.ui.say(f"[{exp}] the proposal failed twice: {(outcome.failure or '').splitlines()[0]}")
+        exp = experiment_id(number, attempt.proposal.title)
+        env.record(ProposalRecord(**_proposal_fields(env, exp, attempt.proposal, direction)))
+        env.record(DecisionRecord(experiment=exp, verdict="failed", kept=False,
+                                  reason=f"failed at the {attempt.stage} stage: {attempt.error}"))
+        env.ui.say(f"[{exp}] the proposal failed at the {attempt.stage} stage: {attempt.error.splitlines()[0]}")
+        number += 1
+    if not outcome.ok:
         return exp
+    proposal = outcome.proposal
+    exp = experiment_id(number, proposal.title)
+    record = _proposal_fields(env, exp, proposal, direction)
+    entry, planned = record["entry"], record["runs"]
     with env.watch.phase("git"):
         commit = None
         if proposal.edits:
@@ -247,6 +258,14 @@ def propose(env: Env, direction: Direction) -> str:
     env.ui.say(f"[{exp}] {proposal.title}: {len(planned)} runs of {entry}")
     run_experiment(env, exp, entry, planned, commit)
     return exp
+
+
+def _proposal_fields(env: Env, exp: str, proposal: Proposal, direction: Direction) -> dict:
+    entry, planned = planned_runs(proposal, env.seeds())
+    return dict(experiment=exp, title=proposal.title, hypothesis=proposal.hypothesis, rationale=proposal.rationale,
+                expected_effect=proposal.expected_effect, risk=proposal.risk,
+                source="offline" if env.proposer.name == "offline" else "llm", move=proposal.move,
+                idea=direction.idea or (direction.pick.title if direction.pick else ""), entry=entry, runs=planned)
 
 
 def resume(env: Env, experiment: ExperimentState) -> str:
@@ -313,12 +332,6 @@ def write_notes(env: Env, exp: str, verdict: str) -> None:
     with env.watch.phase("notes"):
         render_from_ledger(env.workspace, env.settings.research.question)
         gitops.commit_notes(env.root, exp, verdict, f"Notes after {exp}.")
-
-
-def record_pick(env: Env, exp: str, pick: PickRecord) -> None:
-    env.record(pick.model_copy(update={"experiment": exp}))
-    if pick.idea and pick.choice is None:
-        env.record(NoteRecord(experiment=exp, text=f"Researcher's idea: {pick.idea}"))
 
 
 def run_turn(env: Env, direction: Direction | None, rerun_of: tuple[str, int] | None = None) -> tuple[str, DecisionRecord]:

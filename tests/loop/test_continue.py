@@ -1,0 +1,48 @@
+"""`vibe-research continue` end to end: offline planner, heuristic judge, real data, tiny budgets."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import vibe
+
+from vibe_research.research.ledger import read
+from vibe_research.research.state import rebuild_state
+
+
+def test_no_terminal_and_no_flag_exits_at_once(tiny_workspace: Path) -> None:
+    done = vibe(tiny_workspace, "continue", timeout=60)
+    assert done.returncode == 2
+    assert "--auto N" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tiny_workspace / "notes" / "ledger.jsonl").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_auto_three_turns_from_a_fresh_workspace(tiny_workspace: Path) -> None:
+    done = vibe(tiny_workspace, "continue", "--auto", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = rebuild_state(read(tiny_workspace / "notes" / "ledger.jsonl").records)
+    experiments = list(state.experiments.values())
+    assert [e.proposal.source for e in experiments] == ["baseline", "offline", "offline", "offline"]
+    assert all(e.decision is not None for e in experiments)
+    baseline = experiments[0]
+    assert baseline.decision.verdict == "baseline" and len(baseline.bpbs) == 2
+    assert all(0.5 < bpb < 9 for bpb in baseline.bpbs)
+    for experiment in experiments:
+        page = tiny_workspace / "notes" / "experiments" / f"{experiment.id}.md"
+        assert page.is_file()
+        if experiment.measured_runs:
+            assert experiment.measured_runs[0].evaluation.samples[0].text in page.read_text(encoding="utf-8")
+    assert list((tiny_workspace / "notes" / "figures").glob("*.png"))
+    log = subprocess.run(["git", "log", "--format=%s%n%b"], cwd=tiny_workspace, capture_output=True, text=True).stdout
+    for experiment in experiments:
+        assert f"Vibe-Experiment: {experiment.id}" in log
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True).stdout == ""
+    status = vibe(tiny_workspace, "status", "--json", timeout=60)
+    rows = json.loads(status.stdout)
+    ids = [row["experiment"] for row in (rows["leaderboard"] if isinstance(rows, dict) else rows)]
+    assert set(ids) == {e.id for e in experiments}
+    overhead = [record for e in experiments for record in e.overhead]
+    assert len(overhead) == 4 and all(record.turn_s > 0 for record in overhead)
