@@ -53,8 +53,6 @@ class ProposalRecord(_Record):
     expected_effect: str = ""
     risk: str = ""
     source: Literal["baseline", "llm", "offline", "manual", "rerun"] = "llm"
-    move: str | None = Field(default=None, description="the offline planner's move key, so it is never repeated")
-    entry: str = "experiments/train.py"
     idea: str = Field(default="", description="the pick or the researcher's own idea it answers")
     diff: str = ""
     commit: str | None = None
