@@ -21,7 +21,8 @@ def _summary_block(experiment: ExperimentState) -> str:
     if proposal is None:
         return "_No proposal recorded for this experiment._"
     when = proposal.at.strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"**{verdict_word(experiment).capitalize()}** · proposed by {proposal.source} on {when} · "
+    source = proposal.source + (f" (move `{proposal.move}`)" if proposal.move else "")
+    lines = [f"**{verdict_word(experiment).capitalize()}** · proposed by {source} on {when} · "
              f"commit {short_commit(proposal.commit)} · trains `{proposal.entry}`", ""]
     if proposal.idea:
         lines += [f"*Prompted by:* {proposal.idea}", ""]
