@@ -1,0 +1,143 @@
+"""The baseline trainer (templates/experiments/train.py): real trainings on real TinyStories tokens."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ngram_fixtures import TEMPLATES, bpe_cache, few_valid_stories, run_experiment
+
+__all__ = ["bpe_cache"]
+
+TINY = ("n_layer=1", "n_head=2", "n_embd=32", "context=32", "batch_size=8", "dtype=fp32", "threads=1")
+
+
+def load_train():
+    spec = importlib.util.spec_from_file_location("train_template", TEMPLATES / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # torch.compile looks the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+train = load_train()
+
+
+def tiny_trainer(seed: int, **overrides: object):
+    """A 1-block model and its Trainer on the CPU in fp32, seeded as train.py seeds a run."""
+    config = train.CONFIG | {"n_layer": 1, "n_head": 2, "n_embd": 32, "context": 16, "batch_size": 4} | overrides
+    train.check_config(config)
+    torch.manual_seed(seed)
+    fields = {k: config[k] for k in train.ModelConfig.__dataclass_fields__ if k != "vocab_size"}
+    model = train.GPT(train.ModelConfig(vocab_size=64, **fields))
+    device = torch.device("cpu")
+    trainer = train.Trainer(model, model, train.make_optimizers(model, config), config, device, torch.float32)
+    batches = train.Batches(np.arange(5000) % 61, config["batch_size"], config["context"], seed, device)
+    return trainer, batches
+
+
+def evaluate_run(run: Path, cache: Path, valid: Path) -> dict:
+    command = [sys.executable, "-m", "vibe_research.lm.evaluate", "--entry", str(TEMPLATES / "train.py"), "--run-dir",
+               str(run), "--cache-dir", str(cache), "--valid", str(valid), "--samples", "1", "--max-tokens", "4"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_five_second_training_passes_the_evaluators_contract_checks(bpe_cache, tinystories, tmp_path) -> None:
+    done, events = run_experiment("train.py", tmp_path / "run", bpe_cache, 5, *TINY, "compile=off", "log_every=5")
+    assert done.returncode == 0, done.stderr
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
+    final = events[-1]
+    assert final["tokens"] == final["steps"] * 8 * 32
+    assert (final["device"], final["dtype"], final["compile"]) == ("cpu", "float32", False)
+    result = evaluate_run(tmp_path / "run", bpe_cache, few_valid_stories(tinystories, tmp_path, 5))
+    assert result["ok"] and result["checks"]["causal"] and result["checks"]["normalised"]
+    assert math.isfinite(result["bpb"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["n_embd"] == 32
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("n_layers=2", "n_layers: unknown key"),
+        ("n_layer=two", "n_layer=two: expected int"),
+        ("norm=batchnorm", "norm=batchnorm: must be one of layernorm, rmsnorm"),
+        ("n_head=5", "n_embd=192 must split into n_head=5 heads"),
+    ],
+)
+def test_bad_set_fails_with_one_line_and_exit_2(tmp_path, override: str, message: str) -> None:
+    done, events = run_experiment("train.py", tmp_path / "run", tmp_path, 5, override)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("override:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert events == [] and not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_budget_holds_with_compile_on_and_the_model_learns(bpe_cache, tinystories, tmp_path) -> None:
+    budget = 30
+    started = time.monotonic()
+    done, events = run_experiment("train.py", tmp_path / "run", bpe_cache, budget, *TINY, "compile=on")
+    wall = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert events[-1]["event"] == "done" and events[-1]["compile"] is True and events[-1]["steps"] > 50
+    assert wall <= budget, f"the process ran {wall:.1f} s on a {budget} s budget"
+    losses = [e["loss"] for e in events if e["event"] == "step"]
+    assert losses[-1] < losses[0] - 1.0, "training should move the loss well off log(4096) = 8.3"
+    result = evaluate_run(tmp_path / "run", bpe_cache, few_valid_stories(tinystories, tmp_path, 5))
+    assert result["ok"] and result["bpb"] < math.log2(4096) * result["tokens"] / result["bytes"]
+
+
+def test_training_is_deterministic_for_a_seed_on_cpu() -> None:
+    states = []
+    for _ in range(2):
+        trainer, batches = tiny_trainer(seed=3)
+        for step in range(4):
+            trainer.step(*batches.next(), step, time_frac=step / 4)
+        states.append(trainer.model.state_dict())
+    other, batches = tiny_trainer(seed=4)
+    other.step(*batches.next(), 0, time_frac=0.0)
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name]), name
+    assert not torch.equal(states[0]["wte.weight"], other.model.state_dict()["wte.weight"])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"norm": "layernorm", "mlp": "swiglu", "positions": "learned", "tie_embeddings": False},
+        {"mlp": "relu2", "optimizer": "muon"},
+    ],
+)
+def test_every_architecture_option_trains_and_exposes_features_and_head(overrides: dict) -> None:
+    trainer, batches = tiny_trainer(seed=0, warmup_steps=1, **overrides)
+    first, _ = trainer.step(*batches.next(), 0, time_frac=0.0)
+    for step in range(1, 30):
+        last, _ = trainer.step(*batches.next(), step, time_frac=0.5)
+    assert last < first - 0.5, (first, last)
+    model = trainer.model.eval()
+    tokens = batches.next()[0]
+    with torch.no_grad():
+        features = model.features(tokens)
+        assert features.shape == (4, 16, 32)
+        torch.testing.assert_close(torch.log_softmax(model.head(features), -1), model.logprobs(tokens))
+
+
+def test_schedule_warms_up_by_steps_and_warms_down_by_time() -> None:
+    config = train.CONFIG | {"warmup_steps": 10, "warmdown_frac": 0.5}
+    assert train.lr_scale(0, 0.0, config) == pytest.approx(0.1)
+    assert train.lr_scale(20, 0.25, config) == 1.0
+    assert train.lr_scale(20, 0.75, config) == pytest.approx(0.5)
+    assert train.lr_scale(20, 1.0, config) == 0.0
+
+
+def test_missing_checkpoint_names_the_training_command(tmp_path) -> None:
+    with pytest.raises(train.UserError, match="model.pt is missing: train first"):
+        train.load_model(tmp_path)
