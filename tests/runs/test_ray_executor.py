@@ -18,12 +18,10 @@ from toy import spec_for
 
 from vibe_research.lm.errors import UserError
 from vibe_research.runs.executor import LocalExecutor
-from vibe_research.runs.ray_executor import RayExecutor, cluster_check
+from vibe_research.runs.ray_executor import RayExecutor, bundle_code, cluster_check
 from vibe_research.runs.result import RunResult
 from vibe_research.runs.settings import RaySettings
 from vibe_research.sandbox.policy import SandboxPolicy
-
-pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).parent / "ray")
 START_TIMEOUT_S = 60
@@ -111,13 +109,17 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    started = LocalCluster()
-    try:
-        status = started.wait_for_nodes(2)
-        [started.head_node_id] = [node["node_id"] for node in status["nodes"] if node["head"]]
-        yield started
-    finally:
-        started.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        # Ray 2.5x turns token auth on for `ray start --head` when ~/.ray/auth_token exists, but not
+        # for clients given an explicit address; say it for every process of this private cluster.
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        started = LocalCluster()
+        try:
+            status = started.wait_for_nodes(2)
+            [started.head_node_id] = [node["node_id"] for node in status["nodes"] if node["head"]]
+            yield started
+        finally:
+            started.stop()
     assert not processes_mentioning(started.temp_dir), "Ray processes of the test cluster survived"
 
 
@@ -133,6 +135,7 @@ def comparable(result: RunResult) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_three_runs_on_two_nodes_give_the_local_records(cluster: LocalCluster, workspace: Path, home: Path) -> None:
     [local] = LocalExecutor(SandboxPolicy()).execute([spec_for(workspace, "toy_train.py", "local-0", steps="4")])
     assert local.outcome == "ok", (local.reason, local.log_tail)
@@ -157,6 +160,28 @@ def test_three_runs_on_two_nodes_give_the_local_records(cluster: LocalCluster, w
     assert len(nodes) == 2, "the three runs did not use both nodes"
 
 
+@pytest.mark.slow
+def test_a_worker_without_the_token_cache_records_why(cluster: LocalCluster, workspace: Path, home: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "not-mounted"
+    spec = spec_for(workspace, "toy_train.py", "no-cache")
+    [result] = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address, cache_dir=missing)).execute([spec])
+    assert result.outcome == "crash" and str(missing) in result.reason and "[train.ray] cache_dir" in result.reason
+    assert RunResult.model_validate_json((spec.run_dir / "result.json").read_text()).reason == result.reason
+
+
+def test_only_the_experiments_code_is_shipped(workspace: Path) -> None:
+    (workspace / "experiments" / "__pycache__").mkdir()
+    (workspace / "experiments" / "__pycache__" / "toy_train.cpython-311.pyc").write_bytes(b"stale")
+    (workspace / "experiments" / "lib").mkdir()
+    (workspace / "experiments" / "lib" / "helpers.py").write_text("X = 1\n")
+    code = bundle_code(workspace)
+    assert set(code) == {f"experiments/{path.name}" for path in (workspace / "experiments").glob("*.py")} | {"experiments/lib/helpers.py"}
+    assert code["experiments/toy_train.py"] == (workspace / "experiments" / "toy_train.py").read_bytes()
+    with pytest.raises(UserError, match="experiments/ folder"):
+        bundle_code(workspace / "notes")
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_every_run_and_leaves_nothing_running(cluster: LocalCluster, workspace: Path, home: Path) -> None:
     # Two runs train (one per node), the third waits for a CPU; Ctrl-C once both have stepped.
     specs = [spec_for(workspace, "toy_train.py", f"int-{index}", steps="60", step_sleep_s="0.5") for index in range(3)]
@@ -181,6 +206,7 @@ def test_ctrl_c_stops_every_run_and_leaves_nothing_running(cluster: LocalCluster
     assert not wait_until_gone("vibe-ray-int-", SURVIVOR_WAIT_S), "an interrupted run left processes running"
 
 
+@pytest.mark.slow
 def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalCluster, workspace: Path, home: Path) -> None:
     status = cluster_check(RaySettings(address=cluster.address))
     assert status["runs_at_once"] == 2 and status["total"]["CPU"] == 2

@@ -66,6 +66,9 @@ class Attempt:
     host: str | None = None
     recorder: OutputRecorder | None = None
 
+    def where(self) -> str:
+        return f"{self.host} (node {self.node_id[:12]})" if self.node_id else "a worker not yet known"
+
 
 def _ray() -> Any:
     try:
@@ -116,6 +119,15 @@ def _resources(settings: RaySettings) -> dict[str, float]:
     if settings.memory_gb_per_run:
         wanted["memory"] = settings.memory_gb_per_run * 2**30
     return wanted
+
+
+def _fits(node: dict, wanted: dict[str, float]) -> bool:
+    """Whether a node (an entry of `ray.nodes()`) is alive and large enough for one run."""
+    return node["Alive"] and all(node["Resources"].get(name, 0.0) >= amount for name, amount in wanted.items())
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def bundle_code(workspace: Path) -> dict[str, bytes]:
@@ -243,6 +255,8 @@ class RayExecutor:
         self.report = report or probe(policy)
 
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
+        if not specs:
+            return []
         ray = _ray()
         codes = {workspace: bundle_code(workspace) for workspace in {spec.workspace for spec in specs}}
         started_here = connect(self.settings)
@@ -278,16 +292,29 @@ class _Session:
 
     def run(self) -> list[RunResult]:
         try:
+            self._warn_if_nothing_fits()
             for index in range(len(self.specs)):
                 self._submit(Attempt(index, 1))
             while self.pending:
-                self._step()
+                ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+                self._drain()
+                for ref in ready:
+                    self._settle(ref, stopping=False)
         except KeyboardInterrupt:
             self._cancel()
         finally:
+            # only after an error of our own: nothing of this session may stay on the cluster
+            for ref in self.pending:
+                self.ray.cancel(ref, force=True)
             self._drain()
             self.queue.shutdown()
         return [result for result in self.results if result is not None]
+
+    def _warn_if_nothing_fits(self) -> None:
+        wanted = _resources(self.executor.settings)
+        if not any(_fits(node, wanted) for node in self.ray.nodes()):
+            log.warning("no live node of the Ray cluster has what one run asks for (%s); the runs wait until such a node joins "
+                        "(Ctrl-C stops them), or lower [train.ray] *_per_run", wanted)
 
     def _submit(self, attempt: Attempt, scheduling: Any = "DEFAULT") -> None:
         spec = self.specs[attempt.index]
@@ -299,31 +326,33 @@ class _Session:
         self.pending[ref] = attempt
         self.attempts[(spec.run_id, attempt.number)] = attempt
 
-    def _step(self) -> None:
-        from ray.exceptions import NodeDiedError, RayTaskError, TaskCancelledError, WorkerCrashedError
+    def _settle(self, ref: Any, stopping: bool) -> None:
+        """Turn a task that has ended into its run's result, or into a retry; `stopping`: after Ctrl-C."""
+        from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
-        ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
-        self._drain()
-        for ref in ready:
-            attempt = self.pending.pop(ref)
-            spec = self.specs[attempt.index]
-            try:
-                self.results[attempt.index] = land(spec, self.ray.get(ref))
-            except (WorkerCrashedError, NodeDiedError) as exc:
+        attempt = self.pending.pop(ref)
+        spec = self.specs[attempt.index]
+        try:
+            self.results[attempt.index] = land(spec, self.ray.get(ref))
+        except TaskCancelledError:
+            self._finish(attempt.index, not_started(spec, self.executor.report))
+        except (WorkerCrashedError, NodeDiedError, ObjectLostError) as exc:
+            if stopping:
+                self._finish(attempt.index, self._driver_record(attempt, "interrupted", f"stopped by Ctrl-C; the Ray worker ended with {type(exc).__name__}"))
+            else:
                 self._lost(attempt, exc)
-            except TaskCancelledError:
-                self._finish(attempt.index, not_started(spec, self.executor.report))
-            except RayTaskError as exc:
-                # vibe-research's own code failed on the worker (not the experiment: its failures are outcomes)
-                reason = f"the Ray task failed on {attempt.host or 'a worker'}: {str(exc.cause).splitlines()[0] if exc.cause else exc}"
-                self._finish(attempt.index, self._driver_record(attempt, "crash", reason))
+        except OutOfMemoryError as exc:
+            reason = f"Ray's memory monitor killed the worker on {attempt.where()}: {_first_line(exc)}"
+            self._finish(attempt.index, self._driver_record(attempt, "out_of_memory", reason))
+        except RayTaskError as exc:
+            # vibe-research's own code failed on the worker (the experiment's failures are outcomes, not errors)
+            reason = f"the Ray task failed on {attempt.where()}: {_first_line(exc.cause or exc)}"
+            self._finish(attempt.index, self._driver_record(attempt, "crash", reason))
 
     def _lost(self, attempt: Attempt, exc: Exception) -> None:
         """Record the dead attempt in RUN_DIR/attempt-N/; retry once, away from the node that died."""
         spec = self.specs[attempt.index]
-        where = f"{attempt.host} (node {attempt.node_id[:12]})" if attempt.node_id else "an unknown node"
-        first_line = str(exc).splitlines()[0]
-        reason = f"the Ray worker running attempt {attempt.number} on {where} died ({type(exc).__name__}: {first_line})"
+        reason = f"the Ray worker running attempt {attempt.number} on {attempt.where()} died ({type(exc).__name__}: {_first_line(exc)})"
         if attempt.number == ATTEMPTS:
             self._finish(attempt.index, self._driver_record(attempt, "crash", reason + "; no retries left"))
             return
@@ -338,7 +367,7 @@ class _Session:
 
         wanted = _resources(self.executor.settings)
         for node in self.ray.nodes():
-            if node["Alive"] and node["NodeID"] != dead_node and all(node["Resources"].get(name, 0.0) >= amount for name, amount in wanted.items()):
+            if node["NodeID"] != dead_node and _fits(node, wanted):
                 return NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
         return "DEFAULT"
 
@@ -373,8 +402,6 @@ class _Session:
 
     def _cancel(self) -> None:
         """Ctrl-C: ask each task to stop, wait for their interrupted records, then force what is left."""
-        from ray.exceptions import NodeDiedError, TaskCancelledError, WorkerCrashedError
-
         for ref in self.pending:
             self.ray.cancel(ref, force=False)
         deadline = time.monotonic() + self.executor.policy.kill_after_s + CANCEL_WAIT_S
@@ -382,19 +409,13 @@ class _Session:
             while self.pending and time.monotonic() < deadline:
                 ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
                 for ref in ready:
-                    attempt = self.pending.pop(ref)
-                    try:
-                        self.results[attempt.index] = land(self.specs[attempt.index], self.ray.get(ref))
-                    except TaskCancelledError:
-                        self._finish(attempt.index, not_started(self.specs[attempt.index], self.executor.report))
-                    except (WorkerCrashedError, NodeDiedError) as exc:
-                        self._finish(attempt.index, self._driver_record(attempt, "interrupted", f"stopped by Ctrl-C; the worker ended with {type(exc).__name__}"))
+                    self._settle(ref, stopping=True)
         except KeyboardInterrupt:
             log.warning("second Ctrl-C: force-cancelling %d Ray task(s)", len(self.pending))
-        for ref, attempt in self.pending.items():
+        for ref, attempt in list(self.pending.items()):
             self.ray.cancel(ref, force=True)
+            del self.pending[ref]
             self._finish(attempt.index, self._driver_record(attempt, "interrupted", "stopped by Ctrl-C; the Ray task did not stop in time and was force-cancelled"))
-        self.pending.clear()
         for index, spec in enumerate(self.specs):
             if self.results[index] is None:
                 self._finish(index, not_started(spec, self.executor.report))
