@@ -74,6 +74,8 @@ def make_records() -> list[L.Record]:
                          against="0001-wider-model", comparison=comparison, reason=comparison.reason, commit="d" * 40),
         L.PickRecord(experiment="0002-n-gram-teacher", at=_at(81), choice=None, idea="try shallow fusion at 0.3"),
         L.NoteRecord(experiment="0002-n-gram-teacher", at=_at(82), text="The stories got repetitive; fusion weight too high?"),
+        L.OverheadRecord(experiment="0002-n-gram-teacher", at=_at(83), seconds={"proposing": 2.5, "judging": 4.25},
+                         turn_s=950.0),
     ]
     return base + wide + fusion
 

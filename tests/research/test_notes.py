@@ -78,7 +78,8 @@ def test_pages_carry_what_a_reader_needs(tmp_path: Path, records: list[L.Record]
                      "| 0002-n-gram-teacher-s3 | 3 | – | – | – | – | – | – | interrupted |",
                      "Welch t-test, n=3 vs 3", "> **Once upon a time**, there was a little girl named Lily.",
                      "Reads cleanly.", "**worse**, discarded: the change was reverted by a new commit (`dddddddd`).",
-                     "The stories got repetitive", "![loss curves](../figures/0002-n-gram-teacher-loss.png)"):
+                     "The stories got repetitive", "![loss curves](../figures/0002-n-gram-teacher-loss.png)",
+                     "The turn took 950 s, 6.8 s of it outside training and evaluation (0.7%): judging 4.2 s, proposing 2.5 s."):
         assert expected in page, expected
     wide = (workspace.experiments_pages / "0001-wider-model.md").read_text()
     assert "2. **N-gram teacher**: distil from a 4-gram *Why:* the seed's best idea (expected: -0.05 bpb; ~25 min; risk: medium) ← **picked**" in wide

@@ -58,9 +58,9 @@ def _runs_block(experiment: ExperimentState) -> str:
             num(evaluation.perplexity if evaluation else None, 2), _judge_mean(run), outcome,
         ])
     text = table(["run", "seed", "steps", "tokens", "tokens/s", "bpb", "perplexity", "judge", "outcome"], rows)
-    provenance = _provenance(experiment)
-    if provenance:
-        text += f"\n\n{provenance}"
+    for line in (_provenance(experiment), _overhead(experiment)):
+        if line:
+            text += f"\n\n{line}"
     if has_loss_curves(experiment):
         text += f"\n\n![loss curves](../figures/{loss_figure_name(experiment.id)})"
     return text + "".join(_failure(run) for run in experiment.runs.values())
@@ -88,6 +88,17 @@ def _provenance(experiment: ExperimentState) -> str:
     if budgets:
         facts["budget"] = budgets
     return " · ".join(f"{label} {', '.join(sorted(values))}" for label, values in facts.items())
+
+
+def _overhead(experiment: ExperimentState) -> str:
+    """How long the turn spent outside training and evaluation, and on what."""
+    if not experiment.overhead:
+        return ""
+    record = experiment.overhead[-1]
+    outside = sum(record.seconds.values())
+    share = f" ({outside / record.turn_s:.1%})" if record.turn_s > 0 else ""
+    phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in sorted(record.seconds.items(), key=lambda item: -item[1]))
+    return f"The turn took {record.turn_s:.0f} s, {outside:.1f} s of it outside training and evaluation{share}: {phases}."
 
 
 def _difference_line(difference: Difference | None, unit: str) -> str:
