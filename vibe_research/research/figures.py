@@ -95,18 +95,18 @@ def _progress_points(state: "ResearchState", metric: str) -> list[tuple[int, flo
     return points
 
 
-def _draw_metric(axes: "Axes", points: list[tuple[int, float, float, str]], lower_is_better: bool, label: str) -> None:
+def _draw_metric(axes: "Axes", points: list[tuple[int, float, float, str]], label: str) -> None:
     for number, mean, half, colour in points:
         axes.errorbar(number, mean, yerr=half, fmt="o" if colour == KEPT else "x", color=colour,
                       markersize=7, capsize=3, linewidth=1.2)
-    best_so_far, frontier = None, []
+    # the reference each experiment was measured against: the latest kept one
+    current, line = None, []
     for number, mean, _, colour in points:
-        if colour == KEPT and (best_so_far is None or (mean < best_so_far if lower_is_better else mean > best_so_far)):
-            best_so_far = mean
-        frontier.append((number, best_so_far))
-    shown = [(n, v) for n, v in frontier if v is not None]
-    if shown:
-        axes.step([n for n, _ in shown], [v for _, v in shown], where="post", color=KEPT, alpha=0.4, linewidth=1.5)
+        current = mean if colour == KEPT else current
+        if current is not None:
+            line.append((number, current))
+    if line:
+        axes.step([n for n, _ in line], [v for _, v in line], where="post", color=KEPT, alpha=0.4, linewidth=1.5)
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
 
@@ -121,17 +121,18 @@ def draw_progress(state: "ResearchState", path: Path) -> bool:
 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 5.6), sharex=True, layout="constrained")
     try:
-        _draw_metric(top, _progress_points(state, "bpb"), True, "validation bpb (lower is better)")
-        _draw_metric(bottom, _progress_points(state, "judge"), False, "judge score, 1-10")
+        bpb, judge = _progress_points(state, "bpb"), _progress_points(state, "judge")
+        _draw_metric(top, bpb, "validation bpb (lower is better)")
+        _draw_metric(bottom, judge, "judge score, 1-10 (higher is better)")
         bottom.set_xlabel("experiment")
         bottom.xaxis.get_major_locator().set_params(integer=True)
         top.set_title("Progress: mean over seeds with 95% t intervals", fontsize=11)
-        top.legend(handles=[
-            Line2D([], [], marker="o", linestyle="", color=KEPT, label="kept"),
-            Line2D([], [], marker="x", linestyle="", color=DISCARDED, label="discarded"),
-            Line2D([], [], marker="x", linestyle="", color=PENDING, label="undecided"),
-            Line2D([], [], color=KEPT, alpha=0.4, label="best so far"),
-        ], fontsize=8, frameon=False, ncol=4, loc="upper right")
+        handles = [Line2D([], [], marker="o", linestyle="", color=KEPT, label="kept"),
+                   Line2D([], [], marker="x", linestyle="", color=DISCARDED, label="discarded"),
+                   Line2D([], [], color=KEPT, alpha=0.4, label="current best")]
+        if any(colour == PENDING for *_, colour in bpb):
+            handles.insert(2, Line2D([], [], marker="x", linestyle="", color=PENDING, label="undecided"))
+        top.legend(handles=handles, fontsize=8, frameon=False, ncol=len(handles), loc="upper right")
         return _save(figure, path)
     finally:
         plt.close(figure)
