@@ -99,6 +99,8 @@ def changed_paths(repo: "git.Repo", folder: str) -> list[str]:
 
 
 def _commit(repo: "git.Repo", folder: str, text: str) -> str:
+    """Commit `folder` alone, whatever else is staged; hooks are skipped because a formatter or
+    linter rewriting files mid-loop would commit something other than what was measured."""
     repo.git.add("--all", "--", folder)
     repo.git.commit("--quiet", "--no-verify", "-m", text, "--", folder, env={**os.environ, **_identity_env(repo)})
     return repo.head.commit.hexsha
