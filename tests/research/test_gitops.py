@@ -39,8 +39,10 @@ def test_a_lost_proposal_is_committed_then_reverted_never_rewritten(workspace: P
     (workspace / "experiments" / "helper.py").write_text("X = 1\n")
     proposal = gitops.commit_proposal(workspace, "0001-wider", "Wider model", "Hypothesis: wider is better.")
     assert "+D_MODEL = 192" in gitops.diff_of(workspace, proposal) and "helper.py" in gitops.diff_of(workspace, proposal)
-    (workspace / "notes" / "README.md").write_text("# notes, being rewritten\n")  # must not ride along
+    (workspace / "notes" / "README.md").write_text("# notes, being rewritten\n")
+    git.Repo(workspace).git.add("notes/README.md")  # staged by someone else: must not ride along
     reverted = gitops.revert(workspace, proposal, "0001-wider", "worse", "bpb +0.010 [0.004, 0.016]")
+    assert git.Repo(workspace).git.show("--name-only", "--format=", reverted).split() == ["experiments/helper.py", "experiments/train.py"]
     assert train.read_text() == "D_MODEL = 128  # width\nLAYERS = 2\n" and not (workspace / "experiments" / "helper.py").exists()
     repo = git.Repo(workspace)
     assert repo.head.commit.hexsha == reverted and repo.head.commit.parents[0].hexsha == proposal
