@@ -40,12 +40,16 @@ class LLMProposer:
         return Suggestions(items=[item.model_copy(update={"move": None}) for item in suggestions.items])
 
 
+def resolve_backend(settings: LLMSettings) -> str:
+    """llm.backend, with `auto` made concrete: openai when a base URL or an API key is set."""
+    if settings.backend != "auto":
+        return settings.backend
+    return "openai" if settings.base_url or os.environ.get(settings.api_key_env) else "offline"
+
+
 def make_proposer(settings: LLMSettings, log_path: Path) -> Proposer:
-    """llm.backend decides; `auto` uses the endpoint when a base URL or an API key is set."""
-    backend = settings.backend
-    if backend == "auto":
-        backend = "openai" if settings.base_url or os.environ.get(settings.api_key_env) else "offline"
-    if backend == "offline":
+    """The proposer llm.backend names (see resolve_backend)."""
+    if resolve_backend(settings) == "offline":
         log.info("proposer: the offline planner (no LLM endpoint configured)")
         return OfflinePlanner()
     log.info("proposer: %s at %s", settings.proposer_model, settings.base_url or "api.openai.com")

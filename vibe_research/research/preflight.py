@@ -110,9 +110,64 @@ def check_sandbox(workspace: Workspace) -> tuple[Check, dict]:
     return Check(name="sandbox", level=level, detail=detail), report.model_dump()
 
 
+def check_llm(settings: Settings) -> Check:
+    """Which proposer runs, and whether its endpoint answers (a models listing, 5 s at most)."""
+    from vibe_research.llm.proposer import resolve_backend
+
+    llm = settings.llm
+    if resolve_backend(llm) == "offline":
+        return Check(name="llm", level="ok", detail="offline planner (no endpoint configured); judge: heuristic",
+                     fix="" if llm.backend == "offline" else "set OPENAI_API_KEY or [llm] base_url to use an LLM")
+    import openai
+
+    where = llm.base_url or "api.openai.com"
+    client = openai.OpenAI(base_url=llm.base_url, api_key=os.environ.get(llm.api_key_env) or "none", timeout=5.0, max_retries=0)
+    try:
+        models = [model.id for model in client.models.list()]
+    except openai.OpenAIError as exc:
+        return Check(name="llm", level="fail", detail=f"{where}: {type(exc).__name__}: {str(exc)[:160]}",
+                     fix="start the server, fix [llm] base_url or the API key, or set [llm] backend = \"offline\"")
+    missing = [m for m in (llm.proposer_model, llm.judge_model) if models and m not in models]
+    detail = f"{where}: proposer {llm.proposer_model}, judge {llm.judge_model}"
+    if missing:
+        return Check(name="llm", level="warn", detail=f"{detail}; the server does not list {', '.join(missing)}",
+                     fix="name served models in [llm] proposer_model / judge_model")
+    return Check(name="llm", level="ok", detail=detail)
+
+
+def check_git(workspace: Workspace) -> Check:
+    from vibe_research.research.gitops import check_ready
+
+    try:
+        check_ready(workspace.root)
+    except UserError as exc:
+        return Check(name="git", level="fail", detail=str(exc))
+    return Check(name="git", level="ok", detail="on a branch, experiments/ committed")
+
+
+def check_cluster(settings: Settings) -> Check | None:
+    if settings.train.executor != "ray":
+        return None
+    from vibe_research.runs.ray_executor import cluster_check
+
+    try:
+        facts = cluster_check(settings.train.ray)
+    except UserError as exc:
+        return Check(name="ray", level="fail", detail=str(exc), fix="start the cluster or fix [train.ray] address")
+    alive = [node for node in facts["nodes"] if node["alive"]]
+    detail = (f"{facts['address']} (ray {facts['ray']}): {len(alive)} node(s) alive, "
+              f"{facts['total'].get('CPU', 0):g} CPUs, {facts['total'].get('GPU', 0):g} GPUs; {facts['runs_at_once']} run(s) at once")
+    return Check(name="ray", level="ok" if facts["runs_at_once"] else "warn", detail=detail,
+                 fix="" if facts["runs_at_once"] else "no node fits one run: lower [train.ray] resources per run")
+
+
 def run_checks(workspace: Workspace, settings: Settings) -> tuple[list[Check], dict]:
     """Every check, in the order a person reads them; and the sandbox protection report."""
-    checks = [check_device(), check_data(workspace, settings), check_tokens(workspace, settings.data.tokenizer)]
+    checks = [check_device(), check_data(workspace, settings), check_tokens(workspace, settings.data.tokenizer),
+              check_llm(settings)]
     sandbox, report = check_sandbox(workspace)
-    checks.append(sandbox)
+    checks += [sandbox, check_git(workspace)]
+    cluster = check_cluster(settings)
+    if cluster is not None:
+        checks.append(cluster)
     return checks, report
