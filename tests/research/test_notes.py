@@ -32,6 +32,11 @@ def test_replace_blocks_changes_only_what_lies_between_markers() -> None:
     assert replace_blocks(out, {"a": "new A", "b": "new B", "c": "new C"}) == out
 
 
+def test_a_marker_inside_a_body_is_defused() -> None:
+    page = replace_blocks("<!-- vibe:begin a -->\n<!-- vibe:end a -->\n", {"a": "diff: +<!-- vibe:end a -->"})
+    assert replace_blocks(page, {"a": "fine"}) == "<!-- vibe:begin a -->\nfine\n<!-- vibe:end a -->\n"
+
+
 @pytest.mark.parametrize(("page", "problem"), [
     ("<!-- vibe:begin a -->\ntext", "block 'a' is never closed"),
     ("<!-- vibe:end a -->", "has no matching begin"),

@@ -22,9 +22,14 @@ def end(name: str) -> str:
     return f"<!-- vibe:end {name} -->"
 
 
+def _defused(body: str) -> str:
+    """Body text that cannot close or open a block: a marker quoted in a diff or story is escaped."""
+    return _MARKER.sub(lambda match: match.group(0).replace("<!--", "&lt;!--"), body).rstrip()
+
+
 def block(name: str, body: str) -> str:
     """A whole block, markers included, as a new page lays it out."""
-    return f"{begin(name)}\n{body.rstrip()}\n{end(name)}"
+    return f"{begin(name)}\n{_defused(body)}\n{end(name)}"
 
 
 def _spans(text: str, source: str) -> dict[str, tuple[int, int]]:
@@ -61,7 +66,7 @@ def replace_blocks(text: str, bodies: dict[str, str], source: str = "page") -> s
     cursor = 0
     for name, (start, stop) in sorted(spans.items(), key=lambda item: item[1][0]):
         pieces.append(text[cursor:start])
-        pieces.append(f"\n{bodies[name].rstrip()}\n" if name in bodies else text[start:stop])
+        pieces.append(f"\n{_defused(bodies[name])}\n" if name in bodies else text[start:stop])
         cursor = stop
     pieces.append(text[cursor:])
     missing = [name for name in bodies if name not in spans]
