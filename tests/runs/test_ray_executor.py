@@ -181,6 +181,14 @@ def test_only_the_experiments_code_is_shipped(workspace: Path) -> None:
         bundle_code(workspace / "notes")
 
 
+def test_bad_input_is_one_clear_line_before_any_ray_work(workspace: Path) -> None:
+    with pytest.raises(UserError, match="nothing answers at the Ray address"):
+        cluster_check(RaySettings(address=f"127.0.0.1:{free_port()}"))
+    spec = spec_for(workspace, "toy_train.py", "outside").model_copy(update={"entry": "train.py"})
+    with pytest.raises(UserError, match="train.py is outside it"):
+        RayExecutor(SandboxPolicy(), RaySettings(address="127.0.0.1:1")).execute([spec])
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_run_and_leaves_nothing_running(cluster: LocalCluster, workspace: Path, home: Path) -> None:
     # Two runs train (one per node), the third waits for a CPU; Ctrl-C once both have stepped.

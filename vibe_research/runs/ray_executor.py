@@ -45,6 +45,7 @@ POLL_S = 0.2  # how often the driver drains the event queue
 FLUSH_S = 0.25  # how often a worker sends its buffered events
 CANCEL_WAIT_S = 10.0  # after Ctrl-C, on top of sandbox.toml kill_after_s, before force-cancelling
 ATTEMPTS = 2  # a run whose worker dies is tried once more
+CONNECT_TIMEOUT_S = 5.0  # for the TCP check of the Ray address before ray.init
 RECORD_FILES = ("result.json", "events.jsonl", "train.log", "eval.log", "eval.json", "config.json")
 
 
@@ -78,12 +79,26 @@ def _ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast on a `host:port` or `ray://host:port` nobody listens on; ray.init would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the head with "
+                        "`ray start --head` or fix [train.ray] address") from exc
+
+
 def connect(settings: RaySettings) -> bool:
     """Join the cluster at `settings.address` (None: start a local one); True when this call started Ray."""
     ray = _ray()
     if ray.is_initialized():
         return False
     where = settings.address or "a new local Ray"
+    if settings.address:
+        _check_reachable(settings.address)
     try:
         ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
@@ -99,15 +114,16 @@ def cluster_check(settings: RaySettings) -> dict:
     try:
         nodes = [
             {"host": node["NodeManagerHostname"], "address": node["NodeManagerAddress"], "node_id": node["NodeID"],
-             "alive": node["Alive"], "head": "node:__internal_head__" in node["Resources"], "cpus": node["Resources"].get("CPU", 0.0), "gpus": node["Resources"].get("GPU", 0.0),
-             "memory_gb": round(node["Resources"].get("memory", 0.0) / 2**30, 1)}
+             "alive": node["Alive"], "head": "node:__internal_head__" in node["Resources"], "cpus": node["Resources"].get("CPU", 0.0),
+             "gpus": node["Resources"].get("GPU", 0.0), "memory_gb": round(node["Resources"].get("memory", 0.0) / 2**30, 1)}
             for node in ray.nodes()
         ]
-        total = ray.cluster_resources()
         per_run = _resources(settings)
-        fits = [int(total.get(name, 0.0) // amount) for name, amount in per_run.items() if amount > 0]
-        return {"address": settings.address or "local", "ray": ray.__version__, "nodes": nodes, "total": total,
-                "available": ray.available_resources(), "per_run": per_run, "runs_at_once": min(fits) if fits else None}
+        # a run cannot span nodes: count the runs each live node holds
+        runs_at_once = sum(min(int(node["Resources"].get(name, 0.0) // amount) for name, amount in per_run.items() if amount > 0)
+                           for node in ray.nodes() if node["Alive"])
+        return {"address": settings.address or "local", "ray": ray.__version__, "nodes": nodes, "total": ray.cluster_resources(),
+                "available": ray.available_resources(), "per_run": per_run, "runs_at_once": runs_at_once}
     finally:
         if started_here:
             ray.shutdown()
@@ -258,6 +274,8 @@ class RayExecutor:
         if not specs:
             return []
         ray = _ray()
+        if outside := sorted({spec.entry for spec in specs if Path(spec.entry).parts[0] != CODE_FOLDER}):
+            raise UserError(f"Ray runs ship the workspace's {CODE_FOLDER}/ folder, and {', '.join(outside)} is outside it; move the entry into {CODE_FOLDER}/")
         codes = {workspace: bundle_code(workspace) for workspace in {spec.workspace for spec in specs}}
         started_here = connect(self.settings)
         try:
