@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ngram_fixtures import TEMPLATES, bpe_cache, run_experiment
+from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
+from ngram_fixtures import TEMPLATES, run_experiment
 
 from vibe_research.lm.tokens import open_split
-
-__all__ = ["bpe_cache"]
 
 
 def load_distill():

@@ -8,11 +8,10 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from ngram_fixtures import TEMPLATES, bpe_cache, few_valid_stories, run_experiment
+from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
+from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
 from vibe_research.lm.evaluate import check_contract, evaluate
-
-__all__ = ["bpe_cache"]
 
 
 def load_fusion():

@@ -4,13 +4,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-from ngram_fixtures import TEMPLATES, bpe_cache, few_valid_stories, run_experiment
+from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
+from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
 from vibe_research.lm.evaluate import evaluate, valid_stream
 from vibe_research.lm.ngram import KneserNey
 from vibe_research.lm.tokenizer import load_tokenizer
-
-__all__ = ["bpe_cache"]
 
 
 def test_ngram_run_is_causal_normalised_and_scored_as_built(bpe_cache, tinystories, tmp_path: Path) -> None:

@@ -391,7 +391,9 @@ def _usable_span(tokens: np.ndarray, eot: int | None) -> np.ndarray:
 
 
 def count_ngrams(stream: np.ndarray, order: int, vocab_size: int, eot: int | None) -> tuple[np.ndarray, list[OrderCounts]]:
-    """Raw unigram counts (int64[W]) and the unique n-grams of orders 2..order."""
+    """The counting stage of `build`: raw unigram counts (int64[W], BOS last, never counted) and,
+    for n = 2..order, the unique n-grams with their raw counts. `stream`: int64 ids below
+    vocab_size, as `build` checks them."""
     width = vocab_size + 1
     # span[i]: tokens of context the prediction of stream[i] may use (0 for the first token).
     span = np.concatenate(([0], _usable_span(stream[None, :], eot)[0, :-1]))
