@@ -74,12 +74,20 @@ def test_heuristic_scores_fit_the_rubric_and_explain_themselves(reference: Refer
     for score in (clean, broken):
         assert all(1 <= value <= 10 for value in (score.grammar, score.creativity, score.consistency, score.plot))
     assert "doubled" in broken.rationale and "punctuation" in broken.rationale
-    assert judge.rubric_version.startswith("heuristic-1+kn3-gpt2-")
+    assert judge.rubric_version.startswith("heuristic-2+kn3-gpt2-")
+
+
+def test_gibberish_from_an_untrained_model_scores_one_everywhere(reference: Reference) -> None:
+    prompt = "Tom had a red ball. One day, he kicked it very high and"
+    noise = bytes(range(128, 256)).decode("latin-1") + "\ufffd" * 40
+    score = HeuristicJudge(reference).score(Sample(prompt=prompt, seed=0, text=prompt + " " + noise, finished=False))
+    assert (score.grammar, score.creativity, score.consistency, score.plot) == (1.0, 1.0, 1.0, 1.0)
+    assert "mostly not words" in score.rationale
 
 
 def test_heuristic_without_a_reference_still_scores() -> None:
     judge = HeuristicJudge()
-    assert judge.rubric_version == "heuristic-1"
+    assert judge.rubric_version == "heuristic-2"
     assert judge.score(_story("Tim had a ball. He threw it high. The dog caught it. They were happy.")).plot > 5
 
 

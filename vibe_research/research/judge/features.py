@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
+# what story text is made of; an untrained model emits bytes that are none of these
+_LEGIBLE = re.compile(r"[A-Za-z0-9\s.,!?'\"’‘“”:;()-]")
 # a sentence ends at . ! or ? (optionally inside a closing quote) followed by space or the end
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”']?(?=\s|$)")
 _ARTIFACT = re.compile(r",\s*,|(?<!\.)\.\.(?!\.)|,\s*\.|\.\s*,|\s[,.!?;:](?!\.)|[!?]{3,}|;\s*;|\(\s*\)")
@@ -56,6 +58,7 @@ class TextFeatures:
     names_used_before_introduced: int  # "Lily was sad. ... a girl named Lily" order
     misplaced_formulas: int  # "Once upon a time" after the opening, "The moral of the story" before the end
     unbalanced_quotes: bool
+    legible: float  # share of the model's own characters that are letters, digits, spaces or punctuation
 
 
 def _doubled(text: str) -> int:
@@ -104,6 +107,11 @@ def _opens_mid_story(text: str) -> bool:
     return bool(tokens) and tokens[0].lower() in _MID_STORY_OPENERS
 
 
+def _legible(text: str, prompt: str) -> float:
+    own = text[len(prompt):] if prompt and text.startswith(prompt) else text
+    return len(_LEGIBLE.findall(own)) / len(own) if own else 1.0
+
+
 def extract(text: str, prompt: str = "") -> TextFeatures:
     """Features of `text`; with a `prompt` the opening is the prompt's, so it is not held against the model."""
     tokens = [token.lower() for token in words(text)]
@@ -122,4 +130,5 @@ def extract(text: str, prompt: str = "") -> TextFeatures:
         names_used_before_introduced=_names_used_before_introduced(text),
         misplaced_formulas=_misplaced_formulas(story_sentences),
         unbalanced_quotes=(text.count('"') % 2 == 1) or (text.count("“") != text.count("”")),
+        legible=_legible(text, prompt),
     )

@@ -5,13 +5,15 @@ a clean, complete, fluent story from one with doubled words, ",," artifacts, rep
 a missing ending, a scrambled order or characters that appear before they are introduced,
 which are the failures that separate five-minute models (and that perplexity misses). Each
 rubric field starts at 9, a clean story like those in the training data, and loses points for
-the failures that belong to it:
+the failures that belong to it; text that is mostly not letters and punctuation (what an
+untrained model emits) is pulled toward 1 on every field:
 
 - grammar: doubled words, punctuation artifacts, unbalanced quotes, low fluency under a
   Kneser-Ney model of the training stories (when a reference is given);
 - consistency: names used before they are introduced, a story opening mid-scene, "Once upon a
-  time" in the middle or "The moral of the story" before the end, a repeated sentence, and how
-  its first tokens and its end compare with how training stories open and end;
+  time" in the middle or "The moral of the story" before the end, a repeated sentence, word
+  salad (far less fluent than any real story), and how its first tokens and its end compare with
+  how training stories open and end;
 - creativity: repeated word 4-grams and low distinct bigrams (loops and stock phrases);
 - plot: a missing ending (no terminal punctuation, or stopped at the token limit), too few
   sentences to tell a story, repetition loops.
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from vibe_research.research.judge.reference import Reference
 
 HEURISTIC_NAME = "heuristic"
-HEURISTIC_RUBRIC = "heuristic-1"
+HEURISTIC_RUBRIC = "heuristic-2"
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,22 @@ class Fluency:
     closing: float  # of the story boundary after the last token
 
 
-def _clip(score: float) -> float:
-    return round(min(10.0, max(1.0, score)), 2)
+# share of legible characters at and below which text counts as unreadable, and from which fully readable
+UNREADABLE, READABLE = 0.6, 0.95
+# nats per byte below the reference's typical fluency: within FLUENCY_SLACK is as fluent as real
+# stories get (their 90th percentile is 0.12 under a trigram of TinyStories); past WORD_SALAD (their
+# 99th percentile is 0.33) the text has stopped being a story
+FLUENCY_SLACK, WORD_SALAD = 0.1, 0.35
+
+
+def _clip(score: float, legibility: float) -> float:
+    """Into 1..10, pulled toward 1 as the text stops being text: gibberish scores 1 on everything."""
+    return round(1.0 + (min(10.0, max(1.0, score)) - 1.0) * legibility, 2)
+
+
+def _legibility(f: TextFeatures) -> tuple[float, list[str]]:
+    legibility = min(1.0, max(0.0, (f.legible - UNREADABLE) / (READABLE - UNREADABLE)))
+    return legibility, [f"mostly not words ({f.legible:.0%} legible characters)"] if legibility < 1.0 else []
 
 
 def _grammar(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) -> tuple[float, list[str]]:
@@ -55,8 +71,9 @@ def _grammar(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) 
         score -= 1.0
         notes.append("an unclosed quotation")
     if fluency is not None and typical is not None:
-        # a tenth of a nat per byte below typical training text costs a point
-        gap = max(0.0, typical.body - fluency.body)
+        # past the spread of real stories (95% lie within 0.2 nats/byte of typical), a tenth of a
+        # nat per byte costs a point
+        gap = max(0.0, typical.body - fluency.body - FLUENCY_SLACK)
         score -= min(4.0, 10.0 * gap)
         if gap > 0.1:
             notes.append(f"disfluent ({fluency.body:.2f} nats/byte against {typical.body:.2f} for training stories)")
@@ -80,6 +97,11 @@ def _consistency(f: TextFeatures, fluency: Fluency | None, typical: Fluency | No
     if fluency is not None and typical is not None:
         # a story's first words and its end are where scrambled or cut stories give themselves away
         score += 0.25 * (fluency.opening - typical.opening) + 0.15 * (fluency.closing - typical.closing)
+        # far less fluent than any real story: word salad, which cannot hold characters or events together
+        salad = max(0.0, typical.body - fluency.body - WORD_SALAD)
+        if salad > 0:
+            score -= min(4.0, 4.0 * salad)
+            notes.append("reads as word salad")
     return score, notes
 
 
@@ -127,11 +149,13 @@ class HeuristicJudge:
         consistency, consistency_notes = _consistency(features, fluency, typical)
         creativity, creativity_notes = _creativity(features)
         plot, plot_notes = _plot(features, sample.finished)
-        problems = grammar_notes + consistency_notes + creativity_notes + plot_notes
+        legibility, legibility_notes = _legibility(features)
+        problems = legibility_notes + grammar_notes + consistency_notes + creativity_notes + plot_notes
         clean = f"clean, complete, {features.sentences} sentences, no repetition or artifacts"
         rationale = f"Heuristic: {'; '.join(problems) if problems else clean}."
-        return SampleScore(prompt=sample.prompt, seed=sample.seed, grammar=_clip(grammar), creativity=_clip(creativity),
-                           consistency=_clip(consistency), plot=_clip(plot), rationale=rationale)
+        return SampleScore(prompt=sample.prompt, seed=sample.seed, grammar=_clip(grammar, legibility),
+                           creativity=_clip(creativity, legibility), consistency=_clip(consistency, legibility),
+                           plot=_clip(plot, legibility), rationale=rationale)
 
     def compare(self, candidate: Sample, best: Sample) -> float:
         """1 if the candidate scores higher overall, 0 if lower, 0.5 if equal (no position to bias)."""
