@@ -37,7 +37,7 @@ class DirtyExperiments(UserError):
     def __init__(self, paths: list[str]) -> None:
         shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
         super().__init__(f"uncommitted changes in experiments/ ({shown}): record them as a manual experiment "
-                         "(`vibe-research continue --manual`), commit them yourself, or discard them with "
+                         "(`vibe-research continue --manual \"what you changed\"`), commit them yourself, or discard them with "
                          "`git checkout -- experiments/`")
         self.paths = paths
 
