@@ -46,8 +46,8 @@ def test_report_renders_notes_and_figures_and_exports_one_file(workspace: Path) 
     assert (workspace / "notes" / "figures" / "progress.png").is_file()
     exported = (workspace / "all-notes.md").read_text()
     assert exported.startswith("# Research notes") and "## 0002 · N-gram teacher" in exported
-    again = json.loads(_cli(workspace, "report", "--json").stdout)
-    assert again["changed"] == []
+    again = _cli(workspace, "report", "--export", "-")
+    assert again.returncode == 0 and again.stdout == exported
 
 
 def test_outside_a_workspace_status_says_how_to_make_one(tmp_path: Path) -> None:
