@@ -6,7 +6,6 @@ number of UTF-8 bytes it stands for (specials 0), which is what bits per byte di
 
 import base64
 import hashlib
-import json
 import logging
 import os
 import re

@@ -58,7 +58,7 @@ class Session:
             after, suggestion = self._suggestion(choice.number)
             self.env.record(PickRecord(experiment=after, choice=choice.number, title=suggestion.title,
                                        idea=suggestion.idea, by=by))  # type: ignore[arg-type]
-            return Direction(pick=suggestion, pick_index=choice.number)
+            return Direction(pick=suggestion)
         if last is not None:
             self.env.record(PickRecord(experiment=last.id, choice=None, title="own idea", idea=choice.text, by="researcher"))
         return Direction(idea=choice.text)

@@ -6,7 +6,7 @@ never run again, runs that were started and not recorded are found in their run 
 """
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,16 +23,14 @@ from vibe_research.research.ledger import (
     DecisionRecord,
     EvaluationRecord,
     JudgementRecord,
-    LossPoint,
     PlannedRun,
-    ProposalRecord,
     Record,
     RunEndRecord,
     RunStartRecord,
     Sample,
+    loss_points,
 )
-from vibe_research.research.state import ExperimentState, ResearchState, rebuild_state
-from vibe_research.research.stats import compare
+from vibe_research.research.state import ExperimentState, ResearchState, compare_with_best, rebuild_state
 from vibe_research.runs.events import OnEvent
 from vibe_research.runs.executor import Executor
 from vibe_research.runs.result import RunResult
@@ -179,25 +177,18 @@ def execute(env: Env, experiment: str, specs: list[RunSpec], commit: str | None)
 
 def record_result(env: Env, experiment: str, result: RunResult) -> None:
     summary = result.summary
-    curve = [LossPoint(elapsed_s=t, step=step, loss=loss) for t, step, loss in summary.loss_curve if loss is not None]
     env.record(RunEndRecord(experiment=experiment, run=result.run_id, outcome=result.outcome, reason=result.reason,
                             steps=summary.steps, tokens=summary.tokens, tokens_per_s=summary.tokens_per_s,
                             params=summary.params, device=summary.device, elapsed_s=result.duration_s,
-                            loss_curve=_thin(curve), log_tail=result.log_tail if result.outcome != "ok" else ""))
+                            loss_curve=loss_points(summary.loss_curve), log_tail=result.log_tail if result.outcome != "ok" else "",
+                            lm_fingerprint=result.lm_fingerprint,
+                            versions={"python": result.python, **({"torch": result.torch} if result.torch else {})}))
     evaluation = result.evaluation
     if result.outcome == "ok" and evaluation and evaluation.ok and evaluation.bpb is not None:
         samples = [Sample(prompt=s.prompt, seed=s.seed, text=s.text, finished=s.finished) for s in evaluation.samples]
         env.record(EvaluationRecord(experiment=experiment, run=result.run_id, bpb=evaluation.bpb,
                                     perplexity=evaluation.perplexity or float("nan"),
                                     tokenizer=evaluation.tokenizer or "?", samples=samples))
-
-
-def _thin(curve: list[LossPoint], keep: int = 200) -> list[LossPoint]:
-    """At most `keep` points, evenly spaced, the last included: enough for a figure, small in the ledger."""
-    if len(curve) <= keep:
-        return curve
-    step = len(curve) / keep
-    return [curve[int(i * step)] for i in range(keep - 1)] + [curve[-1]]
 
 
 # ----- judging and deciding -------------------------------------------------------------------
@@ -237,8 +228,9 @@ def decide(env: Env, experiment_id: str, by_researcher: bool | None = None) -> D
         elif best is None:
             verdict, comparison, reason = "better", None, "no measured best to compare with: this becomes the best"
         else:
-            comparison = compare(env.settings.research.objective, experiment.bpbs, best.bpbs,
-                                 experiment.judge_scores, best.judge_scores, env.settings.research.confidence)
+            comparison = compare_with_best(state, experiment_id, env.settings.research.objective,
+                                           env.settings.research.confidence)
+            assert comparison is not None
             verdict, reason = comparison.verdict, comparison.reason
         keep = verdict in ("better", "baseline") if by_researcher is None else by_researcher
         commit, tag = _apply_decision(env, experiment, keep, verdict, reason)
@@ -287,7 +279,6 @@ class Direction:
     """What the next experiment answers: the researcher's pick, own idea, or the top suggestion."""
 
     pick: Suggestion | None = None
-    pick_index: int | None = None
     idea: str | None = None
 
 
@@ -304,5 +295,3 @@ def planned_runs(proposal: Proposal, seeds: list[int]) -> tuple[str, list[Planne
         runs = [PlannedRun(seed=seed) for seed in seeds]
     return entry, runs
 
-
-SmokeRunner = Callable[[Proposal], str | None]
