@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
@@ -20,10 +21,8 @@ def prepare(
     """Tokenize the train and valid splits into the cache (training the BPE first if needed)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from vibe_research.lm.corpus import load_corpus
-    from vibe_research.lm.paths import cache_root
-    from vibe_research.lm.tokenizer import check_spec, ensure_tokenizer
-    from vibe_research.lm.tokens import prepare_split
+    from vibe_research.lm.tokenizer import check_spec
+    from vibe_research.research.datacache import prepare_caches
     from vibe_research.settings import load_settings
     from vibe_research.workspace import find_workspace
 
@@ -31,20 +30,20 @@ def prepare(
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)
     spec = check_spec(tokenizer or settings.data.tokenizer)
-    cache = cache_root()
-    corpus = load_corpus(settings.data, workspace.root)
+    cache = workspace.cache
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    rows = []
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(f"tokenizer {spec}", total=None)
-        tok = ensure_tokenizer(spec, cache, corpus.train.fingerprint, corpus.train.texts)
-        progress.remove_task(task)
-        for stories in (corpus.train, corpus.valid):
-            task = progress.add_task(f"{stories.split} stories", total=stories.count)
-            split, built = prepare_split(stories, tok, cache, lambda n, task=task: progress.advance(task, n))
-            rows.append({**split.manifest.model_dump(), "path": str(split.path), "built": built,
-                         "bytes_per_token": split.manifest.bytes_per_token})
+        waiting = progress.add_task(f"tokenizer {spec}", total=None)
+
+        def bar(description: str, total: int) -> Callable[[int], None]:
+            progress.update(waiting, visible=False)
+            task = progress.add_task(description, total=total)
+            return lambda n: progress.advance(task, n)
+
+        done = prepare_caches(workspace, settings, spec, bar)
+    rows = [{**split.manifest.model_dump(), "path": str(split.path), "built": built,
+             "bytes_per_token": split.manifest.bytes_per_token} for split, built in done]
     seconds = time.perf_counter() - start
     if as_json:
         print(json.dumps({"tokenizer": spec, "cache": str(cache), "seconds": seconds, "splits": rows}, indent=2))
