@@ -4,11 +4,16 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from vibe_research.lm.errors import UserError
+
+if TYPE_CHECKING:
+    from vibe_research.settings import Settings
+    from vibe_research.workspace import Workspace
 
 NO_TERMINAL = "no terminal to show the menu on: pass --auto N (N turns, each taking the top suggestion), --pick N or --idea TEXT"
 
@@ -30,6 +35,25 @@ class ConsoleUI:
             yield progress
 
 
+def _preflight(console: Console, workspace: "Workspace", settings: "Settings", manual: bool) -> None:
+    """One line per check that is not plainly ok; stop on a failure the loop cannot mend itself."""
+    from vibe_research.research.preflight import run_checks
+
+    checks, _ = run_checks(workspace, settings)
+    for check in checks:
+        if check.level == "ok" and check.name != "device":
+            continue
+        colour = {"ok": "dim", "warn": "yellow", "fail": "red"}[check.level]
+        fix = f" ({check.fix})" if check.fix else ""
+        console.print(f"[{colour}]{check.name}[/]: {check.detail}{fix}", highlight=False)
+    # Token caches are built on demand, and --manual is for a dirty experiments/.
+    mendable = {"git"} if manual else set()
+    blocking = [c for c in checks if c.level == "fail" and not c.name.startswith("tokens") and c.name not in mendable]
+    if blocking:
+        first = blocking[0]
+        raise UserError(f"{first.name}: {first.detail}" + (f"; {first.fix}" if first.fix else ""))
+
+
 def _loop(console: Console, pick: int | None, idea: str | None, auto: int | None, manual: str | None, interactive: bool) -> None:
     from vibe_research.research import gitops
     from vibe_research.research import loop as research_loop
@@ -40,6 +64,7 @@ def _loop(console: Console, pick: int | None, idea: str | None, auto: int | None
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)
     with research_loop.exclusive(workspace):
+        _preflight(console, workspace, settings, manual is not None)
         ui = ConsoleUI(console)
         env = research_loop.build_env(workspace, settings, ui)
         research_loop.recover(env)
