@@ -76,5 +76,5 @@ def init_workspace(root: Path, data: Path | None = None) -> Workspace:
         with repo.config_writer() as config:
             config.set_value("user", "name", "vibe-research").set_value("user", "email", "vibe-research@localhost")
     repo.index.commit("Start the research workspace (vibe-research init)")
-    log.info("created workspace %s", root)
+    log.debug("created workspace %s", root)
     return Workspace(root)
