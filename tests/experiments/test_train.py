@@ -37,7 +37,7 @@ def tiny_trainer(seed: int, **overrides: object):
     fields = {k: config[k] for k in train.ModelConfig.__dataclass_fields__ if k != "vocab_size"}
     model = train.GPT(train.ModelConfig(vocab_size=64, **fields))
     device = torch.device("cpu")
-    trainer = train.Trainer(model, model, train.make_optimizers(model, config), config, device, torch.float32)
+    trainer = train.Trainer(model, train.NextTokenLoss(model), train.make_optimizers(model, config), config, device, torch.float32)
     batches = train.Batches(np.arange(5000) % 61, config["batch_size"], config["context"], seed, device)
     return trainer, batches
 

@@ -372,12 +372,26 @@ class Batches:
 # Training
 
 
+class NextTokenLoss(nn.Module):
+    """Mean next-token cross-entropy of a model: the unit torch.compile turns into one graph, so
+    the fp32 softmax over the vocabulary fuses with the LM head (compiling the model alone, the
+    [B, T, V] logits are written out and read back, and compile gains nothing on a CPU)."""
+
+    def __init__(self, model: GPT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.model(inputs).float()  # [B, T, V]: the softmax in fp32
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
 @dataclass
 class Trainer:
-    """One training run: the model (compiled or not), its optimizers and the loss of one step."""
+    """One training run: the model, its loss (compiled or not), its optimizers and one step."""
 
     model: GPT
-    step_model: nn.Module
+    next_token_loss: nn.Module
     optimizers: list[torch.optim.Optimizer]
     config: dict
     device: torch.device
@@ -386,13 +400,13 @@ class Trainer:
     distill_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, distill: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Training loss, and the teacher KL when distilling (else None)."""
+        """Training loss, and the teacher KL when distilling (else None). Distillation steps run
+        eagerly: they are few, and a second compiled graph would cost more than it saves."""
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            logits = self.step_model(inputs)
-        logits = logits.float()  # [B, T, V]: the softmax in fp32
-        ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
-        if not distill:
-            return ce, None
+            if not distill:
+                return self.next_token_loss(inputs, targets), None
+            logits = self.model(inputs).float()  # [B, T, V]
+        ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         kl = self.distill_loss(logits, self.teacher.targets(inputs))
         alpha = self.config["distill_alpha"]
         return (1 - alpha) * ce + alpha * kl, kl
@@ -413,9 +427,10 @@ class Trainer:
 
 
 def compile_or_fallback(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], choice: str) -> bool:
-    """Compile the model with one forward and backward pass (the graphs training will reuse; no
+    """Compile the loss with one forward and backward pass (the graphs training will reuse; no
     update is applied); under auto, fall back to eager if compiling fails."""
-    trainer.step_model = torch.compile(trainer.model)
+    eager = trainer.next_token_loss
+    trainer.next_token_loss = torch.compile(eager)
     try:
         trainer.loss(*batch, distill=False)[0].backward()
         trainer.model.zero_grad(set_to_none=True)
@@ -423,7 +438,7 @@ def compile_or_fallback(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tenso
         if choice == "on":
             raise
         log.warning("torch.compile failed, training eager: %s", str(exc).splitlines()[0])
-        trainer.step_model = trainer.model
+        trainer.next_token_loss = eager
         return False
     return True
 
@@ -448,7 +463,7 @@ def train(experiment: Experiment, split: TokenSplit) -> None:
     cfg = ModelConfig(vocab_size=vocab_size, **{k: config[k] for k in ModelConfig.__dataclass_fields__ if k != "vocab_size"})
     model = GPT(cfg).to(device)
     params = sum(p.numel() for p in model.parameters())
-    trainer = Trainer(model, model, make_optimizers(model, config), config, device, dtype)
+    trainer = Trainer(model, NextTokenLoss(model), make_optimizers(model, config), config, device, dtype)
     batches = Batches(split.tokens, config["batch_size"], config["context"], seed, device)
     compiled = want_compile(config["compile"], device, experiment.budget)
     emit("start", device=device.type, dtype=str(dtype).removeprefix("torch."), params=params, compile=compiled, config=config)
