@@ -40,7 +40,7 @@ def _experiment(number: int, title: str, bpbs: list[float], judge: float, clock:
                                    L.Sample(prompt="Once upon a time", seed=0, text=STORY),
                                    L.Sample(prompt="Once upon a time", seed=1, text=BAD_STORY)]),
             L.JudgementRecord(experiment=exp, at=_at(clock + 8 + seed), run=run, judge="heuristic", rubric_version="h1",
-                              scores=[L.SampleScore(prompt="Once upon a time", seed=0, grammar=judge, creativity=judge - 1,
+                              scores=[L.SampleScore(prompt="Once upon a time", seed=0, grammar=judge + 0.1 * seed, creativity=judge - 1,
                                                     consistency=judge, plot=judge + 1, rationale="Reads cleanly.")]),
         ]
     return records
@@ -53,7 +53,7 @@ def make_records() -> list[L.Record]:
                                  reason="the baseline as it stands", tag="best/0000-baseline"))
     wide = _experiment(1, "Wider model", [1.20, 1.21, 1.205], 6.5, 30, source="llm", diff=DIFF, commit="a" * 40,
                        idea="make it wider")
-    comparison = compare("both", [1.20, 1.21, 1.205], [1.30, 1.31, 1.305], [6.5] * 3, [6.0] * 3)
+    comparison = compare("both", [1.20, 1.21, 1.205], [1.30, 1.31, 1.305], [6.5, 6.525, 6.55], [6.0, 6.025, 6.05])
     wide += [
         L.DecisionRecord(experiment="0001-wider-model", at=_at(50), verdict=comparison.verdict, kept=True,
                          against="0000-baseline", comparison=comparison, reason=comparison.reason,
@@ -68,7 +68,7 @@ def make_records() -> list[L.Record]:
     fusion = _experiment(2, "N-gram teacher", [1.25, 1.21, 1.23], 4.0, 60, source="llm", diff=DIFF, commit="c" * 40)
     fusion.append(L.RunStartRecord(experiment="0002-n-gram-teacher", at=_at(75), run="0002-n-gram-teacher-s3",
                                    seed=3, budget_s=300))
-    comparison = compare("both", [1.25, 1.21, 1.23], [1.20, 1.21, 1.205], [4.0] * 3, [6.5] * 3)
+    comparison = compare("both", [1.25, 1.21, 1.23], [1.20, 1.21, 1.205], [4.0, 4.025, 4.05], [6.5, 6.525, 6.55])
     fusion += [
         L.DecisionRecord(experiment="0002-n-gram-teacher", at=_at(80), verdict=comparison.verdict, kept=False,
                          against="0001-wider-model", comparison=comparison, reason=comparison.reason, commit="d" * 40),

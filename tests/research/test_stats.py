@@ -47,7 +47,7 @@ def test_noise_is_inconclusive_far_more_often_than_not() -> None:
 def test_a_clear_improvement_is_better_and_a_regression_worse() -> None:
     assert compare("bpb", [1.40, 1.41, 1.405], [1.50, 1.502, 1.499]).verdict == "better"
     assert compare("bpb", [1.60, 1.61, 1.605], [1.50, 1.502, 1.499]).verdict == "worse"
-    assert compare("judge", [1.6, 1.6, 1.6], [1.5, 1.5, 1.5], [7.1, 7.3, 7.2], [6.0, 6.2, 6.1]).verdict == "better"
+    assert compare("judge", [1.6, 1.61, 1.6], [1.5, 1.51, 1.5], [7.1, 7.3, 7.2], [6.0, 6.2, 6.1]).verdict == "better"
 
 
 def test_both_means_better_on_one_and_not_worse_on_the_other() -> None:
@@ -64,6 +64,12 @@ def test_a_missing_judge_drops_out_and_is_named() -> None:
     comparison = compare("both", [1.40, 1.41, 1.405], [1.50, 1.502, 1.499])
     assert comparison.verdict == "better" and "judge not measured" in comparison.reason
     assert compare("judge", [1.4], [1.5]).verdict == "inconclusive"
+
+
+def test_no_spread_across_seeds_gives_no_verdict() -> None:
+    difference = welch("judge", [6.5, 6.5, 6.5], [6.0, 6.0, 6.0], lower_is_better=False)
+    assert difference.verdict == "inconclusive" and difference.low is None
+    assert "every seed gave the same value" in compare("judge", [1.5], [1.5], [6.5] * 3, [6.0] * 3).reason
 
 
 def test_one_seed_against_several_borrows_their_variance() -> None:

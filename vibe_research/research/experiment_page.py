@@ -10,7 +10,7 @@ from vibe_research.research.figures import has_loss_curves, loss_figure_name
 from vibe_research.research.ledger import Sample
 from vibe_research.research.markdown import interval, num, page_link, short_commit, table, verdict_word
 from vibe_research.research.state import ExperimentState, ResearchState, RunState, compare_with_best
-from vibe_research.research.stats import Comparison, Difference, p_text, summarize
+from vibe_research.research.stats import Comparison, Difference, describe, p_text, summarize
 
 SAMPLES_SHOWN = 3
 LOG_LINES_SHOWN = 15
@@ -105,7 +105,7 @@ def _difference_line(difference: Difference | None, unit: str) -> str:
     if difference is None:
         return f"- {unit}: not measured on both sides"
     if difference.low is None or difference.high is None:
-        return f"- {unit}: {difference.diff:+.4f} (one seed on each side: no interval)"
+        return f"- {unit}: {describe(difference)} → {difference.verdict}"
     return (f"- {unit}: {difference.diff:+.4f}, {difference.confidence:.0%} interval "
             f"[{difference.low:+.4f}, {difference.high:+.4f}], Welch t-test, n={difference.n_candidate} vs "
             f"{difference.n_best}, {p_text(difference.p_value)} → {difference.verdict}")

@@ -159,10 +159,10 @@ def welch(
     a, b = var_c / n_c, var_b / n_b
     se = math.sqrt(a + b)
     if se == 0.0:
-        # identical constants on both sides: the difference is exact
-        verdict = _direction(diff, diff, lower_is_better) if diff != 0 else "inconclusive"
-        return Difference(metric=metric, diff=diff, low=diff, high=diff, df=None, p_value=0.0 if diff else 1.0,
-                          n_candidate=n_c, n_best=n_b, confidence=confidence, verdict=verdict)
+        # every seed gave the same value: there is no noise to measure a difference against, and a
+        # judge that scores identical samples identically says nothing about the seeds
+        return Difference(metric=metric, diff=diff, low=None, high=None, df=None, p_value=None,
+                          n_candidate=n_c, n_best=n_b, confidence=confidence, verdict="inconclusive")
     if n_c < 2 or n_b < 2:
         # one variance estimate serves both sides: its degrees of freedom are all there are
         df = float(max(n_c, n_b) - 1)
@@ -184,6 +184,11 @@ def _direction(low: float, high: float, lower_is_better: bool) -> Verdict:
     return "inconclusive"
 
 
+def _no_interval(difference: Difference) -> str:
+    one_each = difference.n_candidate < 2 and difference.n_best < 2
+    return "one seed on each side" if one_each else "every seed gave the same value"
+
+
 def p_text(p_value: float | None) -> str:
     if p_value is None:
         return "p n/a"
@@ -195,7 +200,7 @@ def describe(difference: Difference) -> str:
     level = f"{difference.confidence:.0%}"
     sizes = f"n={difference.n_candidate} vs {difference.n_best}"
     if difference.low is None or difference.high is None:
-        return f"{difference.metric} {difference.diff:+.4f} (no interval: one seed on each side, {sizes})"
+        return f"{difference.metric} {difference.diff:+.4f} (no interval: {_no_interval(difference)}, {sizes})"
     return (f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
             f"(Welch t-test, {sizes}, {p_text(difference.p_value)})")
 
