@@ -29,7 +29,7 @@ class Teacher:
         read as a stream from its first token (a window that opens on eot starts a story).
         """
         probs = self.model.next_token_distributions(inputs.cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(probs).to(inputs.device, non_blocking=True)
+        return torch.from_numpy(probs).to(inputs.device)
 
 
 def build_teacher(train_tokens: np.ndarray, vocab_size: int, order: int, eot: int | None = None) -> Teacher:
