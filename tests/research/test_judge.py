@@ -152,3 +152,30 @@ def test_llm_pairwise_asks_both_orders_to_cancel_position_bias(tmp_path: Path) -
     assert result is not None and result.comparisons == 3 and result.wins == pytest.approx(1.5)
     assert result.win_rate == pytest.approx(0.5) and result.low < 0.5 < result.high
     assert "good" in shown_first[0] and "bad" in shown_first[1]
+
+
+def test_make_judge_picks_the_backend_and_builds_the_reference_from_the_token_cache(
+        tinystories: Path, gpt2_ranks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vibe_research.lm.corpus import files_split
+    from vibe_research.lm.errors import UserError
+    from vibe_research.lm.tokenizer import load_tokenizer
+    from vibe_research.lm.tokens import prepare_split
+    from vibe_research.research.judge.scoring import make_judge
+    from vibe_research.settings import Settings
+    from vibe_research.workspace import Workspace
+
+    monkeypatch.setenv("VIBE_GPT2_RANKS", str(gpt2_ranks))
+    workspace = Workspace(tmp_path)
+    settings = Settings.model_validate({"data": {"tokenizer": "gpt2"}, "judge": {"backend": "heuristic"}})
+    with pytest.raises(UserError, match="vibe-research data prepare"):
+        make_judge(settings, workspace, None)
+    stories_file = files_split("train", [str(tinystories / "train-alldata00.txt")], "text", tmp_path)
+    prepare_split(stories_file, load_tokenizer("gpt2"), workspace.cache)
+    judge = make_judge(settings, workspace, None)
+    assert isinstance(judge, HeuristicJudge) and judge.rubric_version.startswith("heuristic-2+kn3-gpt2-")
+    llm = settings.model_copy(update={"judge": settings.judge.model_copy(update={"backend": "llm"})})
+    with pytest.raises(UserError, match='judge.backend = "llm" needs an LLM endpoint'):
+        make_judge(llm, workspace, None)
+    with ScriptedOpenAIServer() as server:
+        judge = make_judge(llm, workspace, LLMClient(LLMSettings(base_url=server.base_url), tmp_path / "calls.jsonl"))
+    assert isinstance(judge, LLMJudge) and judge.name == settings.llm.judge_model
