@@ -16,7 +16,7 @@ from vibe_research.research.judge.heuristic import HeuristicJudge
 from vibe_research.research.judge.llm import LLMJudge, RubricReply
 from vibe_research.research.judge.reference import Reference, reference_from_texts
 from vibe_research.research.judge.scoring import pairwise, score_samples
-from vibe_research.research.ledger import Sample
+from vibe_research.research.ledger import Sample, SampleScore
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_cache_answers_a_repeated_sample_without_judging_again(tmp_path: Path) -
     calls: list[str] = []
 
     class CountingJudge(HeuristicJudge):
-        def score(self, sample: Sample):  # type: ignore[no-untyped-def]
+        def score(self, sample: Sample) -> SampleScore:
             calls.append(sample.text)
             return super().score(sample)
 
