@@ -41,8 +41,8 @@ def _preflight(console: Console, workspace: "Workspace", settings: "Settings", m
 
     checks, _ = run_checks(workspace, settings)
     for check in checks:
-        if check.level == "ok" and check.name != "device":
-            continue
+        if (check.level == "ok" and check.name != "device") or check.name.startswith("tokens"):
+            continue  # missing token caches are built next, with their own lines
         colour = {"ok": "dim", "warn": "yellow", "fail": "red"}[check.level]
         fix = f" ({check.fix})" if check.fix else ""
         console.print(f"[{colour}]{check.name}[/]: {check.detail}{fix}", highlight=False)

@@ -1,6 +1,5 @@
 """Token caches on demand: what `data prepare` builds, made for the loop when a run needs one."""
 
-import logging
 from collections.abc import Callable
 
 from vibe_research.lm.corpus import load_corpus
@@ -9,8 +8,6 @@ from vibe_research.lm.tokens import TokenSplit, open_split, prepare_split
 from vibe_research.lm.errors import UserError
 from vibe_research.settings import Settings
 from vibe_research.workspace import Workspace
-
-log = logging.getLogger(__name__)
 
 # (split name, stories in it) -> a callback advancing a progress bar by n stories
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -35,6 +32,4 @@ def prepare_caches(workspace: Workspace, settings: Settings, spec: str,
     for stories in (corpus.train, corpus.valid):
         advance = progress(f"{stories.split} stories ({spec})", stories.count) if progress else None
         done.append(prepare_split(stories, tokenizer, workspace.cache, advance))
-    for split, built in done:
-        log.info("%s %s: %s tokens (%s)", split.manifest.split, spec, f"{split.manifest.tokens:,}", "built" if built else "reused")
     return done
