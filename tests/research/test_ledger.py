@@ -144,7 +144,7 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(t
     final = L.read(workspace.ledger)
     assert len(final.records) > 20, "the writer should have made progress between kills"
     assert torn_seen >= 20, "every fourth start should have met a torn line"
-    print(f"{len(final.records)} records written across 100 SIGKILLs; {torn_seen} starts found a torn line")
+    print(f"{len(final.records)} records written across 100 SIGKILLs; {torn_seen} starts read past a torn line")
 
 
 def test_loss_curves_are_thinned_and_steps_without_loss_dropped() -> None:
