@@ -76,6 +76,8 @@ def discount_setting(text: str) -> str | float:
 def build(config: dict, tokens: np.ndarray, vocab_size: int, eot: int) -> KneserNey:
     if not 1 <= config["order"] <= MAX_ORDER:
         raise UserError(f"--set order={config['order']}: use an order from 1 to {MAX_ORDER}")
+    if config["context_length"] < 1:
+        raise UserError(f"--set context_length={config['context_length']}: must be a positive number of tokens")
     return KneserNey.build(
         tokens, config["order"], vocab_size, discount_setting(config["discount"]), config["prune"],
         eot=eot, interpolate=config["interpolate"],
