@@ -13,7 +13,8 @@ Ray wall time); and `overhead_per_run_s`, the slot-seconds the Ray wall time hol
 runs' own `duration_s` (connecting, shipping code and results, scheduling, a slot left idle at the
 end), divided by the runs. Training stops at its wall-clock budget however loaded the machine is,
 so two runs on two cores do the same number of seconds but fewer steps; the evaluation's share
-grows. On a shared machine the numbers move with other people's load: run it twice.
+grows. Both executors run with sandbox threads = 1, the count Ray gives a one-CPU task. On a
+shared machine the numbers move with other people's load: run it twice.
 """
 
 import argparse
@@ -71,7 +72,9 @@ def timed(executor: Executor, specs: list[RunSpec]) -> tuple[float, list[RunResu
 def measure(runs: int, budget_s: float, entry: Path, overrides: dict[str, str]) -> dict:
     from ray.cluster_utils import Cluster
 
-    policy = SandboxPolicy()
+    # One thread per run in both: Ray sets OMP_NUM_THREADS to a task's CPUs (1 here), while a local
+    # run would otherwise use every core; a loaded two-core machine punishes the extra threads.
+    policy = SandboxPolicy(threads=1)
     with tempfile.TemporaryDirectory(prefix="vibe-bench-") as scratch:
         workspace = build_workspace(Path(scratch) / "ws", entry)
         local_wall, local = timed(LocalExecutor(policy), proposal(workspace, "local", runs, budget_s, overrides))
@@ -87,7 +90,7 @@ def measure(runs: int, budget_s: float, entry: Path, overrides: dict[str, str]) 
             cluster.shutdown()
     busy = sum(result.duration_s for result in remote)
     return {
-        "runs": runs, "budget_s": budget_s, "nodes": NODES, "entry": str(entry), "overrides": overrides,
+        "runs": runs, "budget_s": budget_s, "nodes": NODES, "threads_per_run": policy.threads, "entry": str(entry), "overrides": overrides,
         "local_wall_s": round(local_wall, 2), "ray_wall_s": round(ray_wall, 2), "speedup": round(local_wall / ray_wall, 2),
         "ideal_speedup": min(NODES, runs), "ray_cluster_start_s": round(start_s, 2),
         "local_mean_run_s": round(sum(result.duration_s for result in local) / runs, 2),

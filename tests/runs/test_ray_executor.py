@@ -4,6 +4,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -223,8 +224,11 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalClus
     placed: dict[str, str] = {}
     killed: list[str] = []
     survivors: list[int] = []
+    phases: list[tuple[str, str]] = []
 
     def on_event(run_id: str, event: dict) -> None:
+        if event["event"] == "status":
+            phases.append((run_id, event["phase"]))
         if event.get("phase") == "placed":
             placed[run_id] = event["node_id"]
         if event["event"] == "step" and not killed and placed.get(run_id) != cluster.head_node_id:
@@ -233,7 +237,8 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalClus
             # the training has ~7 s of steps left: its processes must go with the node, not run on
             survivors.extend(wait_until_gone(f"vibe-ray-{run_id}-1-", SURVIVOR_WAIT_S))
 
-    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(specs, on_event)
+    # return_mb below the model's 512 KiB: the records come back, bigram.npz stays on the worker
+    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address, return_mb=0.25)).execute(specs, on_event)
     assert killed, "no run was placed on the worker node"
     assert [result.outcome for result in results] == ["ok", "ok"], [(result.reason, result.log_tail) for result in results]
     [victim] = [spec for spec in specs if spec.run_id == killed[0]]
@@ -241,4 +246,13 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalClus
     assert lost.outcome == "crash" and "died" in lost.reason and "retried on another node" in lost.reason
     assert lost.summary.steps >= 1  # the steps streamed before the node died are in the record
     assert placed[victim.run_id] == cluster.head_node_id  # the retry ran on the head
+    victim_phases = [phase for run_id, phase in phases if run_id == victim.run_id]
+    assert victim_phases[:3] == ["placed", "describe", "train"] and victim_phases[3:] == ["retry", "placed", "describe", "train", "evaluate", "finished"]
     assert not survivors, f"the lost attempt left processes running: {survivors}"
+    for spec, result in zip(specs, results, strict=True):
+        assert not (spec.run_dir / "bigram.npz").exists() and (spec.run_dir / "events.jsonl").is_file()
+        kept = Path(result.log_tail.rsplit("return_mb): ", 1)[1])
+        assert kept.name == "bigram.npz" and kept.is_file()
+        shutil.rmtree(kept.parents[1])
+    for scratch in Path(tempfile.gettempdir()).glob(f"vibe-ray-{victim.run_id}-1-*"):
+        shutil.rmtree(scratch)  # the lost attempt's scratch workspace, left behind by the dead node

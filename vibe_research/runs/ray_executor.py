@@ -55,7 +55,7 @@ class Shipped(BaseModel):
     model_config = ConfigDict(extra="forbid")
     result_json: str
     files: dict[str, bytes]
-    left_on_worker: list[str] = []  # files over `return_mb`, named with their worker path
+    left_on_worker: list[str] = []  # files kept on the worker (run folder over `return_mb`), by their path there
 
 
 @dataclass
@@ -221,6 +221,7 @@ def run_on_worker(spec_json: str, policy_json: str, code: dict[str, bytes], queu
     forward(spec.run_id, {"event": "status", "phase": "placed", "attempt": attempt, "host": socket.gethostname(),
                           "node_id": ray.get_runtime_context().get_node_id()})
     scratch = Path(tempfile.mkdtemp(prefix=f"vibe-ray-{spec.run_id}-{attempt}-"))
+    left: list[str] = []
     try:
         _write_files(scratch / "workspace", code)
         local = spec.model_copy(update={"workspace": scratch / "workspace", "run_dir": scratch / "run",
@@ -237,7 +238,8 @@ def run_on_worker(spec_json: str, policy_json: str, code: dict[str, bytes], queu
         return Shipped(result_json=result.model_dump_json(), files=files, left_on_worker=left)
     finally:
         forward.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        # files too large to send back stay where the record says they are
+        shutil.rmtree(scratch / "workspace" if left else scratch, ignore_errors=True)
 
 
 def land(spec: RunSpec, shipped: Shipped) -> RunResult:
