@@ -34,7 +34,9 @@ def test_auto_three_turns_from_a_fresh_workspace(tiny_workspace: Path) -> None:
         page = tiny_workspace / "notes" / "experiments" / f"{experiment.id}.md"
         assert page.is_file()
         if experiment.measured_runs:
-            assert experiment.measured_runs[0].evaluation.samples[0].text in page.read_text(encoding="utf-8")
+            text = page.read_text(encoding="utf-8")
+            prompts = {s.prompt for run in experiment.measured_runs for s in run.evaluation.samples}
+            assert any(f"**{prompt}**" in text for prompt in prompts), "no sample story on the page"
     assert list((tiny_workspace / "notes" / "figures").glob("*.png"))
     log = subprocess.run(["git", "log", "--format=%s%n%b"], cwd=tiny_workspace, capture_output=True, text=True).stdout
     for experiment in experiments:

@@ -1,5 +1,6 @@
 """The real menu in a pseudo-terminal: pick 2, then an own idea, then quit."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def test_menu_pick_then_own_idea_then_quit(tiny_workspace: Path) -> None:
     child.expect("your idea:")
     child.sendline(IDEA)
     child.expect(PROMPT)
+    child.sendline("k")  # keep the idea's experiment whatever the verdict
+    child.expect("kept by you")
+    child.expect(PROMPT)
     child.sendline("q")
     child.expect(pexpect.EOF)
     child.close()
@@ -41,6 +45,13 @@ def test_menu_pick_then_own_idea_then_quit(tiny_workspace: Path) -> None:
     assert "**picked**" in baseline_page
     idea_page = (tiny_workspace / "notes" / "experiments" / f"{experiments[1].id}.md").read_text(encoding="utf-8")
     assert IDEA in idea_page
+
+    kept = experiments[2]
+    assert kept.decision.by == "researcher" and kept.decision.kept and state.best == kept.id
+    git = ["git", "-C", str(tiny_workspace)]
+    assert f"best/{kept.id}" in subprocess.run([*git, "tag"], capture_output=True, text=True).stdout
+    changed = subprocess.run([*git, "diff", kept.proposal.commit, "--", "experiments/"], capture_output=True, text=True)
+    assert changed.stdout == ""  # the kept change is what experiments/ holds now
 
 
 def test_menu_rejects_bad_keys_with_a_hint() -> None:
