@@ -106,6 +106,7 @@ class LocalCluster:
                 proc.wait()
         for pid in wait_until_gone(self.temp_dir, 10):
             os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # the nodes' session logs and sockets
 
 
 @pytest.fixture(scope="module")
