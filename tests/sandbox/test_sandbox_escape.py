@@ -78,6 +78,12 @@ def test_allocating_64_gb_is_out_of_memory(workspace: Path, home: Path) -> None:
     assert result.outcome == "out_of_memory"
 
 
+@pytest.mark.skipif(not probe().active("memory-cgroup"), reason="needs a writable memory cgroup")
+def test_memory_spread_over_processes_meets_the_cgroup_cap(workspace: Path, home: Path) -> None:
+    result = attack(workspace, home, "allocate_in_children", SandboxPolicy(memory_gb=0.6), count="4")
+    assert result.outcome == "out_of_memory" and "memory cap" in result.reason
+
+
 def test_filling_the_run_folder_past_its_cap_is_stopped(workspace: Path, home: Path) -> None:
     result = attack(workspace, home, "fill_disk", SandboxPolicy(run_dir_gb=0.05), count="40")
     assert result.outcome == "sandbox_violation" and "run folder" in result.reason

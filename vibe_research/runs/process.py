@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1
 SIZE_CHECK_S = 0.5
 STRAGGLER_WAIT_S = 2.0  # children get this long to exit after the main process has ended
+LINE_LIMIT = 1 << 16  # bytes; a longer line arrives in pieces, so output without newlines stays bounded
 
 Stop = Literal["budget", "interrupt", "run_dir_cap"]
 
@@ -67,7 +68,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _read_lines(stream: IO[bytes], handle: Callable[[str], None]) -> None:
-    for raw in iter(stream.readline, b""):
+    for raw in iter(lambda: stream.readline(LINE_LIMIT), b""):
         handle(raw.decode("utf-8", errors="replace"))
     stream.close()
 

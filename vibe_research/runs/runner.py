@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import pwd
 import shutil
 import socket
 import sys
@@ -60,6 +61,19 @@ def run_paths(spec: RunSpec, phase: str, tokenizer: str | None, policy: SandboxP
     return paths
 
 
+def _share_inductor_tmp(spec: RunSpec) -> None:
+    """torch.compile keeps its precompiled headers (~150 MB, tens of seconds to build) in
+    TMPDIR/torchinductor_<user>, whatever TORCHINDUCTOR_CACHE_DIR says; the run's TMPDIR is private
+    and fresh, so that one folder is linked to the shared compile cache."""
+    user = pwd.getpwuid(os.getuid()).pw_name  # what getpass.getuser() finds in the filtered environment
+    shared = spec.cache_dir / "compile" / "tmp"
+    shared.mkdir(parents=True, exist_ok=True)
+    link = spec.run_dir / "tmp" / f"torchinductor_{user}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(shared, target_is_directory=True)
+
+
 def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:
     env = dict(os.environ) | {"VIBE_CACHE_DIR": str(spec.cache_dir)}
     if policy.compile_cache:
@@ -70,6 +84,8 @@ def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:
 def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, phase: str, tokenizer: str | None,
                    argv: list[str], limit_s: float, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None]) -> ProcessEnd:
     paths = run_paths(spec, phase, tokenizer, policy)
+    if policy.compile_cache:
+        _share_inductor_tmp(spec)
     command = sandboxed(policy, report, paths, argv, name=f"vibe-{spec.run_id}-{phase}", environ=_environment(spec, policy))
     try:
         return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir, int(policy.run_dir_gb * 2**30))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vibe_research.sandbox.cgroups import RunCgroups, create_run_cgroups
-from vibe_research.sandbox.plan import RunPaths, build_plan, file_grants, gpu_devices, physical_memory
+from vibe_research.sandbox.plan import RunPaths, build_plan, file_grants, physical_memory, uses_gpu
 from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
 from vibe_research.sandbox.seatbelt import seatbelt_profile
@@ -65,7 +65,7 @@ def sandboxed(policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths, 
     plan = build_plan(policy, report, paths, cgroups.procs_files if cgroups else [])
     wrapped = [sys.executable, "-m", "vibe_research.sandbox.launch", plan.model_dump_json(), "--", *argv]
     if platform.system() == "Darwin" and report.active("seatbelt"):
-        gpu = policy.gpu == "auto" and bool(gpu_devices())
+        gpu = uses_gpu(policy)
         home = Path(os.environ.get("HOME", "/"))
         profile = seatbelt_profile(file_grants(policy, paths, gpu), policy.denied_paths(paths.workspace, home) + paths.denies, policy.network)
         wrapped = ["sandbox-exec", "-p", profile, *wrapped]

@@ -6,6 +6,7 @@ applies it to itself and execs the command.
 
 import logging
 import os
+import platform
 import site
 import sys
 from dataclasses import dataclass, field
@@ -62,6 +63,12 @@ def gpu_devices() -> list[Path]:
     return sorted({path for pattern in GPU_DEVICE_GLOBS for path in dev.glob(pattern)})
 
 
+def uses_gpu(policy: SandboxPolicy) -> bool:
+    """A GPU the run may use: a CUDA/ROCm device file, or Metal on Apple silicon."""
+    apple_silicon = platform.system() == "Darwin" and platform.machine() == "arm64"
+    return policy.gpu == "auto" and (bool(gpu_devices()) or apple_silicon)
+
+
 def python_paths() -> list[Path]:
     """The interpreter, its standard library and site-packages, and this package's source."""
     import vibe_research
@@ -106,13 +113,15 @@ def file_grants(policy: SandboxPolicy, paths: RunPaths, gpu: bool) -> list[tuple
     return safe_grants(grants, policy.denied_paths(paths.workspace, home) + paths.denies)
 
 
-def rlimits(policy: SandboxPolicy, gpu: bool, physical_memory: int, task_base: int) -> dict[str, int]:
-    """Resource limits; no address-space or data cap with a GPU, where drivers map huge ranges."""
-    limits = {
-        "RLIMIT_CORE": 0,
-        "RLIMIT_FSIZE": int(policy.file_size_gb * 2**30),
-        "RLIMIT_NPROC": task_base + policy.processes,
-    }
+def rlimits(policy: SandboxPolicy, gpu: bool, physical_memory: int, task_base: int | None) -> dict[str, int]:
+    """Resource limits; no address-space or data cap with a GPU, where drivers map huge ranges.
+
+    RLIMIT_NPROC counts every task of the user, so it is set `processes` above `task_base`, the
+    user's count now (None: not set, where that count cannot be read).
+    """
+    limits = {"RLIMIT_CORE": 0, "RLIMIT_FSIZE": int(policy.file_size_gb * 2**30)}
+    if task_base is not None:
+        limits["RLIMIT_NPROC"] = task_base + policy.processes
     if not gpu:
         limits["RLIMIT_DATA"] = policy.memory_bytes(physical_memory)
     return limits
@@ -126,14 +135,15 @@ def build_plan(policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths,
     """Request exactly the protections `report` says this machine has."""
     from vibe_research.sandbox.limits import user_task_count
 
-    gpu = policy.gpu == "auto" and bool(gpu_devices())
-    root = os.geteuid() == 0
+    gpu = uses_gpu(policy)
+    linux, root = platform.system() == "Linux", os.geteuid() == 0
+    task_base = None if not linux else 0 if root else user_task_count(os.geteuid())
     return LaunchPlan(
         grants=[(str(path), grant) for path, grant in file_grants(policy, paths, gpu)],
         landlock=report.active("landlock-files"),
         allow_tcp=policy.network,
         network_namespace=not policy.network and report.active("network-namespace"),
-        rlimits=rlimits(policy, gpu, physical_memory(), 0 if root else user_task_count(os.geteuid())),
+        rlimits=rlimits(policy, gpu, physical_memory(), task_base),
         cgroup_procs=cgroup_procs,
-        drop_capabilities=root,
+        drop_capabilities=linux and root,
     )

@@ -59,6 +59,18 @@ def allocate(config: dict, out: Path) -> None:
     print(f"allocated {len(block)} bytes")
 
 
+def allocate_in_children(config: dict, out: Path) -> None:
+    children = []
+    for _ in range(config["count"]):  # count: children of 300 MB each, every page written
+        if (pid := os.fork()) == 0:
+            block = b"\x01" * (300 * 2**20)  # noqa: F841 (held while the others allocate)
+            time.sleep(5)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
 def fill_disk(config: dict, out: Path) -> None:
     chunk = os.urandom(2**20)
     for index in range(config["count"]):  # count: files of 16 MB each
@@ -91,7 +103,7 @@ def daemon(config: dict, out: Path) -> None:
     time.sleep(0.5)
 
 
-ATTACKS = {function.__name__: function for function in (read_file, read_valid, read_env, write_file, connect, fork_bomb, allocate, fill_disk, big_file, ignore_sigterm, daemon)}
+ATTACKS = {function.__name__: function for function in (read_file, read_valid, read_env, write_file, connect, fork_bomb, allocate, allocate_in_children, fill_disk, big_file, ignore_sigterm, daemon)}
 
 
 def main() -> None:
