@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vibe_research.lm.errors import UserError
+from vibe_research.sandbox.command import fresh_folder
 from vibe_research.sandbox.launch import SETUP_FAILED, SETUP_MARKER
 from vibe_research.sandbox.plan import LaunchPlan, RunPaths, file_grants, safe_grants
 from vibe_research.sandbox.policy import SandboxPolicy, load_policy
@@ -86,3 +87,24 @@ def test_launcher_fails_closed_when_a_protection_cannot_be_applied() -> None:
                       cgroup_procs=["/nonexistent/cgroup.procs"], drop_capabilities=False)
     done = subprocess.run([sys.executable, "-m", "vibe_research.sandbox.launch", plan.model_dump_json(), "--", "true"], capture_output=True, text=True)
     assert done.returncode == SETUP_FAILED and done.stderr.startswith(f"{SETUP_MARKER} cgroups")
+
+
+def test_a_link_cannot_smuggle_a_denied_folder_into_the_grants(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "tmp").symlink_to(home / ".ssh")
+    denied = SandboxPolicy().denied_paths(tmp_path / "ws", home)
+    assert safe_grants([(tmp_path / "run" / "tmp", "write"), (tmp_path / "run", "write")], denied) == [(tmp_path / "run", "write")]
+
+
+def test_each_phase_gets_a_real_private_temp_not_a_link_a_run_left(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_text("k")
+    tmp = tmp_path / "run" / "tmp"
+    tmp.parent.mkdir()
+    tmp.symlink_to(secret)
+    fresh_folder(tmp)
+    assert tmp.is_dir() and not tmp.is_symlink() and not any(tmp.iterdir())
+    assert (secret / "key").read_text() == "k"

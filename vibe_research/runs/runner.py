@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import platform
-import pwd
 import shutil
 import socket
 import sys
@@ -20,12 +19,13 @@ from pydantic import ValidationError
 from vibe_research.lm import atomic, fingerprint
 from vibe_research.lm.evaluate import EvalResult
 from vibe_research.lm.paths import spec_slug
+from vibe_research.runs.compile_cache import compile_dir, compile_environment, link_inductor_tmp
 from vibe_research.runs.events import OnEvent, OutputRecorder
 from vibe_research.runs.outcome import evaluation_outcome, training_outcome
 from vibe_research.runs.process import ProcessEnd, supervise
 from vibe_research.runs.result import Outcome, RunResult
 from vibe_research.runs.spec import RunSpec
-from vibe_research.sandbox.command import sandboxed
+from vibe_research.sandbox.command import fresh_folder, sandboxed
 from vibe_research.sandbox.plan import RunPaths
 from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
@@ -55,37 +55,24 @@ def run_paths(spec: RunSpec, phase: str, tokenizer: str | None, policy: SandboxP
     else:
         paths.denies.append(tokens / "valid")
     if policy.compile_cache:
-        compile_cache = spec.cache_dir / "compile"
-        compile_cache.mkdir(parents=True, exist_ok=True)
-        paths.writes.append(compile_cache)
+        compile_dir(spec.cache_dir).mkdir(parents=True, exist_ok=True)
+        paths.writes.append(compile_dir(spec.cache_dir))
     return paths
-
-
-def _share_inductor_tmp(spec: RunSpec) -> None:
-    """torch.compile keeps its precompiled headers (~150 MB, tens of seconds to build) in
-    TMPDIR/torchinductor_<user>, whatever TORCHINDUCTOR_CACHE_DIR says; the run's TMPDIR is private
-    and fresh, so that one folder is linked to the shared compile cache."""
-    user = pwd.getpwuid(os.getuid()).pw_name  # what getpass.getuser() finds in the filtered environment
-    shared = spec.cache_dir / "compile" / "tmp"
-    shared.mkdir(parents=True, exist_ok=True)
-    link = spec.run_dir / "tmp" / f"torchinductor_{user}"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        link.symlink_to(shared, target_is_directory=True)
 
 
 def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:
     env = dict(os.environ) | {"VIBE_CACHE_DIR": str(spec.cache_dir)}
     if policy.compile_cache:
-        env |= {"TORCHINDUCTOR_CACHE_DIR": str(spec.cache_dir / "compile" / "inductor"), "TRITON_CACHE_DIR": str(spec.cache_dir / "compile" / "triton")}
+        env |= compile_environment(spec.cache_dir)
     return env
 
 
 def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, phase: str, tokenizer: str | None,
                    argv: list[str], limit_s: float, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None]) -> ProcessEnd:
     paths = run_paths(spec, phase, tokenizer, policy)
+    fresh_folder(paths.tmp_dir)
     if policy.compile_cache:
-        _share_inductor_tmp(spec)
+        link_inductor_tmp(spec.cache_dir, paths.tmp_dir)
     command = sandboxed(policy, report, paths, argv, name=f"vibe-{spec.run_id}-{phase}", environ=_environment(spec, policy))
     try:
         return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir, int(policy.run_dir_gb * 2**30))

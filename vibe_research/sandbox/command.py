@@ -3,6 +3,7 @@
 import logging
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,19 @@ class SandboxedCommand:
     def close(self) -> None:
         if self.cgroups:
             self.cgroups.remove()
+
+
+def fresh_folder(folder: Path) -> None:
+    """Replace whatever is at `folder` (a link a run left there, a file, an old folder) by an empty folder.
+
+    A run could turn its private temp into a link to a secret folder; the next phase would then
+    be granted that folder. Each phase gets a new, real one instead.
+    """
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
 
 
 def run_environment(policy: SandboxPolicy, paths: RunPaths, environ: dict[str, str]) -> dict[str, str]:

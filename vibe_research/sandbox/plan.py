@@ -85,11 +85,15 @@ def _related(grant: Path, denied: Path) -> bool:
 
 
 def safe_grants(grants: list[tuple[Path, Grant]], denied: list[Path]) -> list[tuple[Path, Grant]]:
-    """Drop, loudly, every grant that would open a denied path (e.g. HOME, which holds ~/.ssh)."""
-    denied = [Path(os.path.abspath(path)) for path in denied]
+    """Drop, loudly, every grant that would open a denied path (e.g. HOME, which holds ~/.ssh).
+
+    Paths are compared as written and with links resolved: Landlock grants what a link points to.
+    """
+    denied = sorted({Path(f(path)) for path in denied for f in (os.path.abspath, os.path.realpath)})
     kept = []
     for path, grant in grants:
-        clash = next((deny for deny in denied if _related(Path(os.path.abspath(path)), deny)), None)
+        forms = {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
+        clash = next((deny for deny in denied for form in forms if _related(form, deny)), None)
         if clash is None:
             kept.append((path, grant))
         else:
