@@ -10,6 +10,8 @@ import torch
 from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
 from ngram_fixtures import TEMPLATES, run_experiment
 
+from vibe_research.lm.entry import load_model
+from vibe_research.lm.evaluate import check_contract
 from vibe_research.lm.tokens import open_split
 
 
@@ -68,7 +70,8 @@ def test_top_k_kl_compares_the_teachers_likeliest_tokens() -> None:
 
 @pytest.mark.slow
 def test_first_steps_train_against_the_teacher(bpe_cache, tmp_path: Path) -> None:
-    """train.py with distill_steps=3 and alpha=1: those steps' loss is the teacher KL it logs."""
+    """train.py with distill_steps=3 and alpha=1: those steps' loss is the teacher KL it logs; the
+    distilled model keeps the ModelAPI contract."""
     tiny = ("n_layer=1", "n_head=2", "n_embd=32", "context=32", "batch_size=4", "compile=off", "dtype=fp32",
             "log_every=1", "distill_steps=3", "distill_alpha=1.0", "distill_order=3", "threads=1")
     done, events = run_experiment("train.py", tmp_path / "run", bpe_cache, 25, *tiny)
@@ -78,3 +81,7 @@ def test_first_steps_train_against_the_teacher(bpe_cache, tmp_path: Path) -> Non
     for event in steps[:3]:
         assert event["distill_loss"] > 0 and math.isclose(event["loss"], event["distill_loss"], abs_tol=1e-3)
     assert all("distill_loss" not in e for e in steps[3:])
+    model = load_model(TEMPLATES / "train.py", tmp_path / "run")
+    probe = torch.from_numpy(np.asarray(open_split("valid", "bpe:4096", bpe_cache).tokens[:64], dtype=np.int64)).view(2, 32)
+    checks = check_contract(model, probe)
+    assert checks.causal and checks.normalised, checks
