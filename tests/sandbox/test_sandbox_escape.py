@@ -48,6 +48,11 @@ def test_api_keys_never_reach_the_run(workspace: Path, home: Path) -> None:
     assert SECRET not in environ and f"HOME={home}" not in environ
 
 
+def test_the_runners_environment_is_out_of_reach_through_proc(workspace: Path, home: Path) -> None:
+    result = attack(workspace, home, "read_parent_env")
+    assert result.outcome == "sandbox_violation" and "Permission denied" in result.reason
+
+
 @pytest.mark.parametrize("target", ["notes/new.md", ".git/config", "~/.bashrc", "evil.txt", "/tmp/vibe-escape-{uuid}"])
 def test_writing_outside_the_run_folder_is_refused(workspace: Path, home: Path, target: str) -> None:
     target = target.replace("{uuid}", uuid.uuid4().hex)
@@ -66,6 +71,21 @@ def test_tcp_to_a_local_listener_is_refused(workspace: Path, home: Path) -> None
         with pytest.raises(BlockingIOError):
             listener.accept()
     assert result.outcome == "sandbox_violation"
+
+
+def test_a_unix_socket_like_docker_sock_is_refused(workspace: Path, home: Path) -> None:
+    path = Path(f"/tmp/vibe-escape-{uuid.uuid4().hex[:8]}.sock")  # where such sockets live: outside every grant
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        listener.setblocking(False)
+        try:
+            result = attack(workspace, home, "connect_unix", target=str(path))
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        finally:
+            path.unlink()
+    assert result.outcome == "sandbox_violation" and "Permission denied" in result.reason
 
 
 def test_a_fork_bomb_hits_the_task_limit_and_dies(workspace: Path, home: Path) -> None:

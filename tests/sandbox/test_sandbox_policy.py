@@ -83,7 +83,7 @@ def test_seatbelt_profile_allows_the_run_and_metal_and_denies_secrets() -> None:
 
 
 def test_launcher_fails_closed_when_a_protection_cannot_be_applied() -> None:
-    plan = LaunchPlan(grants=[], landlock=False, allow_tcp=False, network_namespace=False, rlimits={},
+    plan = LaunchPlan(grants=[], landlock=False, allow_tcp=False, network_namespace=False, block_unix_sockets=False, rlimits={},
                       cgroup_procs=["/nonexistent/cgroup.procs"], drop_capabilities=False)
     done = subprocess.run([sys.executable, "-m", "vibe_research.sandbox.launch", plan.model_dump_json(), "--", "true"], capture_output=True, text=True)
     assert done.returncode == SETUP_FAILED and done.stderr.startswith(f"{SETUP_MARKER} cgroups")

@@ -54,8 +54,8 @@ class RunProgress:
             phase = event.get("outcome") or event.get("phase", "")
             if event.get("phase") == "train":
                 self.started[run_id] = time.monotonic()
-            elif event.get("phase") == "finished":
-                self.started.pop(run_id, None)
+            elif event.get("phase") in ("evaluate", "finished"):
+                self.started.pop(run_id, None)  # the bar is the training's clock
             self.progress.update(task, phase=phase)
         elif kind == "step":
             fields: dict[str, str] = {}

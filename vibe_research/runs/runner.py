@@ -3,7 +3,6 @@ second sandboxed process that may read the validation cache, and write RUN_DIR/r
 """
 
 import json
-import logging
 import os
 import platform
 import shutil
@@ -30,7 +29,6 @@ from vibe_research.sandbox.plan import RunPaths
 from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
 
-log = logging.getLogger(__name__)
 
 DESCRIBE_LIMIT_S = 120.0
 

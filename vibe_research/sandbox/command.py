@@ -1,6 +1,5 @@
 """Wrap a command so that it runs inside the sandbox: the argv, the environment, the cgroups."""
 
-import logging
 import os
 import platform
 import shutil
@@ -14,7 +13,6 @@ from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
 from vibe_research.sandbox.seatbelt import seatbelt_profile
 
-log = logging.getLogger(__name__)
 
 THREAD_VARIABLES = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
 

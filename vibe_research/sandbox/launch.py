@@ -11,6 +11,7 @@ from vibe_research.sandbox import landlock
 from vibe_research.sandbox.limits import apply_rlimits, drop_capabilities
 from vibe_research.sandbox.namespaces import enter_network_namespace
 from vibe_research.sandbox.plan import LaunchPlan
+from vibe_research.sandbox.seccomp import block_unix_sockets
 
 SETUP_FAILED = 125
 SETUP_MARKER = "vibe-sandbox: could not apply"
@@ -22,12 +23,13 @@ def _join_cgroups(procs_files: list[str]) -> None:
 
 
 def apply(plan: LaunchPlan) -> None:
-    """In order: join cgroups and unshare (need privileges), then limits, capabilities, Landlock."""
+    """In order: join cgroups and unshare (need privileges), then limits, capabilities, seccomp, Landlock."""
     steps = [
         ("cgroups", lambda: _join_cgroups(plan.cgroup_procs)),
         ("network namespace", enter_network_namespace if plan.network_namespace else None),
         ("rlimits", lambda: apply_rlimits(plan.rlimits)),
         ("capability drop", drop_capabilities if plan.drop_capabilities else None),
+        ("seccomp", block_unix_sockets if plan.block_unix_sockets else None),
         ("landlock", (lambda: landlock.restrict([(Path(p), g) for p, g in plan.grants], plan.allow_tcp)) if plan.landlock else None),
     ]
     for name, step in steps:

@@ -41,6 +41,7 @@ class LaunchPlan(BaseModel):
     landlock: bool
     allow_tcp: bool
     network_namespace: bool
+    block_unix_sockets: bool
     rlimits: dict[str, int]
     cgroup_procs: list[str]
     drop_capabilities: bool
@@ -147,6 +148,7 @@ def build_plan(policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths,
         landlock=report.active("landlock-files"),
         allow_tcp=policy.network,
         network_namespace=not policy.network and report.active("network-namespace"),
+        block_unix_sockets=not policy.network and report.active("unix-sockets"),
         rlimits=rlimits(policy, gpu, physical_memory(), task_base),
         cgroup_procs=cgroup_procs,
         drop_capabilities=linux and root,

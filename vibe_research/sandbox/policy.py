@@ -15,6 +15,7 @@ DEFAULT_ENV_ALLOW = [
     "PATH", "LANG", "LC_*", "TZ", "TERM",
     "CUDA_*", "NVIDIA_*", "HIP_*", "ROCR_*", "HSA_*",
     "PYTORCH_*", "TORCH_*", "TORCHINDUCTOR_*", "OMP_*", "MKL_*", "KMP_*",
+    "OPENBLAS_*", "GOTO_*", "BLIS_*", "NVPL_*", "DNNL_*", "ONEDNN_*", "NUMEXPR_*",
     "TIKTOKEN_CACHE_DIR", "VIBE_CACHE_DIR",
 ]
 

@@ -10,7 +10,7 @@ import sys
 
 from pydantic import BaseModel, ConfigDict
 
-from vibe_research.sandbox import landlock
+from vibe_research.sandbox import landlock, seccomp
 from vibe_research.sandbox.policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def _linux(policy: SandboxPolicy) -> list[Protection]:
         Protection(name="landlock-tcp", active=abi >= 4, detail="TCP bind and connect denied" if abi >= 4 else f"Landlock ABI {abi} < 4 cannot restrict TCP"),
         Protection(name="landlock-scope", active=abi >= 6, detail="signals and abstract unix sockets confined to the run" if abi >= 6 else f"Landlock ABI {abi} < 6: signals to other processes of this user are not blocked"),
         Protection(name="network-namespace", active=netns_ok, detail=netns_detail),
+        Protection(name="unix-sockets", active=seccomp.supported(), detail="seccomp refuses new unix sockets (docker.sock, SSH agents); socketpair() still works" if seccomp.supported() else f"no seccomp filter for {platform.machine()}: unix sockets bound to paths are reachable"),
         Protection(name="rlimits", active=True, detail="file size, core dumps off, and a per-process data cap when no GPU is used"),
         Protection(name="task-limit", active=("tasks" in cgroups) or not root, detail=cgroups.get("tasks") or ("RLIMIT_NPROC" if not root else "root ignores RLIMIT_NPROC and no pids cgroup is writable: a fork bomb is NOT capped")),
         Protection(name="memory-cgroup", active="memory" in cgroups, detail=cgroups.get("memory") or "no writable memory cgroup: only the per-process data cap limits memory"),
@@ -77,7 +78,7 @@ def _linux(policy: SandboxPolicy) -> list[Protection]:
     ]
     if not policy.network:
         return items
-    return [item for item in items if item.name not in {"landlock-tcp", "network-namespace"}] + [
+    return [item for item in items if item.name not in {"landlock-tcp", "network-namespace", "unix-sockets"}] + [
         Protection(name="network", active=False, detail="sandbox.toml allows the network")
     ]
 

@@ -37,12 +37,23 @@ def read_env(config: dict, out: Path) -> None:
     (out / "environ.txt").write_text("\n".join(f"{key}={value}" for key, value in os.environ.items()))
 
 
+def read_parent_env(config: dict, out: Path) -> None:
+    environ = Path(f"/proc/{os.getppid()}/environ").read_bytes()  # the runner's, with its API keys
+    print(environ.decode(errors="replace").replace("\0", "\n"))
+
+
 def write_file(config: dict, out: Path) -> None:
     Path(config["target"]).write_text("written from inside the sandbox\n")
 
 
 def connect(config: dict, out: Path) -> None:
     with socket.create_connection(("127.0.0.1", config["port"]), timeout=5) as conn:
+        conn.sendall(b"escaped\n")
+
+
+def connect_unix(config: dict, out: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(config["target"])
         conn.sendall(b"escaped\n")
 
 
@@ -103,7 +114,7 @@ def daemon(config: dict, out: Path) -> None:
     time.sleep(0.5)
 
 
-ATTACKS = {function.__name__: function for function in (read_file, read_valid, read_env, write_file, connect, fork_bomb, allocate, allocate_in_children, fill_disk, big_file, ignore_sigterm, daemon)}
+ATTACKS = {function.__name__: function for function in (read_file, read_valid, read_env, read_parent_env, write_file, connect, connect_unix, fork_bomb, allocate, allocate_in_children, fill_disk, big_file, ignore_sigterm, daemon)}
 
 
 def main() -> None:
