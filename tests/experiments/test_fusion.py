@@ -12,6 +12,7 @@ from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
 from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
 from vibe_research.lm.evaluate import check_contract, evaluate
+from vibe_research.lm.tokens import open_split
 
 
 def load_fusion():
@@ -56,6 +57,14 @@ def test_em_recovers_mixture_weights() -> None:
     np.testing.assert_allclose(fusion.fit_weights(probs, 200), truth, atol=0.02)
 
 
+def test_the_knn_temperature_that_mixes_best_is_picked() -> None:
+    rng = np.random.default_rng(1)
+    others = rng.uniform(0.01, 0.2, size=(5000, 2))
+    candidates = rng.uniform(0.0, 0.05, size=(5000, 4))
+    candidates[:, 2] += 0.5  # the third temperature predicts the tokens far better
+    assert fusion.pick_temperature(others, candidates, 30) == 2
+
+
 def test_fitting_on_validation_is_refused(tmp_path: Path) -> None:
     done, _ = run_experiment("fusion.py", tmp_path / "run", tmp_path, 60, "base_run=/nowhere", "fit_split=valid")
     assert done.returncode == 2
@@ -90,6 +99,18 @@ def test_fused_run_is_fitted_on_train_and_passes_the_evaluator(fused_run, bpe_ca
                       samples=1, max_tokens=8)
     assert result.ok, result.reason
     assert result.checks.causal and result.checks.normalised
+
+
+@pytest.mark.slow
+def test_knn_probabilities_of_the_fit_are_the_heads(fused_run, bpe_cache) -> None:
+    """The temperature search scores targets as the head itself does, at the fitted temperature."""
+    model = fusion.load_model(fused_run)
+    assert model.knn.temperature in fusion.KNN_TEMPERATURES  # fitted: the knob defaults to 0
+    stream = np.asarray(open_split("valid", "bpe:4096", bpe_cache).tokens[:300], dtype=np.int64)
+    alone = fusion.FusedModel(model.base, None, model.knn, None, {})
+    expected = fusion.target_probs(alone, stream, int(stream[0]), 4)["knn"]
+    found = fusion.knn_target_probs(model.base, model.knn, stream, int(stream[0]), 4, (model.knn.temperature,))[:, 0]
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.slow

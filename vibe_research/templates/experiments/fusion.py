@@ -9,8 +9,8 @@
 - ngram: Kneser-Ney counted from the train tokens (vibe_research.lm.ngram).
 - knn: the base model's final hidden states of training positions in a faiss index, each keyed
   to the token that followed (Khandelwal et al. 2019); p_knn is a softmax over the k nearest
-  neighbours' negative squared distances / temperature, summed per token. The datastore is capped
-  by knn_memory_mb.
+  neighbours' negative squared distances / temperature, summed per token; the temperature is
+  fitted with the weights unless set. The datastore is capped by knn_memory_mb.
 - cache: the tokens already in the context, the one j positions back weighted decay^j.
 
 Every head is normalised over the whole vocabulary, and the weights sum to 1, so the mixture is.
@@ -45,7 +45,7 @@ CONFIG = {
     "heads": "ngram,knn,cache",  # heads mixed with the transformer: any of ngram, knn, cache ("" = none)
     "ngram_order": 4,  # Kneser-Ney order of the ngram head, 1 to 6
     "knn_k": 16,  # neighbours per query
-    "knn_temperature": 10.0,  # divides the negative squared distances before the softmax
+    "knn_temperature": 0.0,  # divides the negative squared distances before the softmax (0 = fit from KNN_TEMPERATURES)
     "knn_memory_mb": 64,  # datastore cap: keys (D float32) + token + faiss id per entry
     "knn_nprobe": 8,  # inverted lists faiss visits per query (more: slower, closer to exact)
     "cache_decay": 0.98,  # weight of a context token j positions back: decay ** j
@@ -61,6 +61,7 @@ FLAT_BELOW = 20_000  # datastores smaller than this are searched exactly
 POINTS_PER_LIST = 64  # inverted lists: one per this many entries (faiss wants >= 39 to train)
 MAX_LISTS = 256
 WEIGHT_FLOOR = 1e-6
+KNN_TEMPERATURES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # tried on the held-out tokens when knn_temperature = 0
 
 
 class FusionRun(BaseModel):
@@ -89,17 +90,24 @@ class KnnHead:
         self.index, self.values, self.vocab_size = index, torch.from_numpy(values.astype(np.int64)), vocab_size
         self.k, self.temperature = min(k, index.ntotal), temperature
 
+    def neighbours(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [N, D] -> squared distances [N, k] and the neighbours' tokens [N, k] (-1: none found)."""
+        distances, ids = self.index.search(np.ascontiguousarray(features.numpy(), dtype=np.float32), self.k)
+        tokens = torch.where(torch.from_numpy(ids >= 0), self.values[torch.from_numpy(np.maximum(ids, 0))], -1)
+        return torch.from_numpy(distances), tokens
+
+    @staticmethod
+    def weights(distances: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+        """[N, k]: softmax of -distance / temperature over the neighbours found."""
+        weights = torch.where(tokens >= 0, torch.softmax(-distances / temperature, dim=-1), 0.0)
+        return weights / weights.sum(dim=-1, keepdim=True)
+
     def probs(self, features: torch.Tensor) -> torch.Tensor:
         """features [N, D] -> [N, V]."""
-        distances, ids = self.index.search(np.ascontiguousarray(features.numpy(), dtype=np.float32), self.k)
-        weights = torch.softmax(-torch.from_numpy(distances) / self.temperature, dim=-1)  # [N, k]
-        # faiss gives id -1 when fewer than k entries are found: no mass there.
-        found = torch.from_numpy(ids >= 0)
-        tokens = self.values[torch.from_numpy(np.maximum(ids, 0))]
-        weights = torch.where(found, weights, 0.0)
+        distances, tokens = self.neighbours(features)
         out = torch.zeros(len(features), self.vocab_size)
-        out.scatter_add_(1, tokens, weights)
-        return out / out.sum(dim=1, keepdim=True)
+        out.scatter_add_(1, tokens.clamp(min=0), self.weights(distances, tokens, self.temperature))
+        return out
 
 
 def cache_probs(tokens: torch.Tensor, vocab_size: int, decay: float) -> torch.Tensor:
@@ -185,6 +193,31 @@ def target_probs(model: FusedModel, stream: np.ndarray, eot: int, rows: int) -> 
     return {name: np.concatenate(chunks) for name, chunks in picked.items()}
 
 
+def knn_target_probs(  # noqa: ANN001 (base: the transformer)
+    base, knn: KnnHead, stream: np.ndarray, eot: int, rows: int, temperatures: tuple[float, ...]
+) -> np.ndarray:
+    """[N, len(temperatures)]: p_knn of every next token of `stream` (story windows), per temperature."""
+    windows = story_windows(stream, eot, base.context_length)
+    columns = []
+    for first in range(0, len(windows), rows):
+        inputs, targets, mask = padded(stream, windows[first : first + rows], eot)
+        with torch.inference_mode():
+            distances, tokens = knn.neighbours(base.features(inputs).float()[mask])
+        hit = tokens == targets[mask][:, None]  # [n, k]: neighbours that predicted the true token
+        per_temperature = [(knn.weights(distances, tokens, t) * hit).sum(dim=-1) for t in temperatures]
+        columns.append(torch.stack(per_temperature, dim=1).double().numpy())
+    return np.concatenate(columns)
+
+
+def pick_temperature(others: np.ndarray, candidates: np.ndarray, iterations: int) -> int:
+    """Which column of candidates [N, G] (p_knn per temperature) mixes best with others [N, C]."""
+    nats = []
+    for column in candidates.T:
+        matrix = np.concatenate([others, column[:, None]], axis=1)
+        nats.append(-np.log(matrix @ fit_weights(matrix, iterations)).mean())
+    return int(np.argmin(nats))
+
+
 def build_datastore(base, stream: np.ndarray, eot: int, config: dict, seed: int) -> tuple[faiss.Index, np.ndarray]:  # noqa: ANN001
     """Hidden states of story windows drawn at random from `stream`, up to knn_memory_mb, indexed."""
     windows = story_windows(stream, eot, base.context_length)
@@ -235,8 +268,8 @@ def check_config(config: dict) -> list[str]:
         raise UserError(f"--set heads={config['heads']}: unknown head {sorted(unknown)[0]}; use any of {', '.join(HEADS)}")
     if not 1 <= config["ngram_order"] <= MAX_ORDER:
         raise UserError(f"--set ngram_order={config['ngram_order']}: use an order from 1 to {MAX_ORDER}")
-    if config["knn_k"] < 1 or config["knn_temperature"] <= 0 or config["knn_memory_mb"] <= 0 or config["knn_nprobe"] < 1:
-        raise UserError("knn_k, knn_nprobe, knn_temperature and knn_memory_mb must be positive")
+    if config["knn_k"] < 1 or config["knn_temperature"] < 0 or config["knn_memory_mb"] <= 0 or config["knn_nprobe"] < 1:
+        raise UserError("knn_k, knn_nprobe and knn_memory_mb must be positive, knn_temperature positive or 0 (fit)")
     if not 0 < config["cache_decay"] <= 1:
         raise UserError(f"--set cache_decay={config['cache_decay']}: must lie in (0, 1]")
     if config["fit_tokens"] < 2 or config["batch_rows"] < 1 or config["em_iterations"] < 1:
@@ -285,10 +318,11 @@ def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experi
         np.save(out / KNN_VALUES, values)
         knn = KnnHead(index, values, config["knn_k"], config["knn_temperature"], base.vocab_size)
     check_clock(experiment, "building the kNN datastore")
-    names = ["lm", *heads]
     decay = config["cache_decay"] if "cache" in heads else None
-    model = FusedModel(base, ngram, knn, decay, dict.fromkeys(names, 1.0))
-    probs = target_probs(model, stream[cut:], eot, config["batch_rows"])
+    probs = target_probs(FusedModel(base, ngram, None, decay, {}), stream[cut:], eot, config["batch_rows"])
+    if knn is not None:
+        fit_knn_temperature(base, knn, probs, stream[cut:], eot, config)
+    names = ["lm", *heads]
     matrix = np.stack([probs[name] for name in names], axis=1)
     weights = fit_weights(matrix, config["em_iterations"])
     check_clock(experiment, "fitting the mixture weights")
@@ -296,10 +330,19 @@ def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experi
     fit_nats["mixture"] = float(-np.log(matrix @ weights).mean())
     return FusionRun(
         base_run=str(Path(config["base_run"]).resolve()), base_entry=str(base_entry_path(config)),
-        base_params=sum(p.numel() for p in base.parameters()), heads=heads,
-        weights=dict(zip(names, weights.tolist())), knn_k=config["knn_k"], knn_temperature=config["knn_temperature"],
+        base_params=sum(p.numel() for p in base.parameters()), heads=heads, weights=dict(zip(names, weights.tolist())),
+        knn_k=config["knn_k"], knn_temperature=knn.temperature if knn else config["knn_temperature"],
         knn_nprobe=config["knn_nprobe"], cache_decay=config["cache_decay"], fit_tokens=len(stream) - cut, fit_nats=fit_nats,
     )
+
+
+def fit_knn_temperature(base, knn: KnnHead, probs: dict[str, np.ndarray], held_out: np.ndarray, eot: int, config: dict) -> None:  # noqa: ANN001
+    """Set knn.temperature (the knob, or the best of KNN_TEMPERATURES when it is 0) and probs["knn"]."""
+    temperatures = KNN_TEMPERATURES if config["knn_temperature"] == 0 else (config["knn_temperature"],)
+    candidates = knn_target_probs(base, knn, held_out, eot, config["batch_rows"], temperatures)
+    others = np.stack(list(probs.values()), axis=1)
+    best = pick_temperature(others, candidates, config["em_iterations"])
+    knn.temperature, probs["knn"] = temperatures[best], candidates[:, best]
 
 
 def base_entry_path(config: dict) -> Path:
