@@ -48,7 +48,7 @@ CONFIG = {
     "positions": "rope",  # learned | rope
     "tie_embeddings": True,  # share the token embedding with the LM head
     "optimizer": "adamw",  # adamw | muon (Muon for the blocks' matrices, AdamW for the rest)
-    "device": "auto",  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    "device": "auto",  # auto | cpu | cuda | mps (auto: cuda, then mps, then cpu)
     "dtype": "auto",  # auto | fp32 | bf16 (autocast; weights stay fp32)
     "compile": "auto",  # auto | on | off (torch.compile)
     "threads": 0,  # CPU threads for torch (0 = every core this process may use)
@@ -495,12 +495,12 @@ def run_loop(trainer: Trainer, batches: Batches, experiment: Experiment) -> tupl
         step, tokens_seen = step + 1, tokens_seen + tokens_per_step
         last_step_s = time.perf_counter() - before
         if step % config["log_every"] == 0 or step == 1:
-            elapsed = time.perf_counter() - start
             extra = {} if kl is None else {"distill_loss": round(kl.item(), 4)}
             emit(
                 "step", step=step, loss=round(loss.item(), 4), tokens=tokens_seen,
-                tokens_per_s=round(tokens_seen / elapsed, 1), elapsed_s=round(elapsed, 2),
-                lr_scale=round(lr_scale(step, time_frac, config), 4), **extra,
+                tokens_per_s=round(tokens_seen / (time.perf_counter() - start), 1),  # the training loop's rate
+                elapsed_s=round(experiment.elapsed(), 2),  # on the budget's clock: since process start
+                lr_scale=round(lr_scale(step - 1, time_frac, config), 4), **extra,
             )
     return step, tokens_seen
 
@@ -518,6 +518,7 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
 
 if __name__ == "__main__":
     main()
