@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,8 @@ def bench_stream(name: str, stream: np.ndarray, vocab_size: int, eot: int, repea
     floor = median_seconds(lambda: np.sort(unsorted), repeats)
     rows = []
     for order in ORDERS:
-        build = median_seconds(lambda: KneserNey.build(stream, order, vocab_size, eot=eot), repeats)
-        count = median_seconds(lambda: count_ngrams(stream, order, vocab_size, eot), repeats)
+        build = median_seconds(partial(KneserNey.build, stream, order, vocab_size, eot=eot), repeats)
+        count = median_seconds(partial(count_ngrams, stream, order, vocab_size, eot), repeats)
         model = KneserNey.build(stream, order, vocab_size, eot=eot)
         rows.append({
             "order": order, "build_s": build, "count_s": count, "ngrams": sum(model.ngram_counts()),

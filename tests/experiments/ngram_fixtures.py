@@ -45,6 +45,6 @@ def run_experiment(
     for override in overrides:
         command += ["--set", override]
     env = os.environ | {"VIBE_CACHE_DIR": str(cache)}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=budget + 120)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=budget + 120, check=False)
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
     return done, events

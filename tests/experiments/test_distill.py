@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
 from ngram_fixtures import TEMPLATES, run_experiment
 
 from vibe_research.lm.entry import load_model

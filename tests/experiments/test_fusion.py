@@ -8,7 +8,6 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
 from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
 from vibe_research.lm.evaluate import check_contract, evaluate

@@ -4,7 +4,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from ngram_fixtures import bpe_cache  # noqa: F401 (a pytest fixture)
 from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
 from vibe_research.lm.evaluate import evaluate, valid_stream

@@ -2,6 +2,7 @@
 
 import math
 from collections import Counter, defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,7 @@ def test_kenlm_scores_our_arpa_exactly(tinystories, gpt2_ranks, monkeypatch, tmp
     model.write_arpa(tmp_path / "model.arpa")
     ours = model.logprob_stream(valid)[1:] / math.log(10)
     ends = np.flatnonzero(valid == tokenizer.eot)
-    sentences = [" ".join(f"t{i}" for i in valid[a + 1 : b]) for a, b in zip(ends[:-1], ends[1:])]
+    sentences = [" ".join(f"t{i}" for i in valid[a + 1 : b]) for a, b in pairwise(ends)]
     theirs = kenlm.Model(str(tmp_path / "model.arpa"))
     scores = np.array([s[0] for sentence in sentences for s in theirs.full_scores(sentence, bos=True, eos=True)])
     assert len(scores) == len(ours) == len(valid) - 1

@@ -35,7 +35,7 @@ from vibe_research.lm.entry import load_model as load_entry
 from vibe_research.lm.errors import UserError, validation_error_line
 from vibe_research.lm.evaluate import story_windows
 from vibe_research.lm.events import emit
-from vibe_research.lm.experiment import parse_args
+from vibe_research.lm.experiment import Experiment, parse_args
 from vibe_research.lm.ngram import MAX_ORDER, KneserNey
 from vibe_research.lm.tokens import open_split
 
@@ -124,8 +124,8 @@ def cache_probs(tokens: torch.Tensor, vocab_size: int, decay: float) -> torch.Te
 class FusedModel:
     """The ModelAPI face of the mixture."""
 
-    def __init__(  # noqa: ANN001 (base: any LanguageModel with features and head)
-        self, base, ngram: KneserNey | None, knn: KnnHead | None, cache_decay: float | None, weights: dict[str, float]
+    def __init__(
+        self, base: torch.nn.Module, ngram: KneserNey | None, knn: KnnHead | None, cache_decay: float | None, weights: dict[str, float]
     ) -> None:
         self.base, self.ngram, self.knn, self.cache_decay, self.weights = base, ngram, knn, cache_decay, weights
         self.vocab_size, self.tokenizer, self.context_length = base.vocab_size, base.tokenizer, base.context_length
@@ -193,8 +193,8 @@ def target_probs(model: FusedModel, stream: np.ndarray, eot: int, rows: int) -> 
     return {name: np.concatenate(chunks) for name, chunks in picked.items()}
 
 
-def knn_target_probs(  # noqa: ANN001 (base: the transformer)
-    base, knn: KnnHead, stream: np.ndarray, eot: int, rows: int, temperatures: tuple[float, ...]
+def knn_target_probs(
+    base: torch.nn.Module, knn: KnnHead, stream: np.ndarray, eot: int, rows: int, temperatures: tuple[float, ...]
 ) -> np.ndarray:
     """[N, len(temperatures)]: p_knn of every next token of `stream` (story windows), per temperature."""
     windows = story_windows(stream, eot, base.context_length)
@@ -218,7 +218,9 @@ def pick_temperature(others: np.ndarray, candidates: np.ndarray, iterations: int
     return int(np.argmin(nats))
 
 
-def build_datastore(base, stream: np.ndarray, eot: int, config: dict, seed: int) -> tuple[faiss.Index, np.ndarray]:  # noqa: ANN001
+def build_datastore(
+    base: torch.nn.Module, stream: np.ndarray, eot: int, config: dict, seed: int
+) -> tuple[faiss.Index, np.ndarray]:
     """Hidden states of story windows drawn at random from `stream`, up to knn_memory_mb, indexed."""
     windows = story_windows(stream, eot, base.context_length)
     order = np.random.default_rng(seed).permutation(len(windows))
@@ -265,7 +267,7 @@ def check_config(config: dict) -> list[str]:
     heads = [h for h in config["heads"].split(",") if h]
     unknown = set(heads) - set(HEADS)
     if unknown:
-        raise UserError(f"--set heads={config['heads']}: unknown head {sorted(unknown)[0]}; use any of {', '.join(HEADS)}")
+        raise UserError(f"--set heads={config['heads']}: unknown head {min(unknown)}; use any of {', '.join(HEADS)}")
     if not 1 <= config["ngram_order"] <= MAX_ORDER:
         raise UserError(f"--set ngram_order={config['ngram_order']}: use an order from 1 to {MAX_ORDER}")
     if config["knn_k"] < 1 or config["knn_temperature"] < 0 or config["knn_memory_mb"] <= 0 or config["knn_nprobe"] < 1:
@@ -277,7 +279,7 @@ def check_config(config: dict) -> list[str]:
     return heads
 
 
-def load_base(base_run: str, entry: Path):  # noqa: ANN201 (the base experiment's model class)
+def load_base(base_run: str, entry: Path) -> torch.nn.Module:
     """The transformer of base_run, loaded by its experiment file; it must expose features and head."""
     try:
         base = load_entry(entry, Path(base_run))
@@ -299,7 +301,7 @@ def held_out_start(stream: np.ndarray, fit_tokens: int, eot: int) -> int:
     return tail + int(starts[0])
 
 
-def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experiment.Experiment)
+def build(experiment: Experiment, heads: list[str]) -> FusionRun:
     """Build the heads on the train stream, fit the weights on its held-out tail, save them."""
     config, out = experiment.config, experiment.out
     base = load_base(config["base_run"], base_entry_path(config))
@@ -336,7 +338,9 @@ def build(experiment, heads: list[str]) -> FusionRun:  # noqa: ANN001 (lm.experi
     )
 
 
-def fit_knn_temperature(base, knn: KnnHead, probs: dict[str, np.ndarray], held_out: np.ndarray, eot: int, config: dict) -> None:  # noqa: ANN001
+def fit_knn_temperature(
+    base: torch.nn.Module, knn: KnnHead, probs: dict[str, np.ndarray], held_out: np.ndarray, eot: int, config: dict
+) -> None:
     """Set knn.temperature (the knob, or the best of KNN_TEMPERATURES when it is 0) and probs["knn"]."""
     temperatures = KNN_TEMPERATURES if config["knn_temperature"] == 0 else (config["knn_temperature"],)
     candidates = knn_target_probs(base, knn, held_out, eot, config["batch_rows"], temperatures)
@@ -349,7 +353,7 @@ def base_entry_path(config: dict) -> Path:
     return Path(config["base_entry"]).resolve() if config["base_entry"] else Path(__file__).resolve().parent / "train.py"
 
 
-def check_clock(experiment, stage: str) -> None:  # noqa: ANN001
+def check_clock(experiment: Experiment, stage: str) -> None:
     if experiment.deadline() < 0:
         raise UserError(f"{stage} ran past the {experiment.budget:g} s budget; lower knn_memory_mb or fit_tokens")
 

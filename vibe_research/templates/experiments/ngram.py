@@ -12,7 +12,6 @@ the evaluator (the ModelAPI contract in DESIGN.md).
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
