@@ -48,3 +48,22 @@ def test_auto_three_turns_from_a_fresh_workspace(tiny_workspace: Path) -> None:
     assert set(ids) == {e.id for e in experiments}
     overhead = [record for e in experiments for record in e.overhead]
     assert len(overhead) == 4 and all(record.turn_s > 0 for record in overhead)
+
+
+def test_a_baseline_that_crashes_is_recorded_and_nothing_is_reverted(tiny_workspace: Path) -> None:
+    train_py = tiny_workspace / "experiments" / "train.py"
+    train_py.write_text('raise SystemExit("this trainer is broken")\n' + train_py.read_text(encoding="utf-8"), encoding="utf-8")
+    subprocess.run(["git", "commit", "-qam", "a broken trainer"], cwd=tiny_workspace, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tiny_workspace, capture_output=True, text=True).stdout
+    done = vibe(tiny_workspace, "continue", "--auto", "1")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "the baseline failed" in done.stderr.splitlines()[-1] and "this trainer is broken" in done.stderr
+    state = rebuild_state(read(tiny_workspace / "notes" / "ledger.jsonl").records)
+    baseline = next(iter(state.experiments.values()))
+    assert baseline.decision.verdict == "failed" and "this trainer is broken" in baseline.decision.reason
+    assert len(state.experiments) == 1  # no change is proposed on top of a baseline that never ran
+    log = subprocess.run(["git", "log", "--format=%s", f"{head.strip()}..HEAD"], cwd=tiny_workspace,
+                         capture_output=True, text=True).stdout.splitlines()
+    assert log and all(subject.startswith("Notes:") for subject in log)
+    assert subprocess.run(["git", "diff", head.strip(), "--", "experiments/"], cwd=tiny_workspace,
+                          capture_output=True, text=True).stdout == ""

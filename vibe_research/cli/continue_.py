@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vibe_research.lm.errors import UserError
 
@@ -45,7 +46,7 @@ def _preflight(console: Console, workspace: "Workspace", settings: "Settings", m
             continue  # missing token caches are built next, with their own lines
         colour = {"ok": "dim", "warn": "yellow", "fail": "red"}[check.level]
         fix = f" ({check.fix})" if check.fix else ""
-        console.print(f"[{colour}]{check.name}[/]: {check.detail}{fix}", highlight=False)
+        console.print(f"[{colour}]{check.name}[/]: {escape(check.detail + fix)}", highlight=False)
     # Token caches are built on demand, and --manual is for a dirty experiments/.
     mendable = {"git"} if manual else set()
     blocking = [c for c in checks if c.level == "fail" and not c.name.startswith("tokens") and c.name not in mendable]

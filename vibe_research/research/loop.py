@@ -31,7 +31,7 @@ from vibe_research.research.ledger import Suggestion as SuggestionRecord
 from vibe_research.research.notes import render_from_ledger
 from vibe_research.research.prompting import proposal_context, suggestion_context
 from vibe_research.research.proposals import propose_and_apply
-from vibe_research.research.state import ExperimentState
+from vibe_research.research.state import ExperimentState, ResearchState
 from vibe_research.research.turn import (
     Direction,
     Env,
@@ -334,6 +334,12 @@ def write_notes(env: Env, exp: str, verdict: str) -> None:
         gitops.commit_notes(env.root, exp, verdict, f"Notes after {exp}.")
 
 
+def has_baseline(state: ResearchState) -> bool:
+    """Whether a baseline was measured (a failed one does not count: the next turn measures again)."""
+    return any(e.proposal and e.proposal.source == "baseline" and e.decision and e.decision.verdict == "baseline"
+               for e in state.experiments.values())
+
+
 def run_turn(env: Env, direction: Direction | None, rerun_of: tuple[str, int] | None = None) -> tuple[str, DecisionRecord]:
     """One whole turn; returns the experiment and its decision. Raises Interrupted after Ctrl-C."""
     env.watch = Stopwatch()
@@ -343,7 +349,7 @@ def run_turn(env: Env, direction: Direction | None, rerun_of: tuple[str, int] | 
         exp = rerun(env, *rerun_of)
     elif open_experiment is not None:
         exp = resume(env, open_experiment)
-    elif not any(e.proposal and e.proposal.source == "baseline" for e in state.experiments.values()):
+    elif not has_baseline(state):
         exp = baseline(env)
     else:
         exp = propose(env, direction or Direction())

@@ -161,12 +161,20 @@ def check_cluster(settings: Settings) -> Check | None:
                  fix="" if facts["runs_at_once"] else "no node fits one run: lower [train.ray] resources per run")
 
 
+def check_entry(workspace: Workspace, settings: Settings) -> Check:
+    entry = workspace.root / settings.train.entry
+    if not entry.is_file():
+        return Check(name="experiment", level="fail", detail=f"{settings.train.entry} does not exist",
+                     fix="restore it (`git checkout -- experiments/`), or set [train] entry in vibe-research.toml")
+    return Check(name="experiment", level="ok", detail=settings.train.entry)
+
+
 def run_checks(workspace: Workspace, settings: Settings) -> tuple[list[Check], dict]:
     """Every check, in the order a person reads them; and the sandbox protection report."""
     checks = [check_device(), check_data(workspace, settings), check_tokens(workspace, settings.data.tokenizer),
               check_llm(settings)]
     sandbox, report = check_sandbox(workspace)
-    checks += [sandbox, check_git(workspace)]
+    checks += [sandbox, check_git(workspace), check_entry(workspace, settings)]
     cluster = check_cluster(settings)
     if cluster is not None:
         checks.append(cluster)

@@ -7,7 +7,7 @@ from rich.console import Console
 from vibe_research.llm.schemas import Suggestion
 from vibe_research.research import gitops
 from vibe_research.research.ledger import DecisionRecord, PickRecord, PlannedRun, ProposalRecord, experiment_id
-from vibe_research.research.loop import interrupted_turn, run_experiment, run_turn, write_notes
+from vibe_research.research.loop import has_baseline, interrupted_turn, run_experiment, run_turn, write_notes
 from vibe_research.research.menu import Choice, parse_choice, show_menu, show_turn
 from vibe_research.research.state import ExperimentState
 from vibe_research.research.turn import Direction, Env, Interrupted, decide
@@ -104,13 +104,16 @@ class Session:
 
     def _needs_first_turn(self) -> bool:
         state = self.env.state()
-        has_baseline = any(e.proposal and e.proposal.source == "baseline" and e.decision for e in state.experiments.values())
-        return state.open_experiment is not None or not has_baseline
+        return state.open_experiment is not None or not has_baseline(state)
 
     def start(self, pick: int | None = None, idea: str | None = None, auto: int | None = None) -> None:
         self._resume_prompt()
         if self._needs_first_turn():
-            self._turn(None)
+            first = self._turn(None)
+            if first and first.decision and first.decision.verdict == "failed" and first.proposal \
+                    and first.proposal.source == "baseline":
+                raise UserError(f"the baseline failed ({first.decision.reason.splitlines()[0][:300]}): fix "
+                                f"{self.env.settings.train.entry} and run `vibe-research continue` again")
         if pick is not None:
             self._turn(self._direction(Choice("pick", pick)))
         elif idea is not None:

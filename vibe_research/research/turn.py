@@ -258,6 +258,11 @@ def _apply_decision(env: Env, experiment: ExperimentState, keep: bool, verdict: 
     proposal = experiment.proposal
     if proposal is None or proposal.commit is None:
         return None, None
+    if proposal.source == "baseline":
+        # the baseline changed nothing: its commit is where the workspace stood, never reverted
+        with env.watch.phase("git"):
+            tag = gitops.tag_best(env.root, experiment.id, proposal.commit, f"{experiment.id}: {reason}"[:200]) if keep else None
+        return None, tag
     with env.watch.phase("git"):
         reverts = _reverts(env, experiment)
         applied = len(reverts) % 2 == 0
