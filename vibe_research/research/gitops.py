@@ -137,7 +137,12 @@ def revert(root: Path, sha: str, experiment: str, verdict: str, reason: str, fol
         raise UserError(f"cannot revert {sha[:8]} ({experiment}) cleanly: later commits changed the same lines; "
                         "revert it by hand and commit, then run vibe-research again") from exc
     subject = f"Revert {experiment}: {verdict}"
-    reverted = _commit(repo, folder, message(subject, reason, experiment, verdict))
+    try:
+        reverted = _commit(repo, folder, message(subject, reason, experiment, verdict))
+    except git.GitCommandError as exc:
+        repo.git.revert("--abort")  # never leave a half-made revert staged in the researcher's tree
+        raise UserError(f"cannot commit the revert of {sha[:8]} ({experiment}) under {folder}/: "
+                        f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}") from exc
     log.info("reverted %s (%s) as %s", experiment, sha[:8], reverted[:8])
     return reverted
 
