@@ -5,7 +5,8 @@
 WORKSPACE is a `vibe-research init` workspace with its token cache prepared. Each pair runs the
 entry once in the sandbox (through the runner, evaluation off) and once as a plain subprocess, in
 alternating order so that drifting machine load hits both sides alike. The figure compared is the
-trainer's own tokens/s (its last report), so start-up cost is not part of it.
+trainer's training tokens/s (its last step event, as the run summary takes it), so start-up is
+not part of it; the start-up itself (launch to the `start` event) is reported apart.
 """
 
 import argparse
@@ -13,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from vibe_research.lm.events import parse_event
@@ -22,20 +24,37 @@ from vibe_research.sandbox.policy import load_policy
 from vibe_research.workspace import Workspace
 
 
-def outside(workspace: Workspace, entry: str, budget: float, overrides: list[str]) -> float:
+def outside(workspace: Workspace, entry: str, budget: float, overrides: list[str]) -> tuple[float, float]:
+    """(training tokens/s, seconds from launch to the start event) of a plain subprocess."""
+    speed, ready = 0.0, 0.0
     with tempfile.TemporaryDirectory() as out:
+        launched = time.monotonic()
         command = [sys.executable, entry, "--out", out, "--seed", "0", "--budget", f"{budget:g}", *overrides]
-        done = subprocess.run(command, cwd=workspace.root, capture_output=True, text=True, check=True)
-    speeds = [event.tokens_per_s for line in done.stdout.splitlines() if (event := parse_event(line)) and hasattr(event, "tokens_per_s")]
-    return float(speeds[-1])
+        with subprocess.Popen(command, cwd=workspace.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+            for line in proc.stdout:
+                event = parse_event(line)
+                if event is not None and event.event == "start":
+                    ready = time.monotonic() - launched
+                if event is not None and event.event == "step":
+                    speed = float(event.tokens_per_s)
+        if proc.returncode != 0:
+            raise SystemExit(f"plain run exited with {proc.returncode}")
+    return speed, ready
 
 
-def inside(workspace: Workspace, executor: LocalExecutor, entry: str, budget: float, overrides: dict[str, str]) -> float:
+def inside(workspace: Workspace, executor: LocalExecutor, entry: str, budget: float, overrides: dict[str, str]) -> tuple[float, float]:
+    """The same through the runner; start-up counts from the runner's `train` status event."""
+    marks: dict[str, float] = {}
+
+    def on_event(run_id: str, event: dict) -> None:
+        if event.get("phase") == "train" or event.get("event") == "start":
+            marks.setdefault(event.get("phase") or event["event"], time.monotonic())
+
     [spec] = plan_runs(workspace.root, workspace.runs, workspace.cache, entry, budget, [0], overrides)
-    [result] = executor.execute([spec.model_copy(update={"evaluate": False})])
+    [result] = executor.execute([spec.model_copy(update={"evaluate": False})], on_event)
     if result.outcome != "ok" or result.summary.tokens_per_s is None:
         raise SystemExit(f"sandboxed run ended {result.outcome}: {result.reason}")
-    return result.summary.tokens_per_s
+    return result.summary.tokens_per_s, marks["start"] - marks["train"]
 
 
 def main() -> None:
@@ -50,18 +69,19 @@ def main() -> None:
     executor = LocalExecutor(load_policy(workspace.sandbox_file))
     overrides = dict(item.split("=", 1) for item in args.overrides)
     set_args = [arg for item in args.overrides for arg in ("--set", item)]
-    sandboxed, plain = [], []
+    measured: dict[str, list[tuple[float, float]]] = {"in": [], "out": []}
     for pair in range(args.pairs):
-        order = ("in", "out") if pair % 2 == 0 else ("out", "in")
-        for side in order:
+        for side in ("in", "out") if pair % 2 == 0 else ("out", "in"):
             if side == "in":
-                sandboxed.append(inside(workspace, executor, args.entry, args.budget, overrides))
+                measured[side].append(inside(workspace, executor, args.entry, args.budget, overrides))
             else:
-                plain.append(outside(workspace, args.entry, args.budget, set_args))
-            print(f"pair {pair + 1} {side:>3}: {(sandboxed if side == 'in' else plain)[-1]:,.0f} tokens/s", flush=True)
-    ratio = statistics.median(sandboxed) / statistics.median(plain)
-    print(f"inside  median {statistics.median(sandboxed):,.0f} tokens/s  {[round(x) for x in sandboxed]}")
-    print(f"outside median {statistics.median(plain):,.0f} tokens/s  {[round(x) for x in plain]}")
+                measured[side].append(outside(workspace, args.entry, args.budget, set_args))
+            speed, ready = measured[side][-1]
+            print(f"pair {pair + 1} {side:>3}: {speed:,.0f} tokens/s, start-up {ready:.1f} s", flush=True)
+    for side in ("in", "out"):
+        speeds, readies = zip(*measured[side])
+        print(f"{side:>3} median {statistics.median(speeds):,.0f} tokens/s {[round(s) for s in speeds]}, start-up {statistics.median(readies):.1f} s")
+    ratio = statistics.median(s for s, _ in measured["in"]) / statistics.median(s for s, _ in measured["out"])
     print(f"ratio inside/outside: {ratio:.3f}")
 
 

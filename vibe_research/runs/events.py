@@ -57,7 +57,8 @@ class OutputRecorder:
             summary.steps = int(steps)
         if (tokens := _number(fields.get("tokens"))) is not None:
             summary.tokens = int(tokens)
-        if (speed := _number(fields.get("tokens_per_s"))) is not None:
+        # Training throughput: the step events' figure; a `done` figure may count start-up too.
+        if event.event == "step" and (speed := _number(fields.get("tokens_per_s"))) is not None:
             summary.tokens_per_s = speed
         if event.event == "step" and "loss" in fields:
             loss = _number(fields["loss"])
@@ -67,8 +68,9 @@ class OutputRecorder:
             summary.loss_curve.append((_number(fields.get("elapsed_s")) or 0.0, summary.steps, loss if loss is not None and math.isfinite(loss) else None))
         if event.event == "done":
             summary.done = True
-            if summary.tokens_per_s is None and (elapsed := _number(fields.get("elapsed_s"))):
-                summary.tokens_per_s = summary.tokens / elapsed
+            if summary.tokens_per_s is None:
+                elapsed = _number(fields.get("elapsed_s"))
+                summary.tokens_per_s = _number(fields.get("tokens_per_s")) or (summary.tokens / elapsed if elapsed else None)
 
     def tail(self, lines: int = TAIL_LINES) -> str:
         with self._lock:
