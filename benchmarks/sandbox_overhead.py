@@ -82,7 +82,8 @@ def main() -> None:
         speeds, readies = zip(*measured[side])
         print(f"{side:>3} median {statistics.median(speeds):,.0f} tokens/s {[round(s) for s in speeds]}, start-up {statistics.median(readies):.1f} s")
     ratio = statistics.median(s for s, _ in measured["in"]) / statistics.median(s for s, _ in measured["out"])
-    print(f"ratio inside/outside: {ratio:.3f}")
+    pairs = [inner[0] / outer[0] for inner, outer in zip(measured["in"], measured["out"])]
+    print(f"ratio inside/outside: {ratio:.3f} (of the medians); per pair {[round(r, 2) for r in pairs]}, median {statistics.median(pairs):.3f}")
 
 
 if __name__ == "__main__":

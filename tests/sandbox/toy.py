@@ -46,12 +46,16 @@ def plant_home(home: Path) -> Path:
     return home
 
 
-def tree_digest(root: Path, skip: str = ".vibe") -> str:
-    """sha256 over every path, mode and content under `root`, except the `skip` folder."""
+# What runs may change: their own folders, and the compile cache they share.
+WRITABLE = (Path(".vibe/runs"), Path(".vibe/cache/compile"))
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every path, mode and content under `root` (token caches included), except WRITABLE."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if relative.parts[0] == skip:
+        if any(relative == folder or relative.is_relative_to(folder) for folder in WRITABLE):
             continue
         digest.update(str(relative).encode() + oct(path.lstat().st_mode).encode())
         if path.is_file() and not path.is_symlink():
