@@ -1,14 +1,17 @@
 """sandbox.toml validation, the environment filter, the grant invariants, the probe and the
 macOS profile (generated and checked here; it can only run on a Mac)."""
 
+import os
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from vibe_research.lm.errors import UserError
+from vibe_research.sandbox.cgroups import create_run_cgroups, sweep_stale
 from vibe_research.sandbox.command import fresh_folder
 from vibe_research.sandbox.launch import SETUP_FAILED, SETUP_MARKER
 from vibe_research.sandbox.plan import LaunchPlan, RunPaths, file_grants, safe_grants
@@ -108,3 +111,24 @@ def test_each_phase_gets_a_real_private_temp_not_a_link_a_run_left(tmp_path: Pat
     fresh_folder(tmp)
     assert tmp.is_dir() and not tmp.is_symlink() and not any(tmp.iterdir())
     assert (secret / "key").read_text() == "k"
+
+
+def test_stale_run_cgroups_are_swept_and_live_ones_kept() -> None:
+    groups = create_run_cgroups(f"sweep-test-{os.getpid()}", None, 64)
+    if not groups.folders:
+        pytest.skip("no writable cgroup here")
+    parent, folder = groups.folders[0].parent, groups.folders[0]
+    an_hour_ago = time.time() - 3600
+    os.utime(folder, (an_hour_ago, an_hour_ago))  # only ours is old: others' live cgroups stay out of it
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (folder / "cgroup.procs").write_text(str(sleeper.pid))
+        sweep_stale(parent)
+        assert folder.is_dir()  # busy: rmdir refused
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    sweep_stale(parent)
+    assert not folder.exists()
+    groups.folders.pop(0)
+    groups.remove()

@@ -71,7 +71,7 @@ def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionRepor
     fresh_folder(paths.tmp_dir)
     if policy.compile_cache:
         link_inductor_tmp(spec.cache_dir, paths.tmp_dir)
-    command = sandboxed(policy, report, paths, argv, name=f"vibe-{spec.run_id}-{phase}", environ=_environment(spec, policy))
+    command = sandboxed(policy, report, paths, argv, name=f"{spec.run_id}-{phase}", environ=_environment(spec, policy))
     try:
         return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir, int(policy.run_dir_gb * 2**30))
     finally:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+PREFIX = "vibe-"
+STALE_S = 600  # a run joins its cgroups within seconds; an older empty one lost its runner
+
 
 def _mounts() -> dict[str, Path]:
     """'v2', 'pids', 'memory' -> mount point, from /proc/self/mountinfo."""
@@ -42,6 +45,18 @@ def _own_paths() -> dict[str, str]:
             if controller in controllers.split(","):
                 paths[controller] = path
     return paths
+
+
+def sweep_stale(parent: Path, older_than_s: float = STALE_S) -> None:
+    """Remove run cgroups a killed runner left behind. rmdir only succeeds on an empty cgroup,
+    so a live run's is never touched."""
+    now = time.time()
+    for folder in parent.glob(f"{PREFIX}*"):
+        try:
+            if now - folder.stat().st_mtime > older_than_s:
+                folder.rmdir()
+        except OSError:
+            continue  # in use, or already gone
 
 
 def _make(parent: Path, name: str) -> Path | None:
@@ -118,14 +133,16 @@ class RunCgroups:
 
 
 def create_run_cgroups(name: str, memory_bytes: int | None, tasks: int) -> RunCgroups:
-    """Create cgroups named `name` beside this process's own, with the caps that can be set."""
+    """Create cgroups `vibe-<name>` beside this process's own, with the caps that can be set."""
     mounts, own = _mounts(), _own_paths()
     groups = RunCgroups()
 
     def child(kind: str) -> Path | None:
         if kind not in mounts or kind not in own:
             return None
-        return _make(mounts[kind] / own[kind].lstrip("/"), name)
+        parent = mounts[kind] / own[kind].lstrip("/")
+        sweep_stale(parent)
+        return _make(parent, PREFIX + name)
 
     if "v2" in mounts and "v2" in own:
         parent = mounts["v2"] / own["v2"].lstrip("/")

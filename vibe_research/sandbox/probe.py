@@ -54,7 +54,7 @@ def _network_namespace_works() -> tuple[bool, str]:
 def _cgroup_limits() -> dict[str, str]:
     from vibe_research.sandbox.cgroups import create_run_cgroups
 
-    groups = create_run_cgroups(f"vibe-probe-{os.getpid()}", 1 << 30, 64)
+    groups = create_run_cgroups(f"probe-{os.getpid()}", 1 << 30, 64)
     groups.remove()
     return groups.limits
 
