@@ -80,6 +80,8 @@ def test_first_proposal_edits_one_config_line_of_the_template(root):
 
 
 def test_gains_seen_so_far_reorder_the_moves(root):
+    train = root / "experiments" / "train.py"  # the moves below start from lr 0.002, whatever the template's default
+    train.write_text(train.read_text().replace('"lr": 4e-3,', '"lr": 2e-3,'))
     before = [move.key for move in rank(_context(root, []))]
     history = [Tried(title="Raise lr", verdict="better", move="lr/up:lr=0.001->0.002", delta_bpb=-0.05)]
     after = [move.key for move in rank(_context(root, history))]

@@ -37,7 +37,7 @@ CONFIG = {
     "mlp_ratio": 4,  # MLP hidden width / n_embd (swiglu uses 2/3 of it per branch, same params)
     "context": 256,  # tokens per training sequence, and the model's context length
     "batch_size": 32,  # sequences per optimizer step
-    "lr": 2e-3,  # peak learning rate (AdamW; also the non-matrix params under muon)
+    "lr": 4e-3,  # peak learning rate (AdamW; also the non-matrix params under muon)
     "muon_lr": 0.02,  # peak learning rate of the Muon matrices (optimizer = "muon" only)
     "warmup_steps": 50,  # linear warmup from 0 to the peak learning rate (optimizer steps)
     "warmdown_frac": 0.4,  # final fraction of the training time with linear decay to 0
@@ -69,7 +69,7 @@ CHOICES = {
 }
 CHECKPOINT_FORMAT = 1
 SAVE_MARGIN_S = 1.5  # seconds kept after the last step for saving the model and exiting
-MIN_COMPILE_BUDGET_S = 60  # auto compiles only when the budget amortises its ~10-30 s
+MIN_COMPILE_BUDGET_S = 120  # auto compiles only when the budget amortises it (20-30 s idle, minutes under load)
 
 
 # ---------------------------------------------------------------------------------------------
