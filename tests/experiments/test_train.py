@@ -70,6 +70,7 @@ def test_five_second_training_passes_the_evaluators_contract_checks(bpe_cache, t
         ("n_layer=two", "n_layer=two: expected int"),
         ("norm=batchnorm", "norm=batchnorm: must be one of layernorm, rmsnorm"),
         ("n_head=5", "n_embd=192 must split into n_head=5 heads"),
+        ("warmdown_frac=1.5", "warmdown_frac=1.5: must lie in [0, 1]"),
     ],
 )
 def test_bad_set_fails_with_one_line_and_exit_2(tmp_path, override: str, message: str) -> None:

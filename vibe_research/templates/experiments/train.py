@@ -303,13 +303,20 @@ def check_config(config: dict) -> None:
     for key, allowed in CHOICES.items():
         if config[key] not in allowed:
             raise UserError(f"--set {key}={config[key]}: must be one of {', '.join(sorted(allowed))}")
-    for key in ("n_layer", "n_head", "n_embd", "mlp_ratio", "context", "batch_size", "threads", "log_every"):
-        if config[key] < (0 if key == "threads" else 1):
+    for key in ("n_layer", "n_head", "n_embd", "mlp_ratio", "context", "batch_size", "log_every", "distill_order"):
+        if config[key] < 1:
             raise UserError(f"--set {key}={config[key]}: must be a positive integer")
+    for key in ("threads", "warmup_steps", "distill_steps", "weight_decay", "grad_clip"):
+        if config[key] < 0:
+            raise UserError(f"--set {key}={config[key]}: must not be negative")
+    for key in ("lr", "muon_lr"):
+        if not config[key] > 0:
+            raise UserError(f"--set {key}={config[key]}: must be a positive rate")
+    for key in ("distill_alpha", "warmdown_frac"):
+        if not 0.0 <= config[key] <= 1.0:
+            raise UserError(f"--set {key}={config[key]}: must lie in [0, 1]")
     if config["n_embd"] % config["n_head"] or (config["n_embd"] // config["n_head"]) % 2:
         raise UserError(f"n_embd={config['n_embd']} must split into n_head={config['n_head']} heads of even width")
-    if not 0.0 <= config["distill_alpha"] <= 1.0 or not 0.0 <= config["warmdown_frac"] <= 1.0:
-        raise UserError("distill_alpha and warmdown_frac must lie in [0, 1]")
 
 
 def pick_device(choice: str) -> torch.device:
