@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from vibe_research.lm.errors import UserError
 from vibe_research.lm.events import emit
@@ -452,7 +452,8 @@ def compile_or_fallback(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tenso
 
 def attach_teacher(trainer: Trainer, split: TokenSplit) -> None:
     """Count the n-gram teacher of distillation (experiments/distill.py); it is built on the clock."""
-    from distill import build_teacher, distill_loss  # a sibling file, needed only when distilling
+    # a sibling file, needed only when distilling
+    from distill import build_teacher, distill_loss
 
     manifest = split.manifest
     trainer.teacher = build_teacher(np.asarray(split.tokens), manifest.vocab_size, trainer.config["distill_order"], eot=manifest.eot)
