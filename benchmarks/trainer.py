@@ -96,7 +96,8 @@ def speed(args: argparse.Namespace, scratch: Path) -> list[str]:
 
 
 def bpb(args: argparse.Namespace, scratch: Path) -> list[str]:
-    rows = ["| budget (s) | params | tokens seen | train tok/s | bpb per seed | median bpb |", "|---:|---:|---:|---:|---|---:|"]
+    rows = ["| budget (s) | params | tokens seen | train tok/s | longest run (s) | bpb per seed | median bpb |",
+            "|---:|---:|---:|---:|---:|---|---:|"]
     for budget in args.budgets:
         runs = [measure(args, scratch, tuple(args.overrides), seed, budget, score=True) for seed in range(args.seeds)]
         rows.append(summary_row(f"{budget:g}", runs))
@@ -109,7 +110,8 @@ def sweep(args: argparse.Namespace, scratch: Path) -> list[str]:
     for seed in range(args.seeds):  # seed-major: load drifts over the sweep hit every variant alike
         for variant in variants:
             results.append(measure(args, scratch, (*args.overrides, *variant), seed, args.budget, score=True))
-    rows = ["| variant | params | tokens seen | train tok/s | bpb per seed | median bpb |", "|---|---:|---:|---:|---|---:|"]
+    rows = ["| variant | params | tokens seen | train tok/s | longest run (s) | bpb per seed | median bpb |",
+            "|---|---:|---:|---:|---:|---|---:|"]
     grouped = [[r for r in results if r.overrides == (*args.overrides, *variant)] for variant in variants]
     for variant, runs in sorted(zip(variants, grouped), key=lambda pair: statistics.median(r.bpb for r in pair[1])):
         rows.append(summary_row(" ".join(variant) or "defaults", runs))
@@ -121,7 +123,9 @@ def summary_row(label: str, runs: list[Run]) -> str:
     tps = statistics.median(r.train_tokens_per_s for r in runs)
     scores = [r.bpb for r in runs]
     per_seed = " / ".join(f"{s:.3f}" for s in scores)
-    return f"| {label} | {runs[0].done['params']:,} | {tokens / 1e6:.2f}M | {tps:,.0f} | {per_seed} | {statistics.median(scores):.3f} |"
+    longest = max(r.done["elapsed_s"] for r in runs)  # process wall clock at the done event
+    return (f"| {label} | {runs[0].done['params']:,} | {tokens / 1e6:.2f}M | {tps:,.0f} | {longest:.1f} | {per_seed} "
+            f"| {statistics.median(scores):.3f} |")
 
 
 def main() -> None:
