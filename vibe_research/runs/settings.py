@@ -22,7 +22,7 @@ class TrainSettings(BaseModel):
     entry: str = "experiments/train.py"
     budget_s: float = Field(default=300, gt=0, description="wall clock of one training process")
     runs_per_proposal: int = Field(default=3, ge=1, le=8)
-    smoke_budget_s: float = Field(default=20, gt=0)
+    smoke_budget_s: float = Field(default=12, gt=0, description="seconds of the run that checks a change compiles, trains and loads")
     first_seed: int = 0
     executor: Literal["local", "ray"] = "local"
     ray: RaySettings = Field(default_factory=RaySettings)
