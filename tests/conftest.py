@@ -25,3 +25,19 @@ def gpt2_ranks() -> Path:
     if not GPT2_RANKS.is_file():
         pytest.skip(f"needs the GPT-2 tokenizer file at {GPT2_RANKS} (set VIBE_SHARED_DATA)")
     return GPT2_RANKS
+
+
+@pytest.fixture(scope="session")
+def real_cache(tmp_path_factory: pytest.TempPathFactory, tinystories: Path) -> Path:
+    """A cache with bpe:4096 trained on the real TinyStories train files, both splits tokenized."""
+    from vibe_research.lm.corpus import DataSource, load_corpus
+    from vibe_research.lm.tokenizer import ensure_tokenizer
+    from vibe_research.lm.tokens import prepare_split
+
+    cache = tmp_path_factory.mktemp("cache")
+    source = DataSource(source="files", train=[str(tinystories / "train*.txt")], valid=str(tinystories / "valid.txt"))
+    corpus = load_corpus(source, tinystories)
+    tokenizer = ensure_tokenizer("bpe:4096", cache, corpus.train.fingerprint, corpus.train.texts)
+    for stories in (corpus.train, corpus.valid):
+        prepare_split(stories, tokenizer, cache)
+    return cache

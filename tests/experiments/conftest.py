@@ -1,3 +1,11 @@
-"""Fixtures of the experiment tests: the real bpe:4096 token cache (defined in ngram_fixtures)."""
+"""Fixtures of the experiment tests."""
 
-from ngram_fixtures import bpe_cache  # noqa: F401 (re-exported so every test here can request it)
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def bpe_cache(real_cache: Path) -> Path:
+    """The session's real bpe:4096 token cache (tests/conftest.py)."""
+    return real_cache

@@ -6,26 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 import vibe_research
-from vibe_research.lm.corpus import DataSource, load_corpus
-from vibe_research.lm.tokenizer import ensure_tokenizer
-from vibe_research.lm.tokens import prepare_split
 
 TEMPLATES = Path(vibe_research.__file__).parent / "templates" / "experiments"
-
-
-@pytest.fixture(scope="session")
-def bpe_cache(tmp_path_factory: pytest.TempPathFactory, tinystories: Path) -> Path:
-    """A token cache with bpe:4096 trained on the real TinyStories train files, both splits tokenized."""
-    cache = tmp_path_factory.mktemp("cache")
-    source = DataSource(source="files", train=[str(tinystories / "train*.txt")], valid=str(tinystories / "valid.txt"))
-    corpus = load_corpus(source, tinystories)
-    tokenizer = ensure_tokenizer("bpe:4096", cache, corpus.train.fingerprint, corpus.train.texts)
-    for stories in (corpus.train, corpus.valid):
-        prepare_split(stories, tokenizer, cache)
-    return cache
 
 
 def few_valid_stories(tinystories: Path, folder: Path, count: int) -> Path:

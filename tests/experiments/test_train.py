@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ngram_fixtures import TEMPLATES, bpe_cache, few_valid_stories, run_experiment
-
-__all__ = ["bpe_cache"]
+from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
 TINY = ("n_layer=1", "n_head=2", "n_embd=32", "context=32", "batch_size=8", "dtype=fp32", "threads=1")
 
