@@ -83,7 +83,10 @@ def test_unknown_spec_is_a_user_error(spec: str, tmp_path: Path) -> None:
         load_tokenizer(spec, tmp_path)
 
 
-def test_bpe_too_large_for_its_text_writes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="smaller N"):
-        ensure_tokenizer("bpe:60000", tmp_path, "tiny", lambda: ["a tiny text"])
-    assert not list(tmp_path.rglob("*.tiktoken")) and not list(tmp_path.rglob("*.json"))
+def test_bpe_larger_than_its_text_supports_is_smaller_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tokenizer = ensure_tokenizer("bpe:60000", tmp_path, "tiny", lambda: ["a tiny text, a tiny text"])
+    assert 257 <= tokenizer.vocab_size < 60000 and tokenizer.eot == tokenizer.vocab_size - 1
+    assert f"supports only {tokenizer.vocab_size} tokens" in caplog.text
+    assert tokenizer.decode(tokenizer.encode("a tiny text")) == "a tiny text"
+    again = load_tokenizer("bpe:60000", tmp_path)
+    assert again.vocab_size == tokenizer.vocab_size and again.fingerprint == tokenizer.fingerprint
