@@ -1,10 +1,10 @@
 """Where things live in a research workspace (see DESIGN.md, "The workspace")."""
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from vibe_research.lm.errors import UserError
+from vibe_research.lm.paths import workspace_cache
 
 SETTINGS_FILE = "vibe-research.toml"
 SANDBOX_FILE = "sandbox.toml"
@@ -50,8 +50,7 @@ class Workspace:
     @property
     def cache(self) -> Path:
         """Token caches and tokenizers: VIBE_CACHE_DIR when set (shared between workspaces), else .vibe/cache."""
-        shared = os.environ.get("VIBE_CACHE_DIR")
-        return Path(shared).expanduser() if shared else self.state / "cache"
+        return workspace_cache(self.root)
 
     @property
     def runs(self) -> Path:

@@ -16,15 +16,21 @@ def cache_root(cache_dir: Path | None = None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
     if os.environ.get("VIBE_CACHE_DIR"):
-        return Path(os.environ["VIBE_CACHE_DIR"]).expanduser()
+        return workspace_cache(Path.cwd())
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / SETTINGS_FILE).is_file():
-            return folder / ".vibe" / "cache"
+            return workspace_cache(folder)
     raise UserError(
         f"no cache folder: no {SETTINGS_FILE} in {here} or above and VIBE_CACHE_DIR is unset; "
         "cd into a workspace or set VIBE_CACHE_DIR"
     )
+
+
+def workspace_cache(root: Path) -> Path:
+    """The cache of the workspace at `root`: VIBE_CACHE_DIR when set (shared by workspaces), else .vibe/cache."""
+    shared = os.environ.get("VIBE_CACHE_DIR")
+    return Path(shared).expanduser() if shared else root / ".vibe" / "cache"
 
 
 def spec_slug(spec: str) -> str:
