@@ -75,7 +75,7 @@ def test_pages_carry_what_a_reader_needs(tmp_path: Path, records: list[L.Record]
     readme = (workspace.notes / "README.md").read_text()
     assert f"> {QUESTION}" in readme
     assert "**Wider model** ([0001-wider-model](experiments/0001-wider-model.md)), commit `aaaaaaaa`" in readme
-    assert "1.2050 [1.1926, 1.2174]" in readme and "config: `lr=0.003`" in readme
+    assert "1.2050 [1.1926, 1.2174]" in readme and "trains `experiments/train.py` with `lr=0.003`" in readme
     assert readme.index("0001-wider-model](") < readme.index("0002-n-gram-teacher](") < readme.index("| 3 | [0000-baseline")
     assert "the researcher's own idea: \"try shallow fusion at 0.3\"" in readme
     page = (workspace.experiments_pages / "0002-n-gram-teacher.md").read_text()
@@ -128,6 +128,6 @@ def test_an_undecided_experiment_shows_how_it_stands_against_the_best(tmp_path: 
     workspace = Workspace(tmp_path)
     render_notes(workspace, rebuild_state(undecided), QUESTION)
     page = (workspace.experiments_pages / "0002-n-gram-teacher.md").read_text()
-    assert "Not decided yet; so far, against the current best, [0001-wider-model](0001-wider-model.md)" in page
+    assert "Not decided yet; so far, against [0001-wider-model](0001-wider-model.md)" in page
     assert "1 run(s) were interrupted; `vibe-research continue` offers to rerun them" in page
     assert "interrupted" in (workspace.notes / "README.md").read_text()

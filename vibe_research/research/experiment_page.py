@@ -48,16 +48,20 @@ def _judge_mean(run: RunState) -> str:
 def _runs_block(experiment: ExperimentState) -> str:
     if not experiment.runs:
         return "_No runs yet._"
+    settings = any(run.setting for run in experiment.runs.values())
     rows = []
     for run in experiment.runs.values():
         end, evaluation = run.end, run.evaluation
         outcome = "interrupted" if run.end is None else end.outcome + (f": {end.reason}" if end.reason else "")
         rows.append([
-            run.run, num(run.seed), num(end.steps if end else None), num(end.tokens if end else None),
+            run.run, *([f"`{run.setting}`" if run.setting else "defaults"] if settings else []), num(run.seed),
+            num(end.steps if end else None), num(end.tokens if end else None),
             num(end.tokens_per_s, 0) if end else "–", num(evaluation.bpb if evaluation else None, 4),
             num(evaluation.perplexity if evaluation else None, 2), _judge_mean(run), outcome,
         ])
-    text = table(["run", "seed", "steps", "tokens", "tokens/s", "bpb", "perplexity", "judge", "outcome"], rows)
+    headers = ["run", *(["setting"] if settings else []), "seed", "steps", "tokens", "tokens/s", "bpb", "perplexity",
+               "judge", "outcome"]
+    text = table(headers, rows)
     for line in (_provenance(experiment), _overhead(experiment)):
         if line:
             text += f"\n\n{line}"
@@ -117,8 +121,25 @@ def _comparison_lines(comparison: Comparison, against: str) -> list[str]:
             _difference_line(comparison.judge, "judge (higher is better)")]
 
 
+def _variants_table(experiment: ExperimentState) -> str:
+    """One row per setting of a sweep, in the order they ran; the chosen one in bold."""
+    rows = []
+    for setting, runs in experiment.variants.items():
+        bpbs = [run.evaluation.bpb for run in runs if run.evaluation]
+        perplexities = [run.evaluation.perplexity for run in runs if run.evaluation]
+        judges = [run.judgement.overall for run in runs if run.judgement and run.judgement.scores]
+        name = f"`{setting}`" if setting else "defaults"
+        rows.append([f"**{name}**" if setting == experiment.chosen else name, str(len(bpbs)),
+                     num(sum(bpbs) / len(bpbs), 4), num(sum(perplexities) / len(perplexities), 2),
+                     num(sum(judges) / len(judges), 2) if judges else "–"])
+    return table(["setting", "seeds", "mean bpb", "mean perplexity", "mean judge"], rows)
+
+
 def _statistics_block(state: ResearchState, experiment: ExperimentState, confidence: float) -> str:
     lines = []
+    if experiment.is_sweep and experiment.variants:
+        lines += [_variants_table(experiment), "",
+                  f"The sweep stands for its best setting, `{experiment.chosen}`: the lines below and the verdict use its runs.", ""]
     if experiment.bpbs:
         bpb = summarize(experiment.bpbs, confidence)
         lines.append(f"- bpb over seeds: {interval(bpb, 4)}" + (f", std {bpb.std:.4f}" if bpb.std is not None else ""))
@@ -127,8 +148,9 @@ def _statistics_block(state: ResearchState, experiment: ExperimentState, confide
     decision = experiment.decision
     if decision and decision.comparison and decision.against:
         lines += _comparison_lines(decision.comparison, f"Against the best at the time, {page_link(decision.against, from_readme=False)}")
-    elif decision is None and state.best and (live := compare_with_best(state, experiment.id, "both", confidence)):
-        lines += _comparison_lines(live, f"Not decided yet; so far, against the current best, {page_link(state.best, from_readme=False)}")
+    elif decision is None and (reference := state.reference(experiment.id)) \
+            and (live := compare_with_best(state, experiment.id, "both", confidence)):
+        lines += _comparison_lines(live, f"Not decided yet; so far, against {page_link(reference.id, from_readme=False)}")
     elif decision and decision.verdict == "baseline":
         lines += ["", "This is the baseline: later experiments are compared with it until one beats it."]
     return "\n".join(lines) if lines else "_No measurements yet._"
@@ -144,7 +166,7 @@ def _story(sample: Sample) -> str:
 
 def _showcase_run(experiment: ExperimentState) -> RunState | None:
     """The measured run with the median bpb: its samples are typical, neither lucky nor unlucky."""
-    runs = sorted((run for run in experiment.measured_runs if run.evaluation and run.evaluation.samples),
+    runs = sorted((run for run in experiment.chosen_runs if run.evaluation and run.evaluation.samples),
                   key=lambda run: run.evaluation.bpb if run.evaluation else 0.0)
     return runs[len(runs) // 2] if runs else None
 
@@ -154,7 +176,8 @@ def _samples_block(experiment: ExperimentState) -> str:
     if run is None or run.evaluation is None:
         return "_No samples yet._"
     scores = {(score.prompt, score.seed): score for score in run.judgement.scores} if run.judgement else {}
-    parts = [f"From run {run.run} (seed {run.seed}, median bpb of the seeds):"]
+    setting = f", {run.setting}" if experiment.is_sweep else ""
+    parts = [f"From run {run.run} (seed {run.seed}{setting}, median bpb of the seeds):"]
     for sample in run.evaluation.samples[:SAMPLES_SHOWN]:
         score = scores.get((sample.prompt, sample.seed))
         caption = (f"*grammar {score.grammar:.0f}, creativity {score.creativity:.0f}, consistency "
@@ -164,14 +187,15 @@ def _samples_block(experiment: ExperimentState) -> str:
 
 
 def _judge_block(experiment: ExperimentState) -> str:
-    judged = [run for run in experiment.measured_runs if run.judgement and run.judgement.scores]
+    judged = [run for run in experiment.chosen_runs if run.judgement and run.judgement.scores]
     if not judged:
         return "_Not judged yet._"
     scores = [score for run in judged for score in run.judgement.scores if run.judgement]
     first = judged[0].judgement
     means = {field: sum(getattr(s, field) for s in scores) / len(scores)
              for field in ("grammar", "creativity", "consistency", "plot")}
-    paragraphs = [f"Judge: {first.judge} (rubric {first.rubric_version}), {len(scores)} samples over {len(judged)} seeds. "
+    of = f" of {experiment.chosen}" if experiment.is_sweep else ""
+    paragraphs = [f"Judge: {first.judge} (rubric {first.rubric_version}), {len(scores)} samples over {len(judged)} seeds{of}. "
                   "Means: " + ", ".join(f"{field} {value:.1f}" for field, value in means.items()) + "."]
     pairwise = [run.judgement.pairwise for run in judged if run.judgement and run.judgement.pairwise]
     if pairwise:

@@ -141,8 +141,9 @@ def draw_progress(state: "ResearchState", path: Path) -> bool:
 def _reference(state: "ResearchState", experiment: "ExperimentState") -> "ExperimentState | None":
     """The best the experiment was judged against (the current best while it is undecided)."""
     decision = experiment.decision
-    against = decision.against if decision else state.best
-    return state.experiments.get(against) if against else None
+    if decision:
+        return state.experiments.get(decision.against) if decision.against else None
+    return state.reference(experiment.id)
 
 
 def render_figures(figures: Path, state: "ResearchState") -> list[Path]:

@@ -23,6 +23,7 @@ from vibe_research.research.stats import Comparison
 log = logging.getLogger(__name__)
 
 LEDGER_VERSION = 1
+DEFAULT_ENTRY = "experiments/train.py"
 
 
 def _now() -> datetime:
@@ -56,7 +57,7 @@ class ProposalRecord(_Record):
     idea: str = Field(default="", description="the pick or the researcher's own idea it answers")
     diff: str = ""
     commit: str | None = None
-    entry: str = Field(default="experiments/train.py", description="the experiment script its runs train")
+    entry: str = Field(default=DEFAULT_ENTRY, description="the experiment script its runs train")
     move: str | None = Field(default=None, description="the offline planner's key for this kind of change")
     runs: list[PlannedRun] = Field(default_factory=list)
 

@@ -293,7 +293,9 @@ def rerun(env: Env, experiment_id_: str, extra: int) -> str:
     if len(reverts) % 2 == 1:
         gitops.revert(env.root, reverts[-1].sha, experiment.id, "rerun", "restored to run more seeds")
     used = [r.start.seed for r in experiment.runs.values() if r.start]
-    overrides = proposal.runs[0].overrides if proposal.runs else {}
+    # a sweep's further seeds go to its chosen setting
+    chosen = experiment.chosen_runs
+    overrides = chosen[0].start.overrides if chosen and chosen[0].start else (proposal.runs[0].overrides if proposal.runs else {})
     planned = [PlannedRun(seed=seed, overrides=overrides) for seed in env.seeds(extra, after=used)]
     env.record(ProposalRecord(**{**proposal.model_dump(exclude={"v", "at", "kind"}), "source": "rerun",
                                  "runs": [*proposal.runs, *planned]}))
@@ -306,8 +308,7 @@ def conclude(env: Env, exp: str) -> DecisionRecord:
     """Judge the measured runs and decide."""
     state = env.state()
     experiment = state.experiments[exp]
-    best = state.best_experiment if state.best != exp else None
-    judge_runs(env, experiment, best)
+    judge_runs(env, experiment, state.reference(exp))
     return decide(env, exp)
 
 

@@ -53,11 +53,12 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def results_table(experiment: ExperimentState) -> Table:
     table = Table(title=f"{experiment.id}: {experiment.title}", title_justify="left")
-    for column in ("run", "seed", "outcome", "steps", "tok/s", "bpb", "ppl", "judge"):
-        table.add_column(column, justify="left" if column in ("run", "outcome") else "right")
+    sweep = experiment.is_sweep
+    for column in ("run", *(["setting"] if sweep else []), "seed", "outcome", "steps", "tok/s", "bpb", "ppl", "judge"):
+        table.add_column(column, justify="left" if column in ("run", "setting", "outcome") else "right")
     for run in experiment.runs.values():
         end, ev, judged = run.end, run.evaluation, run.judgement
-        table.add_row(run.run, str(run.seed), end.outcome if end else "running?",
+        table.add_row(run.run, *([run.setting] if sweep else []), str(run.seed), end.outcome if end else "running?",
                       f"{end.steps:,}" if end and end.steps else "", f"{end.tokens_per_s:,.0f}" if end and end.tokens_per_s else "",
                       _fmt(ev.bpb if ev else None), _fmt(ev.perplexity if ev else None, 2),
                       _fmt(judged.overall if judged and judged.scores else None, 2))
@@ -76,9 +77,16 @@ def show_turn(console: Console, state: ResearchState, experiment: ExperimentStat
         spent = sum(last.seconds.values())
         console.print(f"turn: {last.turn_s:.0f} s, {spent:.1f} s ({spent / max(last.turn_s, 1e-9):.1%}) outside training and evaluation",
                       style="dim", highlight=False)
+    if experiment.is_sweep and experiment.chosen:
+        console.print(f"best setting of the sweep: {experiment.chosen} (its runs stand for the experiment)", highlight=False)
     best = state.best_experiment
     if best and best.bpbs:
-        console.print(f"current best: {best.id} at {sum(best.bpbs) / len(best.bpbs):.4f} bpb", style="bold", highlight=False)
+        console.print(f"current best: {best.id} at {sum(best.bpbs) / len(best.bpbs):.4f} bpb ({best.entry})",
+                      style="bold", highlight=False)
+    trainer = state.current_for(experiment.entry)
+    if trainer and trainer.id != (best.id if best else None) and trainer.bpbs:
+        console.print(f"{experiment.entry} stands at {trainer.id}, {sum(trainer.bpbs) / len(trainer.bpbs):.4f} bpb",
+                      highlight=False)
 
 
 def show_menu(console: Console, suggestions: SuggestionsRecord | None) -> int:

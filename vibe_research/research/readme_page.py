@@ -11,8 +11,8 @@ def _best_block(state: ResearchState, confidence: float) -> str:
         return "_No best yet: the first `vibe-research continue` measures the baseline._"
     rows = {row.experiment: row for row in leaderboard(state, confidence)}
     row = rows[best.id]
-    perplexities = [run.evaluation.perplexity for run in best.measured_runs if run.evaluation]
-    tokenizers = sorted({run.evaluation.tokenizer for run in best.measured_runs if run.evaluation})
+    perplexities = [run.evaluation.perplexity for run in best.chosen_runs if run.evaluation]
+    tokenizers = sorted({run.evaluation.tokenizer for run in best.chosen_runs if run.evaluation})
     decision = best.decision
     lines = [
         f"**{best.title}** ({page_link(best.id)}), commit {short_commit(best.proposal.commit if best.proposal else None)}"
@@ -24,14 +24,18 @@ def _best_block(state: ResearchState, confidence: float) -> str:
         f"- judge score: {interval(row.judge, 2)} (1 to 10)",
     ]
     overrides = _overrides(best)
-    lines.append(f"- config: {overrides}" if overrides else "- config: the defaults of experiments/ at that commit")
+    lines.append(f"- trains `{best.entry}`" + (f" with {overrides}" if overrides else ", its defaults at that commit"))
+    others = [(entry, state.experiments[e]) for entry, e in sorted(state.current.items()) if e != best.id]
+    if others:
+        lines += ["", "Where each other experiment script stands (its latest kept experiment, what its changes are measured against):", ""]
+        lines += [f"- `{entry}`: {page_link(e.id)} {e.title}"
+                  + (f", bpb {sum(e.bpbs) / len(e.bpbs):.4f} over {len(e.bpbs)} seeds" if e.bpbs else "") for entry, e in others]
     return "\n".join(lines)
 
 
 def _overrides(experiment: ExperimentState) -> str:
-    seen = {tuple(sorted(run.start.overrides.items())) for run in experiment.runs.values() if run.start}
-    pairs = sorted({pair for overrides in seen for pair in overrides})
-    return ", ".join(f"`{key}={value}`" for key, value in pairs)
+    """The overrides the best's numbers were measured with (a sweep's chosen setting)."""
+    return ", ".join(f"`{pair}`" for pair in experiment.chosen.split(", ")) if experiment.chosen else ""
 
 
 def _leaderboard_block(state: ResearchState, confidence: float) -> str:
@@ -39,7 +43,8 @@ def _leaderboard_block(state: ResearchState, confidence: float) -> str:
     if not rows:
         return "_Nothing measured yet._"
     body = [[
-        str(row.rank), ("★ " if row.best else "") + page_link(row.experiment), row.title,
+        str(row.rank), ("★ " if row.best else "") + page_link(row.experiment),
+        row.title + (f" (best: `{row.setting}`)" if row.setting else ""),
         interval(row.bpb, 4), interval(row.judge, 2),
         f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
         verdict_word(state.experiments[row.experiment]),

@@ -5,10 +5,13 @@ exactly what the crashed one had recorded.
 """
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
+from statistics import mean
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vibe_research.research.ledger import (
+    DEFAULT_ENTRY,
     DecisionRecord,
     EvaluationRecord,
     JudgementRecord,
@@ -26,6 +29,12 @@ from vibe_research.research.stats import Comparison, Objective, Summary, compare
 OK_OUTCOME = "ok"
 
 
+def setting_text(overrides: dict[str, str]) -> str:
+    """Overrides as a reader wants them: `key=value, ...`, a run folder by its name only."""
+    return ", ".join(f"{key}={PurePath(value).name if PurePath(value).is_absolute() else value}"
+                     for key, value in sorted(overrides.items()))
+
+
 @dataclass
 class RunState:
     run: str
@@ -37,6 +46,11 @@ class RunState:
     @property
     def seed(self) -> int | None:
         return self.start.seed if self.start else None
+
+    @property
+    def setting(self) -> str:
+        """The run's overrides as `key=value, ...` ("" for the entry's defaults): its variant of a sweep."""
+        return setting_text(self.start.overrides) if self.start else ""
 
     @property
     def interrupted(self) -> bool:
@@ -74,16 +88,47 @@ class ExperimentState:
         return self.decisions[-1] if self.decisions else None
 
     @property
+    def entry(self) -> str:
+        return self.proposal.entry if self.proposal else DEFAULT_ENTRY
+
+    @property
     def measured_runs(self) -> list[RunState]:
         return [run for run in self.runs.values() if run.measured]
 
     @property
+    def variants(self) -> dict[str, list[RunState]]:
+        """Measured runs by setting, in the order first run: one key unless the experiment is a sweep."""
+        grouped: dict[str, list[RunState]] = {}
+        for run in self.measured_runs:
+            grouped.setdefault(run.setting, []).append(run)
+        return grouped
+
+    @property
+    def is_sweep(self) -> bool:
+        """Its runs differ in overrides (e.g. n-gram orders 2 to 6), not only in seed."""
+        return len({run.setting for run in self.runs.values() if run.start}) > 1
+
+    @property
+    def chosen(self) -> str | None:
+        """The setting that stands for the experiment: a sweep's lowest mean bpb, else its only one."""
+        variants = self.variants
+        if not variants:
+            return None
+        return min(variants, key=lambda name: mean(run.evaluation.bpb for run in variants[name] if run.evaluation))
+
+    @property
+    def chosen_runs(self) -> list[RunState]:
+        """The measured runs of the chosen setting: what the statistics, verdicts and leaderboard use."""
+        chosen = self.chosen
+        return [] if chosen is None else self.variants[chosen]
+
+    @property
     def bpbs(self) -> list[float]:
-        return [run.evaluation.bpb for run in self.measured_runs if run.evaluation]
+        return [run.evaluation.bpb for run in self.chosen_runs if run.evaluation]
 
     @property
     def judge_scores(self) -> list[float]:
-        return [run.judgement.overall for run in self.measured_runs if run.judgement and run.judgement.scores]
+        return [run.judgement.overall for run in self.chosen_runs if run.judgement and run.judgement.scores]
 
     @property
     def interrupted_runs(self) -> list[RunState]:
@@ -93,11 +138,27 @@ class ExperimentState:
 @dataclass
 class ResearchState:
     experiments: dict[str, ExperimentState] = field(default_factory=dict)
+    # entry -> the experiment most recently kept with it: where that entry's code now stands
+    current: dict[str, str] = field(default_factory=dict)
+    # the kept experiment with the lowest mean bpb over all entries: the leader
     best: str | None = None
 
     @property
     def best_experiment(self) -> ExperimentState | None:
         return self.experiments.get(self.best) if self.best else None
+
+    def reference(self, experiment: str) -> ExperimentState | None:
+        """What `experiment` is measured against: the kept experiment of its own entry (a change to
+        train.py against train.py as it stands), else the leader; never itself."""
+        entry = self.experiments[experiment].entry
+        for candidate in (self.current.get(entry), self.best):
+            if candidate is not None and candidate != experiment:
+                return self.experiments[candidate]
+        return None
+
+    def current_for(self, entry: str) -> ExperimentState | None:
+        current = self.current.get(entry)
+        return self.experiments[current] if current else None
 
     @property
     def open_experiment(self) -> ExperimentState | None:
@@ -153,7 +214,8 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
 
 
 def rebuild_state(records: list[Record]) -> ResearchState:
-    """Fold the ledger in order. The best is the experiment most recently decided as kept."""
+    """Fold the ledger in order. Each entry's current experiment is the one most recently decided
+    as kept with it; the best is the current experiment with the lowest mean bpb."""
     state = ResearchState()
     kept_order: list[str] = []
     for record in records:
@@ -164,18 +226,25 @@ def rebuild_state(records: list[Record]) -> ResearchState:
                 kept_order.remove(record.experiment)
             if record.kept:
                 kept_order.append(record.experiment)
-    state.best = kept_order[-1] if kept_order else None
+    for experiment_id in kept_order:
+        state.current[state.experiments[experiment_id].entry] = experiment_id
+    leaders = [state.experiments[e] for e in state.current.values()]
+    measured = [e for e in leaders if e.bpbs]
+    if measured:
+        state.best = min(measured, key=lambda e: (mean(e.bpbs), -kept_order.index(e.id))).id
+    elif kept_order:
+        state.best = kept_order[-1]
     return state
 
 
 def compare_with_best(state: ResearchState, experiment: str, objective: Objective,
                       confidence: float = 0.95) -> Comparison | None:
-    """The experiment's seeds against the current best's; None when it is the best or there is none."""
-    best = state.best_experiment
-    if best is None or best.id == experiment:
+    """The experiment's seeds against its reference's (see ResearchState.reference); None without one."""
+    reference = state.reference(experiment)
+    if reference is None:
         return None
     candidate = state.experiments[experiment]
-    return compare(objective, candidate.bpbs, best.bpbs, candidate.judge_scores, best.judge_scores, confidence)
+    return compare(objective, candidate.bpbs, reference.bpbs, candidate.judge_scores, reference.judge_scores, confidence)
 
 
 class LeaderboardRow(BaseModel):
@@ -184,6 +253,7 @@ class LeaderboardRow(BaseModel):
     rank: int
     experiment: str
     title: str
+    setting: str = Field(default="", description="a sweep's best setting, whose runs the row summarises")
     runs: int
     bpb: Summary | None
     judge: Summary | None
@@ -199,11 +269,12 @@ def leaderboard(state: ResearchState, confidence: float = 0.95) -> list[Leaderbo
     rows = []
     for experiment in state.experiments.values():
         bpbs, judges = experiment.bpbs, experiment.judge_scores
-        pairwise = [run.judgement.pairwise.win_rate for run in experiment.measured_runs
+        pairwise = [run.judgement.pairwise.win_rate for run in experiment.chosen_runs
                     if run.judgement and run.judgement.pairwise]
         decision = experiment.decision
         rows.append(LeaderboardRow(
-            rank=0, experiment=experiment.id, title=experiment.title, runs=len(bpbs),
+            rank=0, experiment=experiment.id, title=experiment.title,
+            setting=(experiment.chosen or "") if experiment.is_sweep else "", runs=len(bpbs),
             bpb=summarize(bpbs, confidence) if bpbs else None,
             judge=summarize(judges, confidence) if judges else None,
             win_rate=sum(pairwise) / len(pairwise) if pairwise else None,

@@ -20,6 +20,7 @@ from vibe_research.research import gitops, ledger
 from vibe_research.research.judge.cache import JudgeCache
 from vibe_research.research.judge.scoring import Judge, pairwise, score_samples
 from vibe_research.research.ledger import (
+    DEFAULT_ENTRY,
     DecisionRecord,
     EvaluationRecord,
     JudgementRecord,
@@ -112,19 +113,19 @@ class Env:
 
 def history(state: ResearchState) -> list[Tried]:
     """Every experiment as the proposer sees it: title, move, verdict and bpb change."""
-    best = state.best_experiment
-    best_bpb = _mean(best.bpbs) if best else None
     tried = []
     for experiment in state.experiments.values():
         if experiment.proposal is None or experiment.proposal.source == "baseline":
             continue
         decision = experiment.decision
         bpb = _mean(experiment.bpbs)
+        reference = state.reference(experiment.id)
+        reference_bpb = _mean(reference.bpbs) if reference else None
         delta = None
         if decision and decision.comparison and decision.comparison.bpb:
             delta = decision.comparison.bpb.diff
-        elif bpb is not None and best_bpb is not None:
-            delta = bpb - best_bpb
+        elif bpb is not None and reference_bpb is not None:
+            delta = bpb - reference_bpb
         tried.append(Tried(title=experiment.title, verdict=decision.verdict if decision else "unfinished",
                            move=experiment.proposal.move, delta_bpb=delta))
     return tried
@@ -135,11 +136,9 @@ def _mean(values: list[float]) -> float | None:
 
 
 def best_run_dir(env: Env, state: ResearchState) -> str | None:
-    """Run folder of the best experiment's best transformer run (the base of a fusion)."""
-    best = state.best_experiment
-    if best is None or not best.measured_runs:
-        return None
-    candidates = [r for r in best.measured_runs if r.evaluation and (best.proposal is None or best.proposal.entry.endswith("train.py"))]
+    """Run folder of the best run of the trainer's current experiment (the base of a fusion)."""
+    current = state.current_for(env.settings.train.entry)
+    candidates = [run for run in current.chosen_runs if run.evaluation] if current else []
     if not candidates:
         return None
     run = min(candidates, key=lambda r: r.evaluation.bpb if r.evaluation else float("inf"))
@@ -194,8 +193,8 @@ def record_result(env: Env, experiment: str, result: RunResult) -> None:
 # ----- judging and deciding -------------------------------------------------------------------
 
 def judge_runs(env: Env, experiment: ExperimentState, best: ExperimentState | None) -> None:
-    """Score every measured, not yet judged run's samples; pairwise against the best's samples."""
-    best_samples = [s for run in best.measured_runs if run.evaluation for s in run.evaluation.samples] if best else []
+    """Score every measured, not yet judged run's samples; pairwise against the reference's samples."""
+    best_samples = [s for run in best.chosen_runs if run.evaluation for s in run.evaluation.samples] if best else []
     with env.watch.phase("judging"):
         for run in experiment.measured_runs:
             if run.judgement is not None or run.evaluation is None or not run.evaluation.samples:
@@ -210,13 +209,13 @@ def judge_runs(env: Env, experiment: ExperimentState, best: ExperimentState | No
 
 
 def decide(env: Env, experiment_id: str, by_researcher: bool | None = None) -> DecisionRecord:
-    """Compare with the best, keep (tag) or discard (revert), and record the decision.
+    """Compare with the reference, keep (tag) or discard (revert), and record the decision.
 
     `by_researcher` True/False overrides the verdict (the menu's k and d); None follows it.
     """
     state = env.state()
     experiment = state.experiments[experiment_id]
-    best = state.best_experiment if state.best != experiment_id else None
+    best = state.reference(experiment_id)
     proposal = experiment.proposal
     assert proposal is not None, f"{experiment_id} has no proposal record"
     with env.watch.phase("deciding"):
@@ -289,12 +288,12 @@ class Direction:
 
 def planned_runs(proposal: Proposal, seeds: list[int]) -> tuple[str, list[PlannedRun]]:
     """The proposal's runs as (entry, runs); one entry per proposal, the settings' seeds by default."""
-    entries = {request.entry or "experiments/train.py" for request in proposal.runs}
+    entries = {request.entry or DEFAULT_ENTRY for request in proposal.runs}
     entry = sorted(entries)[0]
     if len(entries) > 1:
         log.warning("proposal names several entries (%s); running %s only", ", ".join(sorted(entries)), entry)
     runs = [PlannedRun(seed=seed, overrides={k: str(v) for k, v in request.overrides.items()})
-            for request in proposal.runs if (request.entry or "experiments/train.py") == entry
+            for request in proposal.runs if (request.entry or DEFAULT_ENTRY) == entry
             for seed in request.seeds]
     if not runs:
         runs = [PlannedRun(seed=seed) for seed in seeds]
