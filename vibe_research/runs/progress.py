@@ -57,6 +57,8 @@ class RunProgress:
             elif event.get("phase") in ("evaluate", "finished"):
                 self.started.pop(run_id, None)  # the bar is the training's clock
             self.progress.update(task, phase=phase)
+            if not self.progress.console.is_terminal:
+                self._log_line(run_id, task, phase)
         elif kind == "step":
             fields: dict[str, str] = {}
             if isinstance(event.get("tokens_per_s"), int | float):
@@ -64,6 +66,12 @@ class RunProgress:
             if isinstance(event.get("loss"), int | float):
                 fields["loss"] = f"loss {event['loss']:.3f}"
             self.progress.update(task, **fields)
+
+    def _log_line(self, run_id: str, task: TaskID, phase: str) -> None:
+        """Without a terminal (a log file, CI) no bar is drawn: one line per phase says where each run is."""
+        fields = self.progress.tasks[task].fields
+        facts = ", ".join(fact for fact in (fields.get("speed", ""), fields.get("loss", "")) if fact)
+        self.progress.console.print(f"{run_id}: {phase}" + (f" ({facts})" if facts else ""), highlight=False)
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK_S):
