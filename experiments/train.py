@@ -490,13 +490,13 @@ def train(experiment: Experiment, split: TokenSplit) -> None:
 
 
 def run_loop(trainer: Trainer, batches: Batches, experiment: Experiment) -> tuple[int, int]:
-    """Step until the budget's end minus the save margin; returns steps and tokens trained on."""
+    """Step until the budget's end minus the save margin, or a stop request; returns steps and tokens."""
     config = trainer.config
     start = time.perf_counter()
     end = start + experiment.deadline() - SAVE_MARGIN_S
     step, tokens_seen, last_step_s = 0, 0, 0.0
     tokens_per_step = config["batch_size"] * config["context"]
-    while time.perf_counter() + last_step_s < end:
+    while time.perf_counter() + last_step_s < end and not experiment.stop_requested():
         before = time.perf_counter()
         time_frac = (before - start) / max(end - start, 1e-9)
         loss, kl = trainer.step(*batches.next(), step, time_frac)

@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -140,3 +142,20 @@ def test_schedule_warms_up_by_steps_and_warms_down_by_time() -> None:
 def test_missing_checkpoint_names_the_training_command(tmp_path) -> None:
     with pytest.raises(train.UserError, match="model.pt is missing: train first"):
         train.load_model(tmp_path)
+
+
+def test_sigterm_ends_the_training_at_the_next_step_and_saves(bpe_cache, tmp_path) -> None:
+    """How the smoke run stops a trainer after its first step: the model is saved, exit 0."""
+    command = [sys.executable, str(TEMPLATES / "train.py"), "--out", str(tmp_path / "run"), "--budget", "120",
+               "--set", "log_every=1", *(arg for knob in (*TINY, "compile=off") for arg in ("--set", knob))]
+    process = subprocess.Popen(command, env=os.environ | {"VIBE_CACHE_DIR": str(bpe_cache)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith('{"event": "step"'):
+            process.send_signal(signal.SIGTERM)
+            break
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    done = [json.loads(line) for line in rest.splitlines() if line.startswith('{"event": "done"')]
+    assert done and done[0]["elapsed_s"] < 60 and (tmp_path / "run" / "model.pt").is_file()

@@ -115,6 +115,10 @@ def test_pick_and_own_idea_are_honoured(root):
     assert by_words.move is not None and by_words.move.startswith("depth/")
     assert "Chosen for the researcher's idea" in by_words.rationale
 
+    # "teacher" also names distillation, which ranks higher; the sweep names more of the words
+    sweep = OfflinePlanner().propose(_context(root, [], idea="sweep the n-gram orders: which Kneser-Ney order is the best teacher?"))
+    assert sweep.move is not None and sweep.move.startswith("ngram/sweep")
+
     unknown = OfflinePlanner().propose(_context(root, [], idea="use a mixture of experts"))
     assert unknown.move == rank(_context(root, []))[0].key
     assert "no move for the idea" in unknown.rationale

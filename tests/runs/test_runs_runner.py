@@ -25,3 +25,22 @@ def test_toy_run_trains_evaluates_and_records(workspace: Path, home: Path) -> No
     assert kinds[:2] == ["status", "status"] and "step" in kinds and kinds[-1] == "status"
     assert [json.loads(line)["event"] for line in (spec.run_dir / "events.jsonl").read_text().splitlines()] == ["start", "step", "step", "step", "step", "done"]
     assert not (spec.run_dir / "tmp").exists()
+
+
+def test_a_run_asked_to_stop_after_its_first_steps_saves_and_is_evaluated(workspace: Path, home: Path) -> None:
+    """The smoke run's way of ending: SIGTERM once it reports a step; the entry saves and exits 0."""
+    spec = spec_for(workspace, "toy_train.py", "toy-stop", steps="400", step_sleep_s="0.05")
+    spec = spec.model_copy(update={"stop_after_steps": 2, "stop_after_s": 15})
+    [result] = LocalExecutor(SandboxPolicy()).execute([spec])
+    assert result.outcome == "ok" and result.reason == "stopped early as asked, and saved", result.log_tail
+    assert result.summary.steps is not None and 2 <= result.summary.steps < 50
+    assert result.duration_s < 15 and result.evaluation is not None and result.evaluation.ok
+
+
+def test_a_run_asked_to_stop_at_a_time_cap_stops_there(workspace: Path, home: Path) -> None:
+    spec = spec_for(workspace, "toy_train.py", "toy-cap", steps="400", step_sleep_s="0.05")
+    spec = spec.model_copy(update={"stop_after_s": 3})
+    [result] = LocalExecutor(SandboxPolicy()).execute([spec])
+    assert result.outcome == "ok" and result.reason == "stopped early as asked, and saved", result.log_tail
+    assert result.summary.steps is not None and result.summary.steps < 400
+    assert result.evaluation is not None and result.evaluation.ok

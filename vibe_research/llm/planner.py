@@ -107,9 +107,10 @@ def _choose(ranked: list[Move], context: ResearchContext) -> tuple[Move, str]:
     wish = context.idea or (f"{context.pick.title} {context.pick.idea}" if context.pick else "")
     if not wish:
         return ranked[0], ""
-    matching = [move for move in ranked if any(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE) for word in move.words)]
-    if matching:
-        return matching[0], f"Chosen for the researcher's idea: {wish!r}."
+    # the move naming most of the idea's words; among equals, the better ranked
+    hits = [sum(bool(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE)) for word in move.words) for move in ranked]
+    if max(hits) > 0:
+        return ranked[hits.index(max(hits))], f"Chosen for the researcher's idea: {wish!r}."
     return ranked[0], f"The offline planner has no move for the idea {wish!r}; this is its top-ranked move. An LLM backend can act on free text."
 
 

@@ -5,13 +5,17 @@
 Knobs live in one dict of defaults at the top of the script; `--set` overrides them, typed by the
 default's type, rejecting unknown keys (as nanoGPT's configurator does). The budget is measured
 on the whole process's wall clock, from the moment the OS started it, so interpreter start-up
-and imports count against it.
+and imports count against it. SIGTERM asks the run to stop early: `stop_requested()` turns true,
+and a trainer ends its loop at the next step and saves as it would at the deadline (the smoke
+run stops this way after its first step).
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from vibe_research.lm import atomic
 Value = bool | int | float | str
 _IMPORTED = time.monotonic()
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+_STOP = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,10 @@ class Experiment:
     def deadline(self) -> float:
         """Seconds left of the budget, counted from process start (negative once it has run out)."""
         return self.budget - self.elapsed()
+
+    def stop_requested(self) -> bool:
+        """True once the process got SIGTERM: stop at the next step and save what there is."""
+        return _STOP.is_set()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +82,7 @@ def parse_args(defaults: dict[str, Value], argv: list[str] | None = None) -> Exp
         fail(f"--budget must be positive seconds, got {args.budget:g}")
     args.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(args.out / "config.json", json.dumps(config, indent=2) + "\n")
+    signal.signal(signal.SIGTERM, lambda signum, frame: _STOP.set())
     return Experiment(args.out, args.seed, args.budget, config, time.monotonic() - process_age())
 
 

@@ -197,15 +197,27 @@ def baseline(env: Env) -> str:
                               hypothesis="The starting point every later change is measured against.",
                               rationale="No experiment is recorded yet.", commit=commit, entry=entry, runs=planned))
     env.ui.say(f"[{exp}] measuring the baseline: {len(planned)} runs of {entry}, {env.settings.train.budget_s:g} s each")
+    if (error := smoke_run(env, entry, planned[0])) is not None:
+        env.record(DecisionRecord(experiment=exp, verdict="failed", kept=False, reason=f"the smoke run failed: {error}"))
+        return exp
     run_experiment(env, exp, entry, planned, commit)
     return exp
 
 
 def smoke_check(env: Env, proposal: Proposal) -> str | None:
-    """A few seconds of the proposal's first run in the sandbox; the error text, or None if it ran."""
+    """The proposal's first run as a smoke run (see smoke_run)."""
     entry, planned = planned_runs(proposal, env.seeds(1))
-    specs = make_specs(env, "smoke", entry, planned[:1], budget_s=env.settings.train.smoke_budget_s, samples=0)
-    env.ui.say(f"smoke run: {entry} for {env.settings.train.smoke_budget_s:g} s")
+    return smoke_run(env, entry, planned[0])
+
+
+def smoke_run(env: Env, entry: str, run: PlannedRun) -> str | None:
+    """`run` in the sandbox, told the full budget (so it makes the same choices, and a compiled model
+    compiles here, warming the cache every timed seed then reads alike) and stopped after its first
+    step, or at smoke_budget_s; then loaded and scored. The error text, or None if all went well."""
+    cap = env.settings.train.smoke_budget_s
+    specs = [spec.model_copy(update={"stop_after_steps": 1, "stop_after_s": cap})
+             for spec in make_specs(env, "smoke", entry, [run], samples=0)]
+    env.ui.say(f"smoke run: {entry} until its first step (at most {cap:g} s)")
     with env.watch.phase("smoke"):
         specs = ensure_tokens(env, specs)
         with env.ui.progress(specs) as on_event:

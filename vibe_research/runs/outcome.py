@@ -54,6 +54,10 @@ def training_outcome(end: ProcessEnd, log: str, nan_seen: bool, limit_s: float) 
     if end.stopped == "budget":
         how = "SIGTERM, then SIGKILL" if end.exit_code == -signal.SIGKILL else "SIGTERM"
         return "timeout", f"training was still running at budget + grace ({limit_s:g} s); stopped with {how}"
+    if end.stopped == "requested" and end.exit_code in (-signal.SIGTERM, -signal.SIGKILL):
+        return "ok", "stopped early as asked; it ended on the signal without saving (no SIGTERM handling), so no model to check"
+    if end.stopped == "requested" and end.exit_code == 0:
+        return "ok", "stopped early as asked, and saved"
     if found := _refused(end, log, "training"):
         return found
     if nan_seen:

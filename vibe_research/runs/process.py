@@ -22,7 +22,7 @@ SIZE_CHECK_S = 0.5
 STRAGGLER_WAIT_S = 2.0  # children get this long to exit after the main process has ended
 LINE_LIMIT = 1 << 16  # bytes; a longer line arrives in pieces, so output without newlines stays bounded
 
-Stop = Literal["budget", "interrupt", "run_dir_cap"]
+Stop = Literal["budget", "interrupt", "run_dir_cap", "requested"]
 
 
 @dataclass
@@ -87,12 +87,13 @@ def _kill_survivors(pgid: int, command: SandboxedCommand) -> int:
 
 def supervise(
     command: SandboxedCommand, cwd: Path, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None],
-    limit_s: float, kill_after_s: float, run_dir: Path, run_dir_cap: int,
+    limit_s: float, kill_after_s: float, run_dir: Path, run_dir_cap: int, stop: threading.Event | None = None,
 ) -> ProcessEnd:
     """Run `command` to its end, feeding its output lines to the callbacks.
 
     SIGTERM to its group at `limit_s`, SIGKILL `kill_after_s` later; SIGKILL at once when
     `run_dir` grows past `run_dir_cap` bytes; Ctrl-C stops it and returns stopped="interrupt".
+    Setting `stop` asks it to end early: SIGTERM (stopped="requested"), SIGKILL `kill_after_s` later.
     """
     started = time.monotonic()
     proc = subprocess.Popen(command.argv, cwd=cwd, env=command.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -110,6 +111,9 @@ def supervise(
             now = time.monotonic()
             if stopped is None and now - started > limit_s:
                 stopped, terminated_at = "budget", now
+                _signal_group(proc.pid, signal.SIGTERM)
+            elif stopped is None and stop is not None and stop.is_set():
+                stopped, terminated_at = "requested", now
                 _signal_group(proc.pid, signal.SIGTERM)
             if terminated_at is not None and now - terminated_at > kill_after_s:
                 _signal_group(proc.pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ import platform
 import shutil
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -66,14 +67,16 @@ def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:
 
 
 def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, phase: str, tokenizer: str | None,
-                   argv: list[str], limit_s: float, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None]) -> ProcessEnd:
+                   argv: list[str], limit_s: float, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None],
+                   stop: threading.Event | None = None) -> ProcessEnd:
     paths = run_paths(spec, phase, tokenizer, policy)
     fresh_folder(paths.tmp_dir)
     if policy.compile_cache:
         link_inductor_tmp(spec.cache_dir, paths.tmp_dir)
     command = sandboxed(policy, report, paths, argv, name=f"{spec.run_id}-{phase}", environ=_environment(spec, policy))
     try:
-        return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir, int(policy.run_dir_gb * 2**30))
+        return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir,
+                         int(policy.run_dir_gb * 2**30), stop)
     finally:
         command.close()
 
@@ -109,7 +112,22 @@ def _empty(folder: Path) -> None:
 def train(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None, recorder: OutputRecorder) -> tuple[Outcome, str, int | None]:
     argv = [sys.executable, str(spec.entry_path), "--out", str(spec.run_dir), "--seed", str(spec.seed), "--budget", f"{spec.budget_s:g}", *spec.set_args()]
     limit = spec.budget_s + policy.grace_s
-    end = _run_sandboxed(spec, policy, report, "train", tokenizer, argv, limit, recorder.stdout_line, recorder.log_line)
+    stop = threading.Event()
+
+    def on_stdout(line: str) -> None:
+        recorder.stdout_line(line)
+        if spec.stop_after_steps is not None and (recorder.summary.steps or 0) >= spec.stop_after_steps:
+            stop.set()
+
+    timer = threading.Timer(spec.stop_after_s, stop.set) if spec.stop_after_s is not None else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        end = _run_sandboxed(spec, policy, report, "train", tokenizer, argv, limit, on_stdout, recorder.log_line, stop)
+    finally:
+        if timer:
+            timer.cancel()
     if end.stopped == "run_dir_cap":
         _empty(spec.run_dir)  # give the disk back; the record says what happened
     outcome, reason = training_outcome(end, recorder.log_text(), recorder.nan_seen, limit)
@@ -177,9 +195,10 @@ def run_one(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_e
         status("train")
         outcome, reason, exit_code = train(spec, policy, report, spec.tokenizer, recorder)
         evaluation = None
-        if outcome == "ok" and spec.evaluate:
+        if outcome == "ok" and spec.evaluate and exit_code == 0:
             status("evaluate")
-            outcome, reason, evaluation = evaluate(spec, policy, report, spec.tokenizer)
+            outcome, failed_because, evaluation = evaluate(spec, policy, report, spec.tokenizer)
+            reason = failed_because or reason
         result = record(spec, outcome, reason, started, report, recorder, exit_code, evaluation)
     except RunFailed as failed:
         result = record(spec, failed.outcome, failed.reason, started, report, recorder)

@@ -22,7 +22,8 @@ class TrainSettings(BaseModel):
     entry: str = "experiments/train.py"
     budget_s: float = Field(default=300, gt=0, description="wall clock of one training process")
     runs_per_proposal: int = Field(default=3, ge=1, le=8)
-    smoke_budget_s: float = Field(default=12, gt=0, description="seconds of the run that checks a change compiles, trains and loads")
+    smoke_budget_s: float = Field(default=60, gt=0, description="most seconds of the run that checks a change trains and loads; "
+                                  "it stops at its first step, having compiled what the timed runs will compile")
     first_seed: int = 0
     executor: Literal["local", "ray"] = "local"
     ray: RaySettings = Field(default_factory=RaySettings)

@@ -22,6 +22,10 @@ class RunSpec(BaseModel):
     tokenizer: str | None = None
     samples: int = Field(default=8, ge=0, description="story samples the evaluation draws")
     evaluate: bool = True
+    # Ask the training to stop early (SIGTERM; it saves and exits): after it reports this many
+    # steps, or this many seconds in. The smoke run uses both; a timed run neither.
+    stop_after_steps: int | None = Field(default=None, ge=1)
+    stop_after_s: float | None = Field(default=None, gt=0)
 
     @property
     def entry_path(self) -> Path:
