@@ -65,6 +65,20 @@ def truncate(story: str, rng: random.Random) -> str | None:
     return None
 
 
+def splice_from(pool: list[str]):
+    """What an n-gram model writes: each sentence after the first from another story, so every one
+    reads well and together they tell nothing (a new cast each sentence, nothing carried over)."""
+    sentences = [piece.strip() for story in pool for piece in _split(story) if len(piece.split()) >= 4]
+
+    def splice(story: str, rng: random.Random) -> str | None:
+        pieces = _split(story)
+        if len(pieces) < 4:
+            return None
+        return " ".join([pieces[0].strip(), *(rng.choice(sentences) for _ in pieces[1:])])
+
+    return splice
+
+
 CORRUPTIONS = {
     "shuffled sentences": shuffle_sentences,
     "doubled words": double_words,

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corruptions import CORRUPTIONS, stories
+from corruptions import CORRUPTIONS, splice_from, stories
 from openai_server import ScriptedOpenAIServer
 
 from vibe_research.llm.client import LLMClient
@@ -47,10 +47,12 @@ def test_features_see_the_seeds_artifacts() -> None:
 def test_heuristic_ranks_real_stories_above_corrupted_ones(tinystories: Path, reference: Reference) -> None:
     judge = HeuristicJudge(reference)
     rng = random.Random(0)
-    wins: dict[str, list[bool]] = {name: [] for name in CORRUPTIONS}
-    for story in stories((tinystories / "valid.txt").read_text(encoding="utf-8")):
+    valid = stories((tinystories / "valid.txt").read_text(encoding="utf-8"))
+    corruptions = {**CORRUPTIONS, "spliced (n-gram-like)": splice_from(valid)}
+    wins: dict[str, list[bool]] = {name: [] for name in corruptions}
+    for story in valid:
         real = judge.score(_story(story)).overall
-        for name, corrupt in CORRUPTIONS.items():
+        for name, corrupt in corruptions.items():
             corrupted = corrupt(story, rng)
             if corrupted is not None:
                 wins[name].append(real > judge.score(_story(corrupted)).overall)
@@ -74,7 +76,7 @@ def test_heuristic_scores_fit_the_rubric_and_explain_themselves(reference: Refer
     for score in (clean, broken):
         assert all(1 <= value <= 10 for value in (score.grammar, score.creativity, score.consistency, score.plot))
     assert "doubled" in broken.rationale and "punctuation" in broken.rationale
-    assert judge.rubric_version.startswith("heuristic-2+kn3-gpt2-")
+    assert judge.rubric_version.startswith("heuristic-3+kn3-gpt2-")
 
 
 def test_gibberish_from_an_untrained_model_scores_one_everywhere(reference: Reference) -> None:
@@ -87,7 +89,7 @@ def test_gibberish_from_an_untrained_model_scores_one_everywhere(reference: Refe
 
 def test_heuristic_without_a_reference_still_scores() -> None:
     judge = HeuristicJudge()
-    assert judge.rubric_version == "heuristic-2"
+    assert judge.rubric_version == "heuristic-3"
     assert judge.score(_story("Tim had a ball. He threw it high. The dog caught it. They were happy.")).plot > 5
 
 
@@ -172,7 +174,7 @@ def test_make_judge_picks_the_backend_and_builds_the_reference_from_the_token_ca
     stories_file = files_split("train", [str(tinystories / "train-alldata00.txt")], "text", tmp_path)
     prepare_split(stories_file, load_tokenizer("gpt2"), workspace.cache)
     judge = make_judge(settings, workspace, None)
-    assert isinstance(judge, HeuristicJudge) and judge.rubric_version.startswith("heuristic-2+kn3-gpt2-")
+    assert isinstance(judge, HeuristicJudge) and judge.rubric_version.startswith("heuristic-3+kn3-gpt2-")
     llm = settings.model_copy(update={"judge": settings.judge.model_copy(update={"backend": "llm"})})
     with pytest.raises(UserError, match='judge.backend = "llm" needs an LLM endpoint'):
         make_judge(llm, workspace, None)

@@ -2,8 +2,10 @@
 
 Each one targets a failure the seed saw or that small models are known for: doubled words and
 punctuation artifacts (",," and "his his" from shallow fusion), repetition loops, low lexical
-variety, stories cut off mid-sentence, stories that open mid-scene, and characters whose names
-are used before they are introduced.
+variety, stories cut off mid-sentence, stories that open mid-scene, characters whose names are
+used before they are introduced, and the failure of n-gram models and barely trained
+transformers: text fluent over a few words whose sentences do not hold together (low cohesion,
+a new name in every sentence, words glued together such as "bigHer").
 """
 
 import re
@@ -27,6 +29,16 @@ _MID_STORY_OPENERS = {"he", "she", "they", "it", "his", "her", "their", "them", 
                       "after", "finally", "suddenly", "later", "now", "together", "from", "also", "again",
                       "soon", "because"}
 _INTRODUCERS = {"named", "called"}
+# two words run together by a subword model: lower case straight into a capitalised word
+_GLUED = re.compile(r"\b[a-z]{2,}[A-Z][a-z]+")
+# words that carry no content of their own: what is left is what a story is about (Lily, ball, park)
+_FUNCTION_WORDS = frozenset("""
+a an the and or but so to of in on at for with from by as is was were be been are am it its he she they them
+his her hers their him i you we my your our me us this that these those there here then when what who how why
+where which not no yes do did does had has have will would can could should just very too all one some any into
+out up down over about after before again because if than said says say went go going get got like liked loved
+love wanted want see saw look looked day time once upon little big very much many more felt feel happy sad
+""".split())
 _OPENING_FORMULA = re.compile(r"\bonce upon a time\b", re.IGNORECASE)
 _CLOSING_FORMULA = re.compile(r"\b(the moral of the story|from that day on|happily ever after|the end\b)", re.IGNORECASE)
 # capitalised words that are not names even in mid-sentence
@@ -59,6 +71,11 @@ class TextFeatures:
     misplaced_formulas: int  # "Once upon a time" after the opening, "The moral of the story" before the end
     unbalanced_quotes: bool
     legible: float  # share of the model's own characters that are letters, digits, spaces or punctuation
+    # share of sentences after the first that share a content word with one of the two before
+    # (None under three sentences): real stories 0.54 on average, n-gram text under 0.1
+    cohesion: float | None
+    one_off_names: tuple[str, ...]  # names (capitalised mid-sentence) mentioned once and never again
+    glued_words: int  # "forHer", "bigHer": two words run together
 
 
 def _doubled(text: str) -> int:
@@ -107,6 +124,34 @@ def _opens_mid_story(text: str) -> bool:
     return bool(tokens) and tokens[0].lower() in _MID_STORY_OPENERS
 
 
+def _content(sentence: str) -> set[str]:
+    return {word.lower().removesuffix("s") for word in words(sentence)
+            if len(word) > 2 and word.lower() not in _FUNCTION_WORDS}
+
+
+def _cohesion(story_sentences: list[str]) -> float | None:
+    content = [_content(sentence) for sentence in story_sentences]
+    if len(content) < 3:
+        return None
+    linked = sum(bool(content[i] & (content[i - 1] | (content[i - 2] if i >= 2 else set())))
+                 for i in range(1, len(content)))
+    return linked / (len(content) - 1)
+
+
+def _one_off_names(text: str) -> tuple[str, ...]:
+    """Names (capitalised somewhere other than a sentence's start) that occur exactly once."""
+    mentions: Counter[str] = Counter()
+    mid_sentence: set[str] = set()
+    for sentence in sentences(text):
+        tokens = words(sentence)
+        for index, token in enumerate(tokens):
+            if token[0].isupper() and token.lower() not in _NOT_NAMES and token.lower() not in _FUNCTION_WORDS:
+                mentions[token] += 1
+                if index > 0:
+                    mid_sentence.add(token)
+    return tuple(name for name in mid_sentence if mentions[name] == 1)
+
+
 def _legible(text: str, prompt: str) -> float:
     own = text[len(prompt):] if prompt and text.startswith(prompt) else text
     return len(_LEGIBLE.findall(own)) / len(own) if own else 1.0
@@ -131,4 +176,7 @@ def extract(text: str, prompt: str = "") -> TextFeatures:
         misplaced_formulas=_misplaced_formulas(story_sentences),
         unbalanced_quotes=(text.count('"') % 2 == 1) or (text.count("“") != text.count("”")),
         legible=_legible(text, prompt),
+        cohesion=_cohesion(story_sentences),
+        one_off_names=_one_off_names(text),
+        glued_words=len(_GLUED.findall(text)),
     )

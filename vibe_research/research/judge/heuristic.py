@@ -8,15 +8,20 @@ rubric field starts at 9, a clean story like those in the training data, and los
 the failures that belong to it; text that is mostly not letters and punctuation (what an
 untrained model emits) is pulled toward 1 on every field:
 
-- grammar: doubled words, punctuation artifacts, unbalanced quotes, low fluency under a
-  Kneser-Ney model of the training stories (when a reference is given);
+- grammar: doubled words, punctuation artifacts, words glued together, unbalanced quotes, low
+  fluency under a Kneser-Ney model of the training stories (when a reference is given);
 - consistency: names used before they are introduced, a story opening mid-scene, "Once upon a
   time" in the middle or "The moral of the story" before the end, a repeated sentence, word
-  salad (far less fluent than any real story), and how its first tokens and its end compare with
-  how training stories open and end;
+  salad (far less fluent than any real story), sentences that share no content with the ones
+  before (low cohesion), characters named once and never again, and how its first tokens and its
+  end compare with how training stories open and end;
 - creativity: repeated word 4-grams and low distinct bigrams (loops and stock phrases);
 - plot: a missing ending (no terminal punctuation, or stopped at the token limit), too few
-  sentences to tell a story, repetition loops.
+  sentences to tell a story, repetition loops, events that do not connect (low cohesion).
+
+The trigram reference cannot see past a few words, so text from an n-gram model reads as fluent
+to it; cohesion and the named cast are what separate such text from a story (real stories:
+cohesion 0.55 on average, 0.25 at the 10th percentile; 4-gram to 6-gram samples: 0.05).
 """
 
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
     from vibe_research.research.judge.reference import Reference
 
 HEURISTIC_NAME = "heuristic"
-HEURISTIC_RUBRIC = "heuristic-2"
+HEURISTIC_RUBRIC = "heuristic-3"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ UNREADABLE, READABLE = 0.6, 0.95
 # stories get (their 90th percentile is 0.12 under a trigram of TinyStories); past WORD_SALAD (their
 # 99th percentile is 0.33) the text has stopped being a story
 FLUENCY_SLACK, WORD_SALAD = 0.1, 0.35
+# cohesion under this costs points (a tenth of real stories are below 0.25, n-gram text at 0.05)
+COHESION_FLOOR = 0.3
 
 
 def _clip(score: float, legibility: float) -> float:
@@ -70,6 +77,9 @@ def _grammar(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) 
     if f.unbalanced_quotes:
         score -= 1.0
         notes.append("an unclosed quotation")
+    if f.glued_words:
+        score -= min(3.0, 1.0 * f.glued_words)
+        notes.append(f"{f.glued_words} word(s) run together")
     if fluency is not None and typical is not None:
         # past the spread of real stories (95% lie within 0.2 nats/byte of typical), a tenth of a
         # nat per byte costs a point
@@ -94,6 +104,13 @@ def _consistency(f: TextFeatures, fluency: Fluency | None, typical: Fluency | No
     if f.longest_repeat > 1:
         score -= min(4.0, 1.5 * (f.longest_repeat - 1))
         notes.append(f"a sentence repeated {f.longest_repeat} times")
+    if f.cohesion is not None and f.cohesion < COHESION_FLOOR:
+        score -= min(3.0, 10.0 * (COHESION_FLOOR - f.cohesion))
+        notes.append(f"its sentences barely connect ({f.cohesion:.0%} share a content word with the two before; "
+                     "real stories 55% on average)")
+    if len(f.one_off_names) > 1:
+        score -= min(3.0, 0.75 * (len(f.one_off_names) - 1))
+        notes.append(f"{len(f.one_off_names)} characters named once and never again ({', '.join(sorted(f.one_off_names)[:4])})")
     if fluency is not None and typical is not None:
         # a story's first words and its end are where scrambled or cut stories give themselves away
         score += 0.25 * (fluency.opening - typical.opening) + 0.15 * (fluency.closing - typical.closing)
@@ -127,6 +144,8 @@ def _plot(f: TextFeatures, finished: bool | None) -> tuple[float, list[str]]:
         notes.append(f"only {f.sentences} sentence(s)")
     if f.longest_repeat > 2:
         score -= 1.0
+    if f.cohesion is not None and f.cohesion < COHESION_FLOOR:
+        score -= min(2.0, 6.0 * (COHESION_FLOOR - f.cohesion))
     return score, notes
 
 
