@@ -182,3 +182,11 @@ def test_exhausted_catalogue_is_a_clear_error(tmp_path):
     history = [Tried(title=m.title, verdict="worse", move=m.key, delta_bpb=0.01) for m in rank(context)]
     with pytest.raises(UserError, match="tried every move"):
         OfflinePlanner().propose(_context(tmp_path, history))
+
+
+def test_a_knob_left_to_auto_is_not_switched_to_what_auto_already_picks(root):
+    keys = {move.key for move in rank(_context(root, []))}
+    assert not any(key.startswith(("dtype/", "compile/")) for key in keys)
+    train = root / "experiments" / "train.py"
+    train.write_text(train.read_text().replace('"dtype": "auto",', '"dtype": "fp32",'))
+    assert any(key.startswith("dtype/bf16") for key in (move.key for move in rank(_context(root, []))))

@@ -84,6 +84,9 @@ class Switch:
     why: str
     words: tuple[str, ...]
     requires: Callable[[dict[str, ConfigLine]], bool] = lambda config: True
+    # "auto" already picks the best option for the device it runs on (bf16 and compile where they
+    # pay): a fixed value can only match it or lose on another machine, so it is not proposed
+    auto_decides: bool = False
 
 
 def _distilling(config: dict[str, ConfigLine]) -> bool:
@@ -138,10 +141,10 @@ SWITCHES = (
            ("muon", "adamw", "optimizer")),
     Switch("dtype", ("dtype", "precision"), "precision", ("bfloat16", "float32"),
            {"bfloat16": 0.02, "bf16": 0.02}, "bf16 autocast nearly doubled llama2.c's tokens/s on this CPU (11.3k to 19.5k)",
-           ("bf16", "bfloat16", "precision", "dtype")),
+           ("bf16", "bfloat16", "precision", "dtype"), auto_decides=True),
     Switch("compile", ("compile", "torch_compile"), "torch.compile", (True, False),
            {True: 0.015, "on": 0.015}, "compiling fuses kernels; in five minutes more tokens seen is most of the game",
-           ("compile",)),
+           ("compile",), auto_decides=True),
     Switch("vocab", ("tokenizer", "vocab"), "vocabulary", ("bpe:2048", "bpe:4096", "bpe:8192"),
            {"bpe:4096": 0.01, "bpe:2048": 0.006, "bpe:8192": 0.004}, "vocabulary size trades embedding parameters against sequence length",
            ("vocab", "tokenizer", "bpe")),
@@ -221,7 +224,7 @@ def _width_quantum(config: dict[str, ConfigLine]) -> int:
 
 def _switch_moves(switch: Switch, config: dict[str, ConfigLine], context: ResearchContext) -> list[Move]:
     line = _find(config, switch.aliases)
-    if line is None or not switch.requires(config):
+    if line is None or not switch.requires(config) or (switch.auto_decides and line.value == "auto"):
         return []
     options = line.choices() or [v for v in switch.options if type(v) is type(line.value)]
     return [
