@@ -5,6 +5,7 @@ Drawn from the research state alone, so `vibe-research report` redraws them from
 
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,8 +81,40 @@ def draw_loss_curves(experiment: "ExperimentState", best: "ExperimentState | Non
         plt.close(figure)
 
 
-def _progress_points(state: "ResearchState", metric: str) -> list[tuple[int, float, float, str]]:
-    """(experiment number, mean, half interval, colour) for every measured experiment."""
+@dataclass(frozen=True)
+class _Point:
+    number: int
+    mean: float
+    half: float  # half the 95% interval (0 for one seed)
+    colour: str  # kept, discarded or undecided
+    marker: str  # by experiment script
+    leader: bool  # the bpb leader once this experiment was decided
+
+
+# one marker per experiment script, so a transformer change and an n-gram sweep read apart
+SCRIPT_MARKERS = {"train.py": "o", "ngram.py": "s", "fusion.py": "D", "distill.py": "^"}
+OTHER_MARKER = "v"
+
+
+def _marker(entry: str) -> str:
+    return SCRIPT_MARKERS.get(Path(entry).name, OTHER_MARKER)
+
+
+def _leaders(state: "ResearchState") -> dict[int, float]:
+    """Experiment number -> the lowest mean bpb among experiments kept up to it (the best so far)."""
+    leaders, best = {}, None
+    for experiment in sorted(state.experiments.values(), key=lambda e: e.number):
+        decision = experiment.decision
+        if decision and decision.kept and experiment.bpbs:
+            mean = sum(experiment.bpbs) / len(experiment.bpbs)
+            best = mean if best is None else min(best, mean)
+        if best is not None and experiment.bpbs:
+            leaders[experiment.number] = best
+    return leaders
+
+
+def _progress_points(state: "ResearchState", metric: str) -> list[_Point]:
+    """One point per measured experiment: its mean over seeds, the interval, kept or not, its script."""
     points = []
     for experiment in state.experiments.values():
         values = experiment.bpbs if metric == "bpb" else experiment.judge_scores
@@ -91,48 +124,64 @@ def _progress_points(state: "ResearchState", metric: str) -> list[tuple[int, flo
         half = (summary.high - summary.mean) if summary.high is not None else 0.0
         decision = experiment.decision
         colour = PENDING if decision is None else KEPT if decision.kept else DISCARDED
-        points.append((experiment.number, summary.mean, half, colour))
+        points.append(_Point(experiment.number, summary.mean, half, colour, _marker(experiment.entry), False))
     return points
 
 
-def _draw_metric(axes: "Axes", points: list[tuple[int, float, float, str]], label: str) -> None:
-    for number, mean, half, colour in points:
-        axes.errorbar(number, mean, yerr=half, fmt="o" if colour == KEPT else "x", color=colour,
-                      markersize=7, capsize=3, linewidth=1.2)
-    # the reference each experiment was measured against: the latest kept one
-    current, line = None, []
-    for number, mean, _, colour in points:
-        current = mean if colour == KEPT else current
-        if current is not None:
-            line.append((number, current))
+def _label(experiment: "ExperimentState", width: int = 40) -> str:
+    """The x-axis label: the number and the title, a sweep's best setting, a baseline as such."""
+    baseline = experiment.proposal is not None and experiment.proposal.source == "baseline"
+    title = "baseline" if baseline else experiment.title
+    if experiment.is_sweep and experiment.chosen:
+        title = f"{title} ({experiment.chosen})"
+    return f"{experiment.number} {title if len(title) <= width else title[:width - 1] + '…'}"
+
+
+def _draw_metric(axes: "Axes", points: list[_Point], label: str, line: list[tuple[int, float]]) -> None:
+    for point in points:
+        hollow = point.colour != KEPT
+        axes.errorbar(point.number, point.mean, yerr=point.half or None, fmt=point.marker, color=point.colour,
+                      markerfacecolor="white" if hollow else point.colour, markersize=7, capsize=3, linewidth=1.2)
     if line:
         axes.step([n for n, _ in line], [v for _, v in line], where="post", color=KEPT, alpha=0.4, linewidth=1.5)
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
+    axes.margins(x=0.06, y=0.12)
 
 
 def draw_progress(state: "ResearchState", path: Path) -> bool:
-    """bpb (top) and judge score (bottom) per experiment: kept green dots, discarded red crosses."""
+    """bpb (top) and judge score (bottom) per experiment: kept filled, discarded hollow red, one
+    marker per script; the line is the best bpb so far (and that experiment's judge score)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 5.6), sharex=True, layout="constrained")
+    measured = sorted((e for e in state.experiments.values() if e.bpbs), key=lambda e: e.number)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(max(7.5, 0.55 * len(measured) + 3), 6.4), sharex=True,
+                                         layout="constrained")
     try:
-        bpb, judge = _progress_points(state, "bpb"), _progress_points(state, "judge")
-        _draw_metric(top, bpb, "validation bpb (lower is better)")
-        _draw_metric(bottom, judge, "judge score, 1-10 (higher is better)")
+        leaders = _leaders(state)
+        by_mean = {round(sum(e.bpbs) / len(e.bpbs), 12): e for e in measured}
+        judge_line = []
+        for number, value in leaders.items():
+            leader = by_mean.get(round(value, 12))
+            if leader is not None and leader.judge_scores:
+                judge_line.append((number, sum(leader.judge_scores) / len(leader.judge_scores)))
+        _draw_metric(top, _progress_points(state, "bpb"), "validation bpb (lower: better)", sorted(leaders.items()))
+        _draw_metric(bottom, _progress_points(state, "judge"), "judge, 1-10 (higher: better)", judge_line)
+        bottom.set_xticks([e.number for e in measured], [_label(e) for e in measured], rotation=35, ha="right", fontsize=7.5)
         bottom.set_xlabel("experiment")
-        bottom.xaxis.get_major_locator().set_params(integer=True)
         top.set_title("Progress: mean over seeds with 95% t intervals", fontsize=11)
         handles = [Line2D([], [], marker="o", linestyle="", color=KEPT, label="kept"),
-                   Line2D([], [], marker="x", linestyle="", color=DISCARDED, label="discarded"),
-                   Line2D([], [], color=KEPT, alpha=0.4, label="current best")]
-        if any(colour == PENDING for *_, colour in bpb):
-            handles.insert(2, Line2D([], [], marker="x", linestyle="", color=PENDING, label="undecided"))
-        top.legend(handles=handles, fontsize=8, frameon=False, ncol=len(handles), loc="upper right")
+                   Line2D([], [], marker="o", linestyle="", color=DISCARDED, markerfacecolor="white", label="discarded"),
+                   Line2D([], [], color=KEPT, alpha=0.4, label="best so far")]
+        if any(point.colour == PENDING for point in _progress_points(state, "bpb")):
+            handles.insert(2, Line2D([], [], marker="o", linestyle="", color=PENDING, markerfacecolor="white", label="undecided"))
+        scripts = sorted({Path(e.entry).name for e in measured})
+        handles += [Line2D([], [], marker=_marker(name), linestyle="", color="#555555", label=name) for name in scripts]
+        figure.legend(handles=handles, fontsize=8, frameon=False, ncol=len(handles), loc="outside upper center")
         return _save(figure, path)
     finally:
         plt.close(figure)

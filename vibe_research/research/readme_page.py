@@ -63,7 +63,7 @@ def _timeline_block(state: ResearchState) -> str:
         first = experiment.proposal.at if experiment.proposal else None
         when = first.strftime("%Y-%m-%d %H:%M") if first else "????"
         bpb = experiment.bpbs
-        measured = f", bpb {sum(bpb) / len(bpb):.4f} over {len(bpb)} seeds" if bpb else ""
+        measured = f", bpb {sum(bpb) / len(bpb):.4f} over {len(bpb)} seed{'s' if len(bpb) != 1 else ''}" if bpb else ""
         lines.append(f"- {when} · {page_link(experiment.id)} **{experiment.title}**: {verdict_word(experiment)}{measured}")
         if experiment.interrupted_runs:
             lines.append(f"  - interrupted: {', '.join(run.run for run in experiment.interrupted_runs)}")
