@@ -16,6 +16,7 @@ class RunProgress:
     """`with RunProgress(specs) as on_event: executor.execute(specs, on_event)`."""
 
     def __init__(self, specs: list[RunSpec], console: Console | None = None) -> None:
+        console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -23,7 +24,9 @@ class RunProgress:
             TextColumn("{task.fields[phase]:<9}"),
             TextColumn("{task.fields[speed]:>12}"),
             TextColumn("{task.fields[loss]:>11}"),
-            console=console or Console(stderr=True),
+            console=console,
+            # without a terminal the bars would be printed once, at the end: _log_line says it instead
+            disable=not console.is_terminal,
         )
         self.budgets = {spec.run_id: spec.budget_s for spec in specs}
         self.tasks: dict[str, TaskID] = {
