@@ -190,3 +190,10 @@ def test_a_knob_left_to_auto_is_not_switched_to_what_auto_already_picks(root):
     train = root / "experiments" / "train.py"
     train.write_text(train.read_text().replace('"dtype": "auto",', '"dtype": "fp32",'))
     assert any(key.startswith("dtype/bf16") for key in (move.key for move in rank(_context(root, []))))
+
+
+def test_a_seed_check_promises_no_gain(root):
+    history = [Tried(title="Wider", verdict="inconclusive", move="width/up:n_embd=192->256", delta_bpb=0.04)]
+    suggestions = OfflinePlanner().suggest(_context(root, history))
+    check = next(item for item in suggestions.items if item.move and item.move.startswith("seeds/"))
+    assert check.expected_effect.startswith("no change in bpb")

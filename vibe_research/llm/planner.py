@@ -123,6 +123,9 @@ def _evidence(move: Move, history: list[Tried]) -> str:
 
 
 def _expected(move: Move, gains: dict[str, list[float]]) -> str:
+    if not move.edits and move.family == "seeds":
+        # its prior only ranks it (first after an inconclusive verdict); the model does not change
+        return "no change in bpb: it measures how far seeds alone move the result"
     return f"validation bpb {-_score(move, gains):+.3f} (estimate), story quality about the same"
 
 
