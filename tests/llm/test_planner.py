@@ -197,3 +197,10 @@ def test_a_seed_check_promises_no_gain(root):
     suggestions = OfflinePlanner().suggest(_context(root, history))
     check = next(item for item in suggestions.items if item.move and item.move.startswith("seeds/"))
     assert check.expected_effect.startswith("no change in bpb")
+
+
+def test_a_move_that_failed_once_may_come_back_but_not_after_a_second_failure(root):
+    fusion = next(move for move in rank(_context(root, [], best_run="/ws/.vibe/runs/0000-s0")) if move.family == "fusion")
+    failed = Tried(title=fusion.title, verdict="failed", move=fusion.key)
+    assert fusion.key in {move.key for move in rank(_context(root, [failed], best_run="/ws/.vibe/runs/0000-s0"))}
+    assert fusion.key not in {move.key for move in rank(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0"))}

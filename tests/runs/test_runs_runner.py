@@ -44,3 +44,18 @@ def test_a_run_asked_to_stop_at_a_time_cap_stops_there(workspace: Path, home: Pa
     assert result.outcome == "ok" and result.reason == "stopped early as asked, and saved", result.log_tail
     assert result.summary.steps is not None and result.summary.steps < 400
     assert result.evaluation is not None and result.evaluation.ok
+
+
+def test_a_run_may_read_the_run_folder_its_overrides_name_and_nothing_else(workspace: Path, home: Path) -> None:
+    """Fusion reads its base run's model: that folder is granted read-only, a folder outside the runs is not."""
+    executor = LocalExecutor(SandboxPolicy())
+    [base] = executor.execute([spec_for(workspace, "toy_train.py", "toy-base", steps="2")])
+    assert base.outcome == "ok", base.log_tail
+    [fused] = executor.execute([spec_for(workspace, "toy_train.py", "toy-fused", steps="2", base_run=str(base.spec.run_dir))])
+    assert fused.outcome == "ok", fused.log_tail
+    assert fused.evaluation is not None and fused.evaluation.ok
+    outside = workspace / "notes"
+    outside.mkdir(exist_ok=True)
+    (outside / "bigram.npz").write_bytes((base.spec.run_dir / "bigram.npz").read_bytes())
+    [refused] = executor.execute([spec_for(workspace, "toy_train.py", "toy-refused", steps="2", base_run=str(outside))])
+    assert refused.outcome == "sandbox_violation", (refused.reason, refused.log_tail)

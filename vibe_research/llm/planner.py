@@ -8,7 +8,7 @@ The researcher's pick (a move key) or own idea (matched by keywords) comes first
 
 import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from statistics import mean
 
 from vibe_research.llm.context import ResearchContext
@@ -19,6 +19,7 @@ from vibe_research.lm.errors import UserError
 log = logging.getLogger(__name__)
 
 FAILED_GAIN = -0.01  # a move that failed to apply or run counts as this much worse (bpb)
+MAX_FAILURES = 2  # failures after which a move is not proposed again
 
 
 class OfflinePlanner:
@@ -64,11 +65,20 @@ class OfflinePlanner:
 
 
 def rank(context: ResearchContext) -> list[Move]:
-    """Untried moves, best first; ties keep catalogue order."""
-    tried = {setting for item in context.history if item.move for setting in measured_settings(item.move)}
+    """Untried moves, best first; ties keep catalogue order. A move that failed once (a crash, a
+    sandbox refusal: often the environment, since catalogue edits are known to apply) may come
+    back, ranked down by its failure; after a second failure it is tried."""
+    tried = {setting for item in context.history if item.move and not _failed(item)
+             for setting in measured_settings(item.move)}
+    failures = Counter(measured_settings(item.move)[0] for item in context.history if item.move and _failed(item))
+    tried |= {setting for setting, count in failures.items() if count >= MAX_FAILURES}
     gains = _gains(context.history)
     fresh = [move for move in catalogue(context) if move.identity not in tried]
     return sorted(fresh, key=lambda move: -_score(move, gains))
+
+
+def _failed(item: Tried) -> bool:
+    return item.verdict.startswith(("fail", "crash"))
 
 
 def _gains(history: list[Tried]) -> dict[str, list[float]]:
@@ -79,7 +89,7 @@ def _gains(history: list[Tried]) -> dict[str, list[float]]:
             continue
         if item.delta_bpb is not None:
             gain = -item.delta_bpb
-        elif item.verdict.startswith(("fail", "crash")):
+        elif _failed(item):
             gain = FAILED_GAIN
         else:
             continue

@@ -43,10 +43,12 @@ class RunFailed(Exception):
 
 
 def run_paths(spec: RunSpec, phase: str, tokenizer: str | None, policy: SandboxPolicy) -> RunPaths:
-    """Training reads the train tokens and may never read the valid ones; evaluation reads both."""
+    """Training reads the train tokens and may never read the valid ones; evaluation reads both.
+    Both may read the other run folders its overrides name (fusion's base_run), and nothing else."""
     tokens = spec.cache_dir / "tokens"
     paths = RunPaths(workspace=spec.workspace, run_dir=spec.run_dir, tmp_dir=spec.run_dir / "tmp")
     paths.reads.append(spec.cache_dir / "tokenizers")
+    paths.reads += referenced_runs(spec)
     if tokenizer:
         paths.reads.append(tokens / "train" / spec_slug(tokenizer))
     if phase == "evaluate":
@@ -57,6 +59,19 @@ def run_paths(spec: RunSpec, phase: str, tokenizer: str | None, policy: SandboxP
         compile_dir(spec.cache_dir).mkdir(parents=True, exist_ok=True)
         paths.writes.append(compile_dir(spec.cache_dir))
     return paths
+
+
+def referenced_runs(spec: RunSpec) -> list[Path]:
+    """Run folders beside this run's that an override names, such as fusion's base_run: read-only
+    for this run. A path anywhere else is not granted, so an override cannot open the workspace."""
+    runs = spec.run_dir.parent.resolve()
+    found = []
+    for value in spec.overrides.values():
+        path = Path(value) if Path(value).is_absolute() else spec.workspace / value
+        path = path.resolve()
+        if path.parent == runs and path != spec.run_dir.resolve() and path.is_dir():
+            found.append(path)
+    return found
 
 
 def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:

@@ -20,6 +20,7 @@ CONFIG = {
     "steps": 5,  # chunks of the train stream counted, one event each
     "step_sleep_s": 0.05,  # pause per step, so a run lasts long enough to watch
     "nan_at": -1,  # step at which the reported loss becomes NaN (-1: never)
+    "base_run": "",  # another run folder to read first, as fusion reads its base run ("" = none)
 }
 
 
@@ -43,6 +44,8 @@ def load_model(run_dir: Path) -> Bigram:
 def main() -> None:
     experiment = parse_args(CONFIG)
     config = experiment.config
+    if config["base_run"]:
+        (Path(config["base_run"]) / "bigram.npz").read_bytes()
     split = open_split("train", config["tokenizer"])
     stream = np.asarray(split.tokens, dtype=np.int64)
     vocab = split.manifest.vocab_size
