@@ -204,3 +204,6 @@ def test_a_move_that_failed_once_may_come_back_but_not_after_a_second_failure(ro
     failed = Tried(title=fusion.title, verdict="failed", move=fusion.key)
     assert fusion.key in {move.key for move in rank(_context(root, [failed], best_run="/ws/.vibe/runs/0000-s0"))}
     assert fusion.key not in {move.key for move in rank(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0"))}
+    # the researcher asking for it by name tries it again
+    again = OfflinePlanner().propose(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0", idea="shallow fusion"))
+    assert again.move == fusion.key and "tried again" in again.rationale

@@ -59,3 +59,12 @@ def test_a_run_may_read_the_run_folder_its_overrides_name_and_nothing_else(works
     (outside / "bigram.npz").write_bytes((base.spec.run_dir / "bigram.npz").read_bytes())
     [refused] = executor.execute([spec_for(workspace, "toy_train.py", "toy-refused", steps="2", base_run=str(outside))])
     assert refused.outcome == "sandbox_violation", (refused.reason, refused.log_tail)
+
+
+def test_a_run_without_a_tokenizer_of_its_own_reads_the_tokens_of_the_run_it_builds_on(workspace: Path, home: Path) -> None:
+    executor = LocalExecutor(SandboxPolicy())
+    [base] = executor.execute([spec_for(workspace, "toy_train.py", "toy-base", steps="2")])
+    spec = spec_for(workspace, "toy_fuse.py", "toy-fuse", base_run=str(base.spec.run_dir))
+    [fused] = executor.execute([spec.model_copy(update={"evaluate": False})])
+    assert fused.outcome == "ok", (fused.reason, fused.log_tail)
+    assert fused.spec.tokenizer == "bytes" and fused.summary.tokens and fused.summary.tokens > 0

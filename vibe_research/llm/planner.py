@@ -29,7 +29,7 @@ class OfflinePlanner:
         ranked = rank(context)
         if not ranked:
             raise _exhausted()
-        move, note = _choose(ranked, context)
+        move, note = _choose(ranked, context, retriable(context, ranked))
         log.info("offline planner: %s (%s)", move.title, move.key)
         rationale = f"{move.why}. {_evidence(move, context.history)}" + (f" {note}" if note else "")
         gains = _gains(context.history)
@@ -77,6 +77,16 @@ def rank(context: ResearchContext) -> list[Move]:
     return sorted(fresh, key=lambda move: -_score(move, gains))
 
 
+def retriable(context: ResearchContext, ranked: list[Move]) -> list[Move]:
+    """Moves that failed and were never measured, no longer ranked: the researcher's own idea may
+    still name one (after fixing what made it fail)."""
+    measured = {setting for item in context.history if item.move and not _failed(item) for setting in measured_settings(item.move)}
+    failed = {measured_settings(item.move)[0] for item in context.history if item.move and _failed(item)}
+    offered = {move.key for move in ranked}
+    return [move for move in catalogue(context)
+            if move.identity in failed - measured and move.key not in offered]
+
+
 def _failed(item: Tried) -> bool:
     return item.verdict.startswith(("fail", "crash"))
 
@@ -107,8 +117,9 @@ def _score(move: Move, gains: dict[str, list[float]]) -> float:
     return move.prior
 
 
-def _choose(ranked: list[Move], context: ResearchContext) -> tuple[Move, str]:
-    """The move to propose, and a sentence on how the researcher's choice was honoured."""
+def _choose(ranked: list[Move], context: ResearchContext, retry: list[Move] | None = None) -> tuple[Move, str]:
+    """The move to propose, and a sentence on how the researcher's choice was honoured. An idea
+    matches the untried moves first, then those that only ever failed (`retry`)."""
     if context.pick is not None and context.pick.move:
         picked = next((move for move in ranked if move.key == context.pick.move), None)
         if picked is not None:
@@ -118,9 +129,13 @@ def _choose(ranked: list[Move], context: ResearchContext) -> tuple[Move, str]:
     if not wish:
         return ranked[0], ""
     # the move naming most of the idea's words; among equals, the better ranked
-    hits = [sum(bool(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE)) for word in move.words) for move in ranked]
+    retry = retry or []
+    candidates = [*ranked, *retry]
+    hits = [sum(bool(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE)) for word in move.words) for move in candidates]
     if max(hits) > 0:
-        return ranked[hits.index(max(hits))], f"Chosen for the researcher's idea: {wish!r}."
+        chosen = candidates[hits.index(max(hits))]
+        again = " It failed before and is tried again on this request." if chosen in retry else ""
+        return chosen, f"Chosen for the researcher's idea: {wish!r}.{again}"
     return ranked[0], f"The offline planner has no move for the idea {wish!r}; this is its top-ranked move. An LLM backend can act on free text."
 
 

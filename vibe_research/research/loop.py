@@ -49,7 +49,7 @@ from vibe_research.research.turn import (
 )
 from vibe_research.runs.leftovers import kill_leftovers
 from vibe_research.runs.result import RunResult
-from vibe_research.runs.runner import RunFailed, describe
+from vibe_research.runs.runner import RunFailed, resolve_tokenizer
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.policy import load_policy
 from vibe_research.settings import Settings
@@ -155,8 +155,8 @@ def missing_runs(experiment: ExperimentState) -> list[PlannedRun]:
 def ensure_tokens(env: Env, specs: list[RunSpec]) -> list[RunSpec]:
     """Each spec with the tokenizer its run reads, whose token caches are built first if missing.
 
-    The tokenizer comes from the overrides or, once per distinct entry and overrides, from the
-    entry's `--describe`; the runner then skips asking again.
+    The tokenizer is resolved once per distinct entry and overrides (runs.runner.resolve_tokenizer);
+    the runner then skips asking again.
     """
     policy, report = getattr(env.executor, "policy", None), getattr(env.executor, "report", None)
     known: dict[tuple[str, tuple], str | None] = {}
@@ -167,11 +167,9 @@ def ensure_tokens(env: Env, specs: list[RunSpec]) -> list[RunSpec]:
             known[key] = spec.overrides.get("tokenizer")
             if known[key] is None and policy is not None and report is not None:
                 try:
-                    described = describe(spec, policy, report).get("tokenizer")
+                    known[key] = resolve_tokenizer(spec, policy, report)
                 except RunFailed as failed:
                     log.debug("describe failed (%s); the run will record why", failed.reason)
-                    described = None
-                known[key] = described if isinstance(described, str) else None
             tokenizer = known[key]
             if tokenizer is not None and not caches_ready(env.workspace, tokenizer):
                 env.ui.say(f"building the {tokenizer} token caches")

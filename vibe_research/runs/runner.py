@@ -96,6 +96,22 @@ def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionRepor
         command.close()
 
 
+def resolve_tokenizer(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> str | None:
+    """The token cache a run reads: named in its overrides, else by its entry's `--describe`, else
+    the one of the run it builds on (fusion's base run, from that run's config.json)."""
+    named = spec.overrides.get("tokenizer") or describe(spec, policy, report).get("tokenizer")
+    if isinstance(named, str) and named:
+        return named
+    for folder in referenced_runs(spec):
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and isinstance(config.get("tokenizer"), str):
+            return config["tokenizer"]
+    return None
+
+
 def describe(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> dict:
     """The entry's resolved config (`--describe` with the overrides), run in the sandbox too."""
     stdout: list[str] = []
@@ -205,8 +221,7 @@ def run_one(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_e
 
     try:
         status("describe")
-        tokenizer = spec.tokenizer or describe(spec, policy, report).get("tokenizer")
-        spec = spec.model_copy(update={"tokenizer": tokenizer if isinstance(tokenizer, str) else None})
+        spec = spec.model_copy(update={"tokenizer": spec.tokenizer or resolve_tokenizer(spec, policy, report)})
         status("train")
         outcome, reason, exit_code = train(spec, policy, report, spec.tokenizer, recorder)
         evaluation = None
