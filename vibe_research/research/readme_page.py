@@ -14,11 +14,13 @@ def _best_block(state: ResearchState, confidence: float) -> str:
     perplexities = [run.evaluation.perplexity for run in best.chosen_runs if run.evaluation]
     tokenizers = sorted({run.evaluation.tokenizer for run in best.chosen_runs if run.evaluation})
     decision = best.decision
+    commit = best.proposal.commit if best.proposal else None
     lines = [
-        f"**{best.title}** ({page_link(best.id)}), commit {short_commit(best.proposal.commit if best.proposal else None)}"
+        f"**{best.title}** ({page_link(best.id)}), " + (f"commit {short_commit(commit)}" if commit else "runs only, no change to experiments/")
         + (f", tag `{decision.tag}`" if decision and decision.tag else ""),
         "",
-        f"- validation bits per byte: **{interval(row.bpb, 4)}** (mean over {row.runs} seeds, {confidence:.0%} t interval)",
+        f"- validation bits per byte: **{interval(row.bpb, 4)}** "
+        + (f"(mean over {row.runs} seeds, {confidence:.0%} t interval)" if row.runs > 1 else "(one run)"),
         f"- perplexity: {num(sum(perplexities) / len(perplexities), 2) if perplexities else '–'}"
         + (f" per {', '.join(tokenizers)} token" if tokenizers else ""),
         f"- judge score: {interval(row.judge, 2)} (1 to 10)",
