@@ -48,16 +48,19 @@ def test_a_sweep_stands_for_its_best_setting_not_the_pool_of_its_runs() -> None:
     assert next(row for row in leaderboard(state) if row.experiment == "0001-wider-model").setting == ""
 
 
-def test_each_script_is_measured_against_its_own_line_and_the_best_is_the_lowest() -> None:
+def test_a_code_change_is_measured_against_its_script_and_runs_only_against_the_best() -> None:
     state = rebuild_state(_sweep(kept=True))
     assert state.current == {"experiments/train.py": "0001-wider-model", NGRAM: SWEEP}
     assert state.best == SWEEP
-    deeper = L.ProposalRecord(experiment="0004-deeper", title="Deeper", hypothesis="depth helps")
+    deeper = L.ProposalRecord(experiment="0004-deeper", title="Deeper", hypothesis="depth helps", commit="c" * 40)
     fusion = L.ProposalRecord(experiment="0005-fusion", title="Fusion", hypothesis="fusing helps", entry="experiments/fusion.py")
     state = rebuild_state([*_sweep(kept=True), deeper, fusion])
     reference = state.reference("0004-deeper")
     assert reference is not None and reference.id == "0001-wider-model"
     reference = state.reference("0005-fusion")
+    assert reference is not None and reference.id == SWEEP  # runs only: against the leader
+    rerun = L.ProposalRecord(experiment="0006-seeds", title="Seed check", hypothesis="noise", source="offline")
+    reference = rebuild_state([*_sweep(kept=True), rerun]).reference("0006-seeds")
     assert reference is not None and reference.id == SWEEP
     discarded = rebuild_state(_sweep(kept=False))
     assert discarded.best == "0001-wider-model" and NGRAM not in discarded.current

@@ -148,10 +148,12 @@ class ResearchState:
         return self.experiments.get(self.best) if self.best else None
 
     def reference(self, experiment: str) -> ExperimentState | None:
-        """What `experiment` is measured against: the kept experiment of its own entry (a change to
-        train.py against train.py as it stands), else the leader; never itself."""
-        entry = self.experiments[experiment].entry
-        for candidate in (self.current.get(entry), self.best):
+        """What `experiment` is measured against, never itself. A change to a script's code: that
+        script's latest kept experiment (train.py as it stands), else the leader. Runs that change
+        no code (an n-gram sweep, a fusion of the best run, a seed check): the leader."""
+        this = self.experiments[experiment]
+        changes_code = this.proposal is not None and this.proposal.commit is not None
+        for candidate in ((self.current.get(this.entry), self.best) if changes_code else (self.best,)):
             if candidate is not None and candidate != experiment:
                 return self.experiments[candidate]
         return None
