@@ -40,7 +40,7 @@ CONFIG = {
     "lr": 4e-3,  # peak learning rate (AdamW; also the non-matrix params under muon)
     "muon_lr": 0.02,  # peak learning rate of the Muon matrices (optimizer = "muon" only)
     "warmup_steps": 50,  # linear warmup from 0 to the peak learning rate (optimizer steps)
-    "warmdown_frac": 0.8,  # final fraction of the training time with linear decay to 0
+    "warmdown_frac": 0.4,  # final fraction of the training time with linear decay to 0
     "weight_decay": 0.1,  # decoupled weight decay on 2-D weights
     "grad_clip": 1.0,  # max global gradient norm (0 = no clipping)
     "norm": "rmsnorm",  # layernorm | rmsnorm
