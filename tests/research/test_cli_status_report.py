@@ -29,7 +29,7 @@ def test_status_prints_the_leaderboard_and_json(workspace: Path) -> None:
     shown = _cli(workspace, "status")
     assert shown.returncode == 0, shown.stderr
     assert "Which tiny model tells the best story?" in shown.stdout
-    assert shown.stdout.index("★ 0001-wider-model") < shown.stdout.index("0000-baseline")
+    assert shown.stdout.index("★ 0001 Wider model") < shown.stdout.index("0000 Baseline")
     assert "1.2050 ± 0.0124" in shown.stdout and "Interrupted runs: 0002-n-gram-teacher-s3" in shown.stdout
     data = json.loads(_cli(workspace, "status", "--json").stdout)
     assert data["best"] == "0001-wider-model" and data["objective"] == "both"

@@ -26,16 +26,25 @@ def _interval(summary: Summary | None, digits: int) -> str:
 
 
 def _table(rows: list["LeaderboardRow"], confidence: float) -> Table:
+    """Numbers and short cells keep their full width; the experiment and its title wrap instead."""
     table = Table(title=f"Leaderboard (mean over seeds ± half the {confidence:.0%} t interval)", title_justify="left")
-    for header in COLUMNS:
-        table.add_column(header, justify="left" if header in ("experiment", "verdict", "commit") else "right",
-                         no_wrap=True, min_width=22 if header == "experiment" else None)
+    cells = []
     for row in rows:
-        name = f"[bold green]★ {row.experiment}[/]" if row.best else row.experiment
+        number = row.experiment.split("-", 1)[0]  # the page's name repeats the title; --json has it whole
+        name = f"[bold green]★ {number}[/]" if row.best else number
         decided = "" if row.verdict in (None, "baseline") else ", kept" if row.kept else ", discarded"
-        table.add_row(str(row.rank), f"{name}\n[dim]{row.title}[/]", _interval(row.bpb, 4), _interval(row.judge, 2),
+        title = row.title + (f" (best: {row.setting})" if row.setting else "")
+        cells.append([str(row.rank), f"{name} {title}", _interval(row.bpb, 4), _interval(row.judge, 2),
                       f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
-                      (row.verdict or "undecided") + decided, row.commit[:8] if row.commit else "–")
+                      (row.verdict or "undecided") + decided, row.commit[:8] if row.commit else "–"])
+    for index, header in enumerate(COLUMNS):
+        if header == "experiment":
+            table.add_column(header, justify="left", overflow="fold", min_width=22, ratio=1)
+            continue
+        widest = max([len(header), *(len(cell[index]) for cell in cells)])
+        table.add_column(header, justify="left" if header in ("verdict", "commit") else "right", no_wrap=True, min_width=widest)
+    for cell in cells:
+        table.add_row(*cell)
     return table
 
 
