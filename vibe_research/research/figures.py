@@ -88,7 +88,6 @@ class _Point:
     half: float  # half the 95% interval (0 for one seed)
     colour: str  # kept, discarded or undecided
     marker: str  # by experiment script
-    leader: bool  # the bpb leader once this experiment was decided
 
 
 # one marker per experiment script, so a transformer change and an n-gram sweep read apart
@@ -124,7 +123,7 @@ def _progress_points(state: "ResearchState", metric: str) -> list[_Point]:
         half = (summary.high - summary.mean) if summary.high is not None else 0.0
         decision = experiment.decision
         colour = PENDING if decision is None else KEPT if decision.kept else DISCARDED
-        points.append(_Point(experiment.number, summary.mean, half, colour, _marker(experiment.entry), False))
+        points.append(_Point(experiment.number, summary.mean, half, colour, _marker(experiment.entry)))
     return points
 
 
