@@ -75,6 +75,7 @@ def test_the_notes_show_every_setting_of_a_sweep_and_which_one_counts(tmp_path: 
     assert "| run | setting | seed |" in page and "| `order=2` |" in page
     assert "| **`order=6`** | 1 | 1.1490 |" in page
     assert "The sweep stands for its best setting, `order=6`" in page
+    assert "**better**, kept: later experiments are measured against it." in page
     readme = (workspace.notes / "README.md").read_text()
     assert "Sweep n-gram orders 2 to 6 (best: `order=6`)" in readme
     assert f"trains `{NGRAM}` with `order=6`" in readme

@@ -217,7 +217,12 @@ def _verdict_block(experiment: ExperimentState) -> str:
         if interrupted:
             return f"_Not decided: {len(interrupted)} run(s) were interrupted; `vibe-research continue` offers to rerun them._"
         return "_Not decided yet._"
-    action = "kept: the change stays in experiments/" if decision.kept else "discarded: the change was reverted by a new commit"
+    changed_code = experiment.proposal is not None and experiment.proposal.commit is not None \
+        and experiment.proposal.source != "baseline"
+    if changed_code:
+        action = "kept: the change stays in experiments/" if decision.kept else "discarded: the change was reverted by a new commit"
+    else:
+        action = "kept: later experiments are measured against it" if decision.kept else "discarded (runs only: nothing to revert)"
     lines = [f"**{decision.verdict}**, {action}" + (f" ({short_commit(decision.commit)})" if decision.commit else "") + "."]
     if decision.by == "researcher":
         lines.append("The researcher overrode the automatic verdict.")
