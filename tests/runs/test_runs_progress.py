@@ -10,8 +10,12 @@ from vibe_research.runs.progress import TICK_S, RunProgress
 from vibe_research.runs.spec import RunSpec
 
 
+def _spec(tmp_path: Path) -> RunSpec:
+    return RunSpec(run_id="r1", workspace=tmp_path, budget_s=30, run_dir=tmp_path / "r1", cache_dir=tmp_path / "cache")
+
+
 def test_progress_follows_run_events(tmp_path: Path) -> None:
-    spec = RunSpec(run_id="r1", workspace=tmp_path, budget_s=30, run_dir=tmp_path / "r1", cache_dir=tmp_path / "cache")
+    spec = _spec(tmp_path)
     console = Console(file=io.StringIO(), force_terminal=True, width=160)
     with RunProgress([spec], console) as on_event:
         on_event("r1", {"event": "status", "phase": "train"})
@@ -27,7 +31,7 @@ def test_progress_follows_run_events(tmp_path: Path) -> None:
 
 
 def test_without_a_terminal_each_phase_is_one_plain_line(tmp_path: Path) -> None:
-    spec = RunSpec(run_id="r1", workspace=tmp_path, budget_s=30, run_dir=tmp_path / "r1", cache_dir=tmp_path / "cache")
+    spec = _spec(tmp_path)
     console = Console(file=io.StringIO(), force_terminal=False, width=160)
     with RunProgress([spec], console) as on_event:
         on_event("r1", {"event": "status", "phase": "train"})

@@ -68,10 +68,8 @@ def rank(context: ResearchContext) -> list[Move]:
     """Untried moves, best first; ties keep catalogue order. A move that failed once (a crash, a
     sandbox refusal: often the environment, since catalogue edits are known to apply) may come
     back, ranked down by its failure; after a second failure it is tried."""
-    tried = {setting for item in context.history if item.move and not _failed(item)
-             for setting in measured_settings(item.move)}
-    failures = Counter(measured_settings(item.move)[0] for item in context.history if item.move and _failed(item))
-    tried |= {setting for setting, count in failures.items() if count >= MAX_FAILURES}
+    measured, failures = _outcomes(context.history)
+    tried = measured | {setting for setting, count in failures.items() if count >= MAX_FAILURES}
     gains = _gains(context.history)
     fresh = [move for move in catalogue(context) if move.identity not in tried]
     return sorted(fresh, key=lambda move: -_score(move, gains))
@@ -80,11 +78,17 @@ def rank(context: ResearchContext) -> list[Move]:
 def retriable(context: ResearchContext, ranked: list[Move]) -> list[Move]:
     """Moves that failed and were never measured, no longer ranked: the researcher's own idea may
     still name one (after fixing what made it fail)."""
-    measured = {setting for item in context.history if item.move and not _failed(item) for setting in measured_settings(item.move)}
-    failed = {measured_settings(item.move)[0] for item in context.history if item.move and _failed(item)}
+    measured, failures = _outcomes(context.history)
     offered = {move.key for move in ranked}
     return [move for move in catalogue(context)
-            if move.identity in failed - measured and move.key not in offered]
+            if move.identity in failures and move.identity not in measured and move.key not in offered]
+
+
+def _outcomes(history: list[Tried]) -> tuple[set[str], Counter[str]]:
+    """The settings measured so far, and how often each failed move's setting failed."""
+    measured = {setting for item in history if item.move and not _failed(item) for setting in measured_settings(item.move)}
+    failures = Counter(measured_settings(item.move)[0] for item in history if item.move and _failed(item))
+    return measured, failures
 
 
 def _failed(item: Tried) -> bool:

@@ -99,16 +99,20 @@ def _marker(entry: str) -> str:
     return SCRIPT_MARKERS.get(Path(entry).name, OTHER_MARKER)
 
 
-def _leaders(state: "ResearchState") -> dict[int, float]:
-    """Experiment number -> the lowest mean bpb among experiments kept up to it (the best so far)."""
-    leaders, best = {}, None
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _leaders(state: "ResearchState") -> list[tuple[int, "ExperimentState"]]:
+    """(experiment number, the kept experiment with the lowest mean bpb up to it): the best so far."""
+    leaders: list[tuple[int, ExperimentState]] = []
+    best = None
     for experiment in sorted(state.experiments.values(), key=lambda e: e.number):
         decision = experiment.decision
-        if decision and decision.kept and experiment.bpbs:
-            mean = sum(experiment.bpbs) / len(experiment.bpbs)
-            best = mean if best is None else min(best, mean)
+        if decision and decision.kept and experiment.bpbs and (best is None or _mean(experiment.bpbs) < _mean(best.bpbs)):
+            best = experiment
         if best is not None and experiment.bpbs:
-            leaders[experiment.number] = best
+            leaders.append((experiment.number, best))
     return leaders
 
 
@@ -162,13 +166,9 @@ def draw_progress(state: "ResearchState", path: Path) -> bool:
                                          layout="constrained")
     try:
         leaders = _leaders(state)
-        by_mean = {round(sum(e.bpbs) / len(e.bpbs), 12): e for e in measured}
-        judge_line = []
-        for number, value in leaders.items():
-            leader = by_mean.get(round(value, 12))
-            if leader is not None and leader.judge_scores:
-                judge_line.append((number, sum(leader.judge_scores) / len(leader.judge_scores)))
-        _draw_metric(top, _progress_points(state, "bpb"), "validation bpb (lower: better)", sorted(leaders.items()))
+        bpb_line = [(number, _mean(leader.bpbs)) for number, leader in leaders]
+        judge_line = [(number, _mean(leader.judge_scores)) for number, leader in leaders if leader.judge_scores]
+        _draw_metric(top, _progress_points(state, "bpb"), "validation bpb (lower: better)", bpb_line)
         _draw_metric(bottom, _progress_points(state, "judge"), "judge, 1-10 (higher: better)", judge_line)
         bottom.set_xticks([e.number for e in measured], [_label(e) for e in measured], rotation=35, ha="right", fontsize=7.5)
         bottom.set_xlabel("experiment")

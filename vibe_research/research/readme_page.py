@@ -2,7 +2,7 @@
 
 from vibe_research.research.figures import PROGRESS_FIGURE
 from vibe_research.research.markdown import interval, num, page_link, short_commit, table, verdict_word
-from vibe_research.research.state import ExperimentState, ResearchState, leaderboard
+from vibe_research.research.state import ExperimentState, ResearchState, leaderboard, setting_pairs
 
 
 def _best_block(state: ResearchState, confidence: float) -> str:
@@ -37,7 +37,9 @@ def _best_block(state: ResearchState, confidence: float) -> str:
 
 def _overrides(experiment: ExperimentState) -> str:
     """The overrides the best's numbers were measured with (a sweep's chosen setting)."""
-    return ", ".join(f"`{pair}`" for pair in experiment.chosen.split(", ")) if experiment.chosen else ""
+    runs = experiment.chosen_runs
+    start = runs[0].start if runs else None
+    return ", ".join(f"`{pair}`" for pair in setting_pairs(start.overrides)) if start else ""
 
 
 def _leaderboard_block(state: ResearchState, confidence: float) -> str:

@@ -29,10 +29,10 @@ from vibe_research.research.stats import Comparison, Objective, Summary, compare
 OK_OUTCOME = "ok"
 
 
-def setting_text(overrides: dict[str, str]) -> str:
-    """Overrides as a reader wants them: `key=value, ...`, a run folder by its name only."""
-    return ", ".join(f"{key}={PurePath(value).name if PurePath(value).is_absolute() else value}"
-                     for key, value in sorted(overrides.items()))
+def setting_pairs(overrides: dict[str, str]) -> list[str]:
+    """Overrides as a reader wants them: `key=value` each, a run folder by its name only."""
+    return [f"{key}={PurePath(value).name if PurePath(value).is_absolute() else value}"
+            for key, value in sorted(overrides.items())]
 
 
 @dataclass
@@ -50,7 +50,7 @@ class RunState:
     @property
     def setting(self) -> str:
         """The run's overrides as `key=value, ...` ("" for the entry's defaults): its variant of a sweep."""
-        return setting_text(self.start.overrides) if self.start else ""
+        return ", ".join(setting_pairs(self.start.overrides)) if self.start else ""
 
     @property
     def interrupted(self) -> bool:
@@ -109,18 +109,19 @@ class ExperimentState:
         return len({run.setting for run in self.runs.values() if run.start}) > 1
 
     @property
-    def chosen(self) -> str | None:
-        """The setting that stands for the experiment: a sweep's lowest mean bpb, else its only one."""
+    def chosen_runs(self) -> list[RunState]:
+        """The measured runs of the setting that stands for the experiment (a sweep's lowest mean
+        bpb, else its only one): what the statistics, verdicts and leaderboard use."""
         variants = self.variants
         if not variants:
-            return None
-        return min(variants, key=lambda name: mean(run.evaluation.bpb for run in variants[name] if run.evaluation))
+            return []
+        return min(variants.values(), key=lambda runs: mean(run.evaluation.bpb for run in runs if run.evaluation))
 
     @property
-    def chosen_runs(self) -> list[RunState]:
-        """The measured runs of the chosen setting: what the statistics, verdicts and leaderboard use."""
-        chosen = self.chosen
-        return [] if chosen is None else self.variants[chosen]
+    def chosen(self) -> str | None:
+        """The chosen setting, as `key=value, ...`."""
+        runs = self.chosen_runs
+        return runs[0].setting if runs else None
 
     @property
     def bpbs(self) -> list[float]:
