@@ -35,9 +35,20 @@ from vibe_research.runs.settings import RaySettings
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.policy import SandboxPolicy
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "vibe_research" / "templates" / "experiments" / "train.py"
-TINY = {"tokenizer": "bytes", "n_layer": "1", "n_head": "2", "n_embd": "32", "context": "64", "batch_size": "8",
-        "compile": "off", "threads": "1", "log_every": "5"}
+TEMPLATE = (
+    Path(__file__).resolve().parents[1] / "vibe_research" / "templates" / "experiments" / "train.py"
+)
+TINY = {
+    "tokenizer": "bytes",
+    "n_layer": "1",
+    "n_head": "2",
+    "n_embd": "32",
+    "context": "64",
+    "batch_size": "8",
+    "compile": "off",
+    "threads": "1",
+    "log_every": "5",
+}
 NODES = 2  # one-CPU Ray nodes: two runs side by side
 
 
@@ -46,24 +57,43 @@ def build_workspace(root: Path, entry: Path) -> Path:
     (root / "experiments").mkdir(parents=True)
     shutil.copy(entry, root / "experiments" / "train.py")
     cache = root / ".vibe" / "cache"
-    corpus = load_corpus(DataSource(source="synthetic", synthetic_train_stories=2000, synthetic_valid_stories=50), cache)
+    corpus = load_corpus(
+        DataSource(source="synthetic", synthetic_train_stories=2000, synthetic_valid_stories=50),
+        cache,
+    )
     tokenizer = load_tokenizer("bytes", cache)
     prepare_split(corpus.train, tokenizer, cache)
     prepare_split(corpus.valid, tokenizer, cache)
     return root
 
 
-def proposal(workspace: Path, name: str, runs: int, budget_s: float, overrides: dict[str, str]) -> list[RunSpec]:
-    return [RunSpec(run_id=f"{name}-s{seed}", workspace=workspace, seed=seed, budget_s=budget_s, overrides=overrides,
-                    run_dir=workspace / ".vibe" / "runs" / f"{name}-s{seed}", cache_dir=workspace / ".vibe" / "cache", samples=2)
-            for seed in range(runs)]
+def proposal(
+    workspace: Path, name: str, runs: int, budget_s: float, overrides: dict[str, str]
+) -> list[RunSpec]:
+    return [
+        RunSpec(
+            run_id=f"{name}-s{seed}",
+            workspace=workspace,
+            seed=seed,
+            budget_s=budget_s,
+            overrides=overrides,
+            run_dir=workspace / ".vibe" / "runs" / f"{name}-s{seed}",
+            cache_dir=workspace / ".vibe" / "cache",
+            samples=2,
+        )
+        for seed in range(runs)
+    ]
 
 
 def timed(executor: Executor, specs: list[RunSpec]) -> tuple[float, list[RunResult]]:
     began = time.perf_counter()
     results = executor.execute(specs)
     wall = time.perf_counter() - began
-    failed = [f"{result.run_id}: {result.outcome} {result.reason}" for result in results if result.outcome != "ok"]
+    failed = [
+        f"{result.run_id}: {result.outcome} {result.reason}"
+        for result in results
+        if result.outcome != "ok"
+    ]
     if failed:
         raise SystemExit("runs failed, the timing means nothing:\n" + "\n".join(failed))
     return wall, results
@@ -77,28 +107,44 @@ def measure(runs: int, budget_s: float, entry: Path, overrides: dict[str, str]) 
     policy = SandboxPolicy(threads=1)
     with tempfile.TemporaryDirectory(prefix="vibe-bench-") as scratch:
         workspace = build_workspace(Path(scratch) / "ws", entry)
-        local_wall, local = timed(LocalExecutor(policy), proposal(workspace, "local", runs, budget_s, overrides))
+        local_wall, local = timed(
+            LocalExecutor(policy), proposal(workspace, "local", runs, budget_s, overrides)
+        )
         began = time.perf_counter()
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        )
         try:
             for _ in range(NODES - 1):
                 cluster.add_node(num_cpus=1)
             cluster.wait_for_nodes()
             start_s = time.perf_counter() - began
-            ray_wall, remote = timed(RayExecutor(policy, RaySettings(address=cluster.address)), proposal(workspace, "ray", runs, budget_s, overrides))
+            ray_wall, remote = timed(
+                RayExecutor(policy, RaySettings(address=cluster.address)),
+                proposal(workspace, "ray", runs, budget_s, overrides),
+            )
         finally:
             cluster.shutdown()
     busy = sum(result.duration_s for result in remote)
     return {
-        "runs": runs, "budget_s": budget_s, "nodes": NODES, "threads_per_run": policy.threads, "entry": str(entry), "overrides": overrides,
-        "local_wall_s": round(local_wall, 2), "ray_wall_s": round(ray_wall, 2), "speedup": round(local_wall / ray_wall, 2),
-        "ideal_speedup": min(NODES, runs), "ray_cluster_start_s": round(start_s, 2),
+        "runs": runs,
+        "budget_s": budget_s,
+        "nodes": NODES,
+        "threads_per_run": policy.threads,
+        "entry": str(entry),
+        "overrides": overrides,
+        "local_wall_s": round(local_wall, 2),
+        "ray_wall_s": round(ray_wall, 2),
+        "speedup": round(local_wall / ray_wall, 2),
+        "ideal_speedup": min(NODES, runs),
+        "ray_cluster_start_s": round(start_s, 2),
         "local_mean_run_s": round(sum(result.duration_s for result in local) / runs, 2),
         "ray_mean_run_s": round(busy / runs, 2),
         "overhead_per_run_s": round((ray_wall * min(NODES, runs) - busy) / runs, 2),
         "local_mean_steps": round(sum(result.summary.steps for result in local) / runs, 1),
         "ray_mean_steps": round(sum(result.summary.steps for result in remote) / runs, 1),
-        "bpb_local": [round(result.bpb, 4) for result in local], "bpb_ray": [round(result.bpb, 4) for result in remote],
+        "bpb_local": [round(result.bpb, 4) for result in local],
+        "bpb_ray": [round(result.bpb, 4) for result in remote],
     }
 
 
@@ -106,8 +152,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4, help="runs in the proposal")
     parser.add_argument("--budget", type=float, default=15.0, help="training seconds per run")
-    parser.add_argument("--entry", type=Path, default=TEMPLATE, help="experiment script (default: the baseline train.py)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override (default: a tiny bytes model)")
+    parser.add_argument(
+        "--entry",
+        type=Path,
+        default=TEMPLATE,
+        help="experiment script (default: the baseline train.py)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override (default: a tiny bytes model)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -24,13 +24,31 @@ from vibe_research.sandbox.policy import load_policy
 from vibe_research.workspace import Workspace
 
 
-def outside(workspace: Workspace, entry: str, budget: float, overrides: list[str]) -> tuple[float, float]:
+def outside(
+    workspace: Workspace, entry: str, budget: float, overrides: list[str]
+) -> tuple[float, float]:
     """(training tokens/s, seconds from launch to the start event) of a plain subprocess."""
     speed, ready = 0.0, 0.0
     with tempfile.TemporaryDirectory() as out:
         launched = time.monotonic()
-        command = [sys.executable, entry, "--out", out, "--seed", "0", "--budget", f"{budget:g}", *overrides]
-        with subprocess.Popen(command, cwd=workspace.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        command = [
+            sys.executable,
+            entry,
+            "--out",
+            out,
+            "--seed",
+            "0",
+            "--budget",
+            f"{budget:g}",
+            *overrides,
+        ]
+        with subprocess.Popen(
+            command,
+            cwd=workspace.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
             for line in proc.stdout:
                 event = parse_event(line)
                 if event is not None and event.event == "start":
@@ -42,7 +60,13 @@ def outside(workspace: Workspace, entry: str, budget: float, overrides: list[str
     return speed, ready
 
 
-def inside(workspace: Workspace, executor: LocalExecutor, entry: str, budget: float, overrides: dict[str, str]) -> tuple[float, float]:
+def inside(
+    workspace: Workspace,
+    executor: LocalExecutor,
+    entry: str,
+    budget: float,
+    overrides: dict[str, str],
+) -> tuple[float, float]:
     """The same through the runner; start-up counts from the runner's `train` status event."""
     marks: dict[str, float] = {}
 
@@ -50,7 +74,9 @@ def inside(workspace: Workspace, executor: LocalExecutor, entry: str, budget: fl
         if event.get("phase") == "train" or event.get("event") == "start":
             marks.setdefault(event.get("phase") or event["event"], time.monotonic())
 
-    [spec] = plan_runs(workspace.root, workspace.runs, workspace.cache, entry, budget, [0], overrides)
+    [spec] = plan_runs(
+        workspace.root, workspace.runs, workspace.cache, entry, budget, [0], overrides
+    )
     [result] = executor.execute([spec.model_copy(update={"evaluate": False})], on_event)
     if result.outcome != "ok" or result.summary.tokens_per_s is None:
         raise SystemExit(f"sandboxed run ended {result.outcome}: {result.reason}")
@@ -73,17 +99,30 @@ def main() -> None:
     for pair in range(args.pairs):
         for side in ("in", "out") if pair % 2 == 0 else ("out", "in"):
             if side == "in":
-                measured[side].append(inside(workspace, executor, args.entry, args.budget, overrides))
+                measured[side].append(
+                    inside(workspace, executor, args.entry, args.budget, overrides)
+                )
             else:
                 measured[side].append(outside(workspace, args.entry, args.budget, set_args))
             speed, ready = measured[side][-1]
-            print(f"pair {pair + 1} {side:>3}: {speed:,.0f} tokens/s, start-up {ready:.1f} s", flush=True)
+            print(
+                f"pair {pair + 1} {side:>3}: {speed:,.0f} tokens/s, start-up {ready:.1f} s",
+                flush=True,
+            )
     for side in ("in", "out"):
-        speeds, readies = zip(*measured[side])
-        print(f"{side:>3} median {statistics.median(speeds):,.0f} tokens/s {[round(s) for s in speeds]}, start-up {statistics.median(readies):.1f} s")
-    ratio = statistics.median(s for s, _ in measured["in"]) / statistics.median(s for s, _ in measured["out"])
-    pairs = [inner[0] / outer[0] for inner, outer in zip(measured["in"], measured["out"])]
-    print(f"ratio inside/outside: {ratio:.3f} (of the medians); per pair {[round(r, 2) for r in pairs]}, median {statistics.median(pairs):.3f}")
+        speeds, readies = zip(*measured[side], strict=False)
+        print(
+            f"{side:>3} median {statistics.median(speeds):,.0f} tokens/s {[round(s) for s in speeds]}, start-up {statistics.median(readies):.1f} s"
+        )
+    ratio = statistics.median(s for s, _ in measured["in"]) / statistics.median(
+        s for s, _ in measured["out"]
+    )
+    pairs = [
+        inner[0] / outer[0] for inner, outer in zip(measured["in"], measured["out"], strict=False)
+    ]
+    print(
+        f"ratio inside/outside: {ratio:.3f} (of the medians); per pair {[round(r, 2) for r in pairs]}, median {statistics.median(pairs):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "vibe_research" / "templates" / "experiments" / "train.py"
+TEMPLATE = (
+    Path(__file__).resolve().parents[1] / "vibe_research" / "templates" / "experiments" / "train.py"
+)
 MODES = {
     "eager fp32": ("compile=off", "dtype=fp32"),
     "compile fp32": ("compile=on", "dtype=fp32"),
@@ -47,15 +49,30 @@ class Run:
     bpb: float | None
 
 
-def train(workspace: Path, out: Path, seed: int, budget: float, overrides: tuple[str, ...]) -> tuple[dict, float]:
+def train(
+    workspace: Path, out: Path, seed: int, budget: float, overrides: tuple[str, ...]
+) -> tuple[dict, float]:
     """Run train.py; return its done event and the training loop's tokens/s."""
-    command = [sys.executable, str(TEMPLATE), "--out", str(out), "--seed", str(seed), "--budget", str(budget)]
+    command = [
+        sys.executable,
+        str(TEMPLATE),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--budget",
+        str(budget),
+    ]
     for item in overrides:
         command += ["--set", item]
     # compiling cannot be cut short: under heavy load it overruns the budget by minutes
-    done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, check=False, timeout=budget + 600)
+    done = subprocess.run(
+        command, cwd=workspace, capture_output=True, text=True, check=False, timeout=budget + 600
+    )
     if done.returncode != 0:
-        raise SystemExit(f"train.py {' '.join(overrides)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise SystemExit(
+            f"train.py {' '.join(overrides)} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
     steps = [e for e in events if e["event"] == "step"]
     return events[-1], steps[-1]["tokens_per_s"] if steps else 0.0
@@ -63,21 +80,43 @@ def train(workspace: Path, out: Path, seed: int, budget: float, overrides: tuple
 
 def evaluate(workspace: Path, run_dir: Path, valid: Path | None) -> float:
     """Validation bits per byte of the model in run_dir (no samples)."""
-    command = [sys.executable, "-m", "vibe_research.lm.evaluate", "--entry", str(TEMPLATE), "--run-dir", str(run_dir),
-               "--samples", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "vibe_research.lm.evaluate",
+        "--entry",
+        str(TEMPLATE),
+        "--run-dir",
+        str(run_dir),
+        "--samples",
+        "0",
+    ]
     if valid is not None:
         command += ["--valid", str(valid)]
-    done = subprocess.run(command, cwd=workspace, capture_output=True, text=True, check=False, timeout=1800)
+    done = subprocess.run(
+        command, cwd=workspace, capture_output=True, text=True, check=False, timeout=1800
+    )
     if done.returncode != 0:
-        raise SystemExit(f"evaluation of {run_dir} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise SystemExit(
+            f"evaluation of {run_dir} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     return json.loads(done.stdout)["bpb"]
 
 
-def measure(args: argparse.Namespace, scratch: Path, overrides: tuple[str, ...], seed: int, budget: float, score: bool) -> Run:
+def measure(
+    args: argparse.Namespace,
+    scratch: Path,
+    overrides: tuple[str, ...],
+    seed: int,
+    budget: float,
+    score: bool,
+) -> Run:
     out = scratch / f"run-{len(list(scratch.iterdir()))}"
     done, train_tps = train(args.workspace, out, seed, budget, overrides)
     bpb = evaluate(args.workspace, out, args.valid) if score else None
-    log.info("%s seed %d: %s tok/s, bpb %s", " ".join(overrides) or "defaults", seed, train_tps, bpb)
+    log.info(
+        "%s seed %d: %s tok/s, bpb %s", " ".join(overrides) or "defaults", seed, train_tps, bpb
+    )
     return Run(overrides, seed, done, train_tps, bpb)
 
 
@@ -85,21 +124,33 @@ def speed(args: argparse.Namespace, scratch: Path) -> list[str]:
     runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
     for _ in range(args.repeats):
         for mode, overrides in MODES.items():
-            runs[mode].append(measure(args, scratch, (*args.overrides, *overrides), 0, args.budget, score=False))
+            runs[mode].append(
+                measure(args, scratch, (*args.overrides, *overrides), 0, args.budget, score=False)
+            )
     eager = statistics.median(r.train_tokens_per_s for r in runs["eager fp32"])
-    rows = ["| mode | params | train tok/s | process tok/s | vs eager fp32 |", "|---|---:|---:|---:|---:|"]
+    rows = [
+        "| mode | params | train tok/s | process tok/s | vs eager fp32 |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for mode, mode_runs in runs.items():
         train_tps = statistics.median(r.train_tokens_per_s for r in mode_runs)
         process_tps = statistics.median(r.done["tokens_per_s"] for r in mode_runs)
-        rows.append(f"| {mode} | {mode_runs[0].done['params']:,} | {train_tps:,.0f} | {process_tps:,.0f} | {train_tps / eager:.2f}x |")
+        rows.append(
+            f"| {mode} | {mode_runs[0].done['params']:,} | {train_tps:,.0f} | {process_tps:,.0f} | {train_tps / eager:.2f}x |"
+        )
     return rows
 
 
 def bpb(args: argparse.Namespace, scratch: Path) -> list[str]:
-    rows = ["| budget (s) | params | tokens seen | train tok/s | longest run (s) | bpb per seed | median bpb |",
-            "|---:|---:|---:|---:|---:|---|---:|"]
+    rows = [
+        "| budget (s) | params | tokens seen | train tok/s | longest run (s) | bpb per seed | median bpb |",
+        "|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for budget in args.budgets:
-        runs = [measure(args, scratch, tuple(args.overrides), seed, budget, score=True) for seed in range(args.seeds)]
+        runs = [
+            measure(args, scratch, tuple(args.overrides), seed, budget, score=True)
+            for seed in range(args.seeds)
+        ]
         rows.append(summary_row(f"{budget:g}", runs))
     return rows
 
@@ -109,11 +160,20 @@ def sweep(args: argparse.Namespace, scratch: Path) -> list[str]:
     results = []
     for seed in range(args.seeds):  # seed-major: load drifts over the sweep hit every variant alike
         for variant in variants:
-            results.append(measure(args, scratch, (*args.overrides, *variant), seed, args.budget, score=True))
-    rows = ["| variant | params | tokens seen | train tok/s | longest run (s) | bpb per seed | median bpb |",
-            "|---|---:|---:|---:|---:|---|---:|"]
-    grouped = [[r for r in results if r.overrides == (*args.overrides, *variant)] for variant in variants]
-    for variant, runs in sorted(zip(variants, grouped), key=lambda pair: statistics.median(r.bpb for r in pair[1])):
+            results.append(
+                measure(args, scratch, (*args.overrides, *variant), seed, args.budget, score=True)
+            )
+    rows = [
+        "| variant | params | tokens seen | train tok/s | longest run (s) | bpb per seed | median bpb |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    grouped = [
+        [r for r in results if r.overrides == (*args.overrides, *variant)] for variant in variants
+    ]
+    for variant, runs in sorted(
+        zip(variants, grouped, strict=False),
+        key=lambda pair: statistics.median(r.bpb for r in pair[1]),
+    ):
         rows.append(summary_row(" ".join(variant) or "defaults", runs))
     return rows
 
@@ -124,22 +184,43 @@ def summary_row(label: str, runs: list[Run]) -> str:
     scores = [r.bpb for r in runs]
     per_seed = " / ".join(f"{s:.3f}" for s in scores)
     longest = max(r.done["elapsed_s"] for r in runs)  # process wall clock at the done event
-    return (f"| {label} | {runs[0].done['params']:,} | {tokens / 1e6:.2f}M | {tps:,.0f} | {longest:.1f} | {per_seed} "
-            f"| {statistics.median(scores):.3f} |")
+    return (
+        f"| {label} | {runs[0].done['params']:,} | {tokens / 1e6:.2f}M | {tps:,.0f} | {longest:.1f} | {per_seed} "
+        f"| {statistics.median(scores):.3f} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["speed", "bpb", "sweep"])
-    parser.add_argument("--workspace", type=Path, required=True, help="workspace with prepared token caches")
+    parser.add_argument(
+        "--workspace", type=Path, required=True, help="workspace with prepared token caches"
+    )
     parser.add_argument("--budget", type=float, default=60, help="seconds per run (speed, sweep)")
-    parser.add_argument("--budgets", type=float, nargs="+", default=[60, 300], help="seconds per run (bpb)")
+    parser.add_argument(
+        "--budgets", type=float, nargs="+", default=[60, 300], help="seconds per run (bpb)"
+    )
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of every mode (speed)")
-    parser.add_argument("--variant", action="append", default=[], help='overrides like "n_embd=128 lr=0.004" (sweep)')
-    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                        help="override for every run")
-    parser.add_argument("--valid", type=Path, help="score this story file instead of the workspace's valid split")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="interleaved repeats of every mode (speed)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help='overrides like "n_embd=128 lr=0.004" (sweep)',
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override for every run",
+    )
+    parser.add_argument(
+        "--valid", type=Path, help="score this story file instead of the workspace's valid split"
+    )
     args = parser.parse_args()
     args.workspace = args.workspace.resolve()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

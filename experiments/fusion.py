@@ -56,12 +56,24 @@ CONFIG = {
 }
 HEADS = ("ngram", "knn", "cache")
 FORMAT_VERSION = 1
-RUN_FILE, NGRAM_FILE, KNN_INDEX, KNN_VALUES = "fusion.json", "ngram.npz", "knn.faiss", "knn_values.npy"
+RUN_FILE, NGRAM_FILE, KNN_INDEX, KNN_VALUES = (
+    "fusion.json",
+    "ngram.npz",
+    "knn.faiss",
+    "knn_values.npy",
+)
 FLAT_BELOW = 20_000  # datastores smaller than this are searched exactly
 POINTS_PER_LIST = 64  # inverted lists: one per this many entries (faiss wants >= 39 to train)
 MAX_LISTS = 256
 WEIGHT_FLOOR = 1e-6
-KNN_TEMPERATURES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # tried on the held-out tokens when knn_temperature = 0
+KNN_TEMPERATURES = (
+    1.0,
+    3.0,
+    10.0,
+    30.0,
+    100.0,
+    300.0,
+)  # tried on the held-out tokens when knn_temperature = 0
 
 
 class FusionRun(BaseModel):
@@ -86,14 +98,24 @@ class FusionRun(BaseModel):
 class KnnHead:
     """p_knn over the vocabulary from a faiss index of hidden states and the tokens that followed."""
 
-    def __init__(self, index: faiss.Index, values: np.ndarray, k: int, temperature: float, vocab_size: int) -> None:
-        self.index, self.values, self.vocab_size = index, torch.from_numpy(values.astype(np.int64)), vocab_size
+    def __init__(
+        self, index: faiss.Index, values: np.ndarray, k: int, temperature: float, vocab_size: int
+    ) -> None:
+        self.index, self.values, self.vocab_size = (
+            index,
+            torch.from_numpy(values.astype(np.int64)),
+            vocab_size,
+        )
         self.k, self.temperature = min(k, index.ntotal), temperature
 
     def neighbours(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features [N, D] -> squared distances [N, k] and the neighbours' tokens [N, k] (-1: none found)."""
-        distances, ids = self.index.search(np.ascontiguousarray(features.numpy(), dtype=np.float32), self.k)
-        tokens = torch.where(torch.from_numpy(ids >= 0), self.values[torch.from_numpy(np.maximum(ids, 0))], -1)
+        distances, ids = self.index.search(
+            np.ascontiguousarray(features.numpy(), dtype=np.float32), self.k
+        )
+        tokens = torch.where(
+            torch.from_numpy(ids >= 0), self.values[torch.from_numpy(np.maximum(ids, 0))], -1
+        )
         return torch.from_numpy(distances), tokens
 
     @staticmethod
@@ -115,7 +137,7 @@ def cache_probs(tokens: torch.Tensor, vocab_size: int, decay: float) -> torch.Te
     length = tokens.shape[1]
     steps = torch.arange(length)
     lag = (steps[:, None] - steps[None, :]).clamp(min=0).double()
-    weights = torch.where(steps[:, None] >= steps[None, :], decay ** lag, 0.0)  # [T, T], causal
+    weights = torch.where(steps[:, None] >= steps[None, :], decay**lag, 0.0)  # [T, T], causal
     weights = (weights / weights.sum(dim=1, keepdim=True)).float()
     onehot = torch.nn.functional.one_hot(tokens, vocab_size).float()  # [B, T, V]
     return weights @ onehot
@@ -125,10 +147,25 @@ class FusedModel:
     """The ModelAPI face of the mixture."""
 
     def __init__(
-        self, base: torch.nn.Module, ngram: KneserNey | None, knn: KnnHead | None, cache_decay: float | None, weights: dict[str, float]
+        self,
+        base: torch.nn.Module,
+        ngram: KneserNey | None,
+        knn: KnnHead | None,
+        cache_decay: float | None,
+        weights: dict[str, float],
     ) -> None:
-        self.base, self.ngram, self.knn, self.cache_decay, self.weights = base, ngram, knn, cache_decay, weights
-        self.vocab_size, self.tokenizer, self.context_length = base.vocab_size, base.tokenizer, base.context_length
+        self.base, self.ngram, self.knn, self.cache_decay, self.weights = (
+            base,
+            ngram,
+            knn,
+            cache_decay,
+            weights,
+        )
+        self.vocab_size, self.tokenizer, self.context_length = (
+            base.vocab_size,
+            base.tokenizer,
+            base.context_length,
+        )
 
     def parts(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Log-probabilities [B, T, V] of the transformer and of each head."""
@@ -137,7 +174,9 @@ class FusedModel:
             features = self.base.features(tokens)
             out = {"lm": torch.log_softmax(self.base.head(features).float(), dim=-1)}
             if self.ngram is not None:
-                out["ngram"] = torch.from_numpy(self.ngram.next_token_distributions(tokens.numpy(), np.float32)).log()
+                out["ngram"] = torch.from_numpy(
+                    self.ngram.next_token_distributions(tokens.numpy(), np.float32)
+                ).log()
             if self.knn is not None:
                 flat = features.float().reshape(-1, features.shape[-1])
                 out["knn"] = self.knn.probs(flat).reshape(*tokens.shape, -1).log()
@@ -168,7 +207,9 @@ def fit_weights(probs: np.ndarray, iterations: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def padded(stream: np.ndarray, group: list[tuple[int, int]], eot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def padded(
+    stream: np.ndarray, group: list[tuple[int, int]], eot: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inputs and targets [B, W] of (start, length) windows, eot-padded, and the mask of real positions."""
     width = max(length for _, length in group)
     inputs = torch.full((len(group), width), eot, dtype=torch.long)
@@ -176,12 +217,16 @@ def padded(stream: np.ndarray, group: list[tuple[int, int]], eot: int) -> tuple[
     mask = torch.zeros((len(group), width), dtype=torch.bool)
     for row, (start, length) in enumerate(group):
         inputs[row, :length] = torch.from_numpy(stream[start : start + length].astype(np.int64))
-        targets[row, :length] = torch.from_numpy(stream[start + 1 : start + length + 1].astype(np.int64))
+        targets[row, :length] = torch.from_numpy(
+            stream[start + 1 : start + length + 1].astype(np.int64)
+        )
         mask[row, :length] = True
     return inputs, targets, mask
 
 
-def target_probs(model: FusedModel, stream: np.ndarray, eot: int, rows: int) -> dict[str, np.ndarray]:
+def target_probs(
+    model: FusedModel, stream: np.ndarray, eot: int, rows: int
+) -> dict[str, np.ndarray]:
     """Each part's probability of every next token of `stream`, in the evaluator's story windows."""
     windows = story_windows(stream, eot, model.context_length)
     picked: dict[str, list[np.ndarray]] = {}
@@ -194,7 +239,12 @@ def target_probs(model: FusedModel, stream: np.ndarray, eot: int, rows: int) -> 
 
 
 def knn_target_probs(
-    base: torch.nn.Module, knn: KnnHead, stream: np.ndarray, eot: int, rows: int, temperatures: tuple[float, ...]
+    base: torch.nn.Module,
+    knn: KnnHead,
+    stream: np.ndarray,
+    eot: int,
+    rows: int,
+    temperatures: tuple[float, ...],
 ) -> np.ndarray:
     """[N, len(temperatures)]: p_knn of every next token of `stream` (story windows), per temperature."""
     windows = story_windows(stream, eot, base.context_length)
@@ -204,7 +254,9 @@ def knn_target_probs(
         with torch.inference_mode():
             distances, tokens = knn.neighbours(base.features(inputs).float()[mask])
         hit = tokens == targets[mask][:, None]  # [n, k]: neighbours that predicted the true token
-        per_temperature = [(knn.weights(distances, tokens, t) * hit).sum(dim=-1) for t in temperatures]
+        per_temperature = [
+            (knn.weights(distances, tokens, t) * hit).sum(dim=-1) for t in temperatures
+        ]
         columns.append(torch.stack(per_temperature, dim=1).double().numpy())
     return np.concatenate(columns)
 
@@ -226,14 +278,18 @@ def build_datastore(
     order = np.random.default_rng(seed).permutation(len(windows))
     with torch.inference_mode():
         dim = base.features(torch.tensor([[eot]])).shape[-1]
-    entries = int(config["knn_memory_mb"] * 2**20 // (4 * dim + 4 + 8))  # float32 key, int32 token, int64 faiss id
+    entries = int(
+        config["knn_memory_mb"] * 2**20 // (4 * dim + 4 + 8)
+    )  # float32 key, int32 token, int64 faiss id
     rows, stored = config["batch_rows"], 0
     keys: list[np.ndarray] = []
     values: list[np.ndarray] = []
     for first in range(0, len(order), rows):
         if stored >= entries:
             break
-        inputs, targets, mask = padded(stream, [windows[i] for i in order[first : first + rows]], eot)
+        inputs, targets, mask = padded(
+            stream, [windows[i] for i in order[first : first + rows]], eot
+        )
         with torch.inference_mode():
             keys.append(base.features(inputs).float()[mask].numpy())  # [entries in batch, D]
         values.append(targets[mask].numpy().astype(np.int32))
@@ -250,7 +306,9 @@ def make_index(keys: np.ndarray, nprobe: int, seed: int) -> faiss.Index:
     else:
         lists = min(MAX_LISTS, len(keys) // POINTS_PER_LIST)
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, lists)
-        sample = np.random.default_rng(seed).choice(len(keys), size=min(len(keys), lists * POINTS_PER_LIST), replace=False)
+        sample = np.random.default_rng(seed).choice(
+            len(keys), size=min(len(keys), lists * POINTS_PER_LIST), replace=False
+        )
         index.train(keys[np.sort(sample)])
         index.nprobe = nprobe
     index.add(keys)
@@ -260,18 +318,33 @@ def make_index(keys: np.ndarray, nprobe: int, seed: int) -> faiss.Index:
 def check_config(config: dict) -> list[str]:
     """The heads to use; UserError (one line) for settings that cannot work."""
     if config["fit_split"] != "train":
-        raise UserError(f"--set fit_split={config['fit_split']}: the mixture weights are fitted on held-out TRAIN tokens "
-                        "only; fitting them on validation would leak it into the score the evaluator reports")
+        raise UserError(
+            f"--set fit_split={config['fit_split']}: the mixture weights are fitted on held-out TRAIN tokens "
+            "only; fitting them on validation would leak it into the score the evaluator reports"
+        )
     if not config["base_run"]:
-        raise UserError("--set base_run=RUN_DIR is required: the folder of a trained transformer run")
+        raise UserError(
+            "--set base_run=RUN_DIR is required: the folder of a trained transformer run"
+        )
     heads = [h for h in config["heads"].split(",") if h]
     unknown = set(heads) - set(HEADS)
     if unknown:
-        raise UserError(f"--set heads={config['heads']}: unknown head {min(unknown)}; use any of {', '.join(HEADS)}")
+        raise UserError(
+            f"--set heads={config['heads']}: unknown head {min(unknown)}; use any of {', '.join(HEADS)}"
+        )
     if not 1 <= config["ngram_order"] <= MAX_ORDER:
-        raise UserError(f"--set ngram_order={config['ngram_order']}: use an order from 1 to {MAX_ORDER}")
-    if config["knn_k"] < 1 or config["knn_temperature"] < 0 or config["knn_memory_mb"] <= 0 or config["knn_nprobe"] < 1:
-        raise UserError("knn_k, knn_nprobe and knn_memory_mb must be positive, knn_temperature positive or 0 (fit)")
+        raise UserError(
+            f"--set ngram_order={config['ngram_order']}: use an order from 1 to {MAX_ORDER}"
+        )
+    if (
+        config["knn_k"] < 1
+        or config["knn_temperature"] < 0
+        or config["knn_memory_mb"] <= 0
+        or config["knn_nprobe"] < 1
+    ):
+        raise UserError(
+            "knn_k, knn_nprobe and knn_memory_mb must be positive, knn_temperature positive or 0 (fit)"
+        )
     if not 0 < config["cache_decay"] <= 1:
         raise UserError(f"--set cache_decay={config['cache_decay']}: must lie in (0, 1]")
     if config["fit_tokens"] < 2 or config["batch_rows"] < 1 or config["em_iterations"] < 1:
@@ -286,14 +359,18 @@ def load_base(base_run: str, entry: Path) -> torch.nn.Module:
     except ModelRejected as exc:
         raise UserError(f"base run {base_run}: {exc}") from exc
     if not all(callable(getattr(base, name, None)) for name in ("features", "head", "parameters")):
-        raise UserError(f"base run {base_run}: its model has no features(tokens) and head(features); fuse a transformer run")
+        raise UserError(
+            f"base run {base_run}: its model has no features(tokens) and head(features); fuse a transformer run"
+        )
     return base
 
 
 def held_out_start(stream: np.ndarray, fit_tokens: int, eot: int) -> int:
     """Where the held-out tail begins: the first story start in the last fit_tokens tokens."""
     if fit_tokens >= len(stream) // 2:
-        raise UserError(f"fit_tokens={fit_tokens} is half the train stream ({len(stream)} tokens) or more; lower it")
+        raise UserError(
+            f"fit_tokens={fit_tokens} is half the train stream ({len(stream)} tokens) or more; lower it"
+        )
     tail = len(stream) - fit_tokens
     starts = np.flatnonzero(stream[tail:] == eot)
     if len(starts) == 0:
@@ -321,7 +398,9 @@ def build(experiment: Experiment, heads: list[str]) -> FusionRun:
         knn = KnnHead(index, values, config["knn_k"], config["knn_temperature"], base.vocab_size)
     check_clock(experiment, "building the kNN datastore")
     decay = config["cache_decay"] if "cache" in heads else None
-    probs = target_probs(FusedModel(base, ngram, None, decay, {}), stream[cut:], eot, config["batch_rows"])
+    probs = target_probs(
+        FusedModel(base, ngram, None, decay, {}), stream[cut:], eot, config["batch_rows"]
+    )
     if knn is not None:
         fit_knn_temperature(base, knn, probs, stream[cut:], eot, config)
     names = ["lm", *heads]
@@ -331,18 +410,32 @@ def build(experiment: Experiment, heads: list[str]) -> FusionRun:
     fit_nats = {name: float(-np.log(matrix[:, i]).mean()) for i, name in enumerate(names)}
     fit_nats["mixture"] = float(-np.log(matrix @ weights).mean())
     return FusionRun(
-        base_run=str(Path(config["base_run"]).resolve()), base_entry=str(base_entry_path(config)),
-        base_params=sum(p.numel() for p in base.parameters()), heads=heads, weights=dict(zip(names, weights.tolist())),
-        knn_k=config["knn_k"], knn_temperature=knn.temperature if knn else config["knn_temperature"],
-        knn_nprobe=config["knn_nprobe"], cache_decay=config["cache_decay"], fit_tokens=len(stream) - cut, fit_nats=fit_nats,
+        base_run=str(Path(config["base_run"]).resolve()),
+        base_entry=str(base_entry_path(config)),
+        base_params=sum(p.numel() for p in base.parameters()),
+        heads=heads,
+        weights=dict(zip(names, weights.tolist(), strict=False)),
+        knn_k=config["knn_k"],
+        knn_temperature=knn.temperature if knn else config["knn_temperature"],
+        knn_nprobe=config["knn_nprobe"],
+        cache_decay=config["cache_decay"],
+        fit_tokens=len(stream) - cut,
+        fit_nats=fit_nats,
     )
 
 
 def fit_knn_temperature(
-    base: torch.nn.Module, knn: KnnHead, probs: dict[str, np.ndarray], held_out: np.ndarray, eot: int, config: dict
+    base: torch.nn.Module,
+    knn: KnnHead,
+    probs: dict[str, np.ndarray],
+    held_out: np.ndarray,
+    eot: int,
+    config: dict,
 ) -> None:
     """Set knn.temperature (the knob, or the best of KNN_TEMPERATURES when it is 0) and probs["knn"]."""
-    temperatures = KNN_TEMPERATURES if config["knn_temperature"] == 0 else (config["knn_temperature"],)
+    temperatures = (
+        KNN_TEMPERATURES if config["knn_temperature"] == 0 else (config["knn_temperature"],)
+    )
     candidates = knn_target_probs(base, knn, held_out, eot, config["batch_rows"], temperatures)
     others = np.stack(list(probs.values()), axis=1)
     best = pick_temperature(others, candidates, config["em_iterations"])
@@ -350,12 +443,18 @@ def fit_knn_temperature(
 
 
 def base_entry_path(config: dict) -> Path:
-    return Path(config["base_entry"]).resolve() if config["base_entry"] else Path(__file__).resolve().parent / "train.py"
+    return (
+        Path(config["base_entry"]).resolve()
+        if config["base_entry"]
+        else Path(__file__).resolve().parent / "train.py"
+    )
 
 
 def check_clock(experiment: Experiment, stage: str) -> None:
     if experiment.deadline() < 0:
-        raise UserError(f"{stage} ran past the {experiment.budget:g} s budget; lower knn_memory_mb or fit_tokens")
+        raise UserError(
+            f"{stage} ran past the {experiment.budget:g} s budget; lower knn_memory_mb or fit_tokens"
+        )
 
 
 def load_model(run_dir: Path) -> FusedModel:
@@ -364,9 +463,13 @@ def load_model(run_dir: Path) -> FusedModel:
     try:
         run = FusionRun.model_validate_json((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{run_dir / RUN_FILE} is missing: build first with `python experiments/fusion.py --out {run_dir}`") from None
+        raise UserError(
+            f"{run_dir / RUN_FILE} is missing: build first with `python experiments/fusion.py --out {run_dir}`"
+        ) from None
     except ValidationError as exc:
-        raise UserError(validation_error_line(str(run_dir / RUN_FILE), exc) + "; rebuild the run") from exc
+        raise UserError(
+            validation_error_line(str(run_dir / RUN_FILE), exc) + "; rebuild the run"
+        ) from exc
     base = load_base(run.base_run, Path(run.base_entry))
     ngram = KneserNey.load(run_dir / NGRAM_FILE) if "ngram" in run.heads else None
     knn = None
@@ -374,7 +477,9 @@ def load_model(run_dir: Path) -> FusedModel:
         index = faiss.read_index(str(run_dir / KNN_INDEX))
         if hasattr(index, "nprobe"):
             index.nprobe = run.knn_nprobe
-        knn = KnnHead(index, np.load(run_dir / KNN_VALUES), run.knn_k, run.knn_temperature, base.vocab_size)
+        knn = KnnHead(
+            index, np.load(run_dir / KNN_VALUES), run.knn_k, run.knn_temperature, base.vocab_size
+        )
     decay = run.cache_decay if "cache" in run.heads else None
     return FusedModel(base, ngram, knn, decay, run.weights)
 
@@ -390,9 +495,23 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     emit("start", device="cpu", dtype="float32", params=run.base_params, config=experiment.config)
-    emit("eval", split="train-held-out", tokens=run.fit_tokens, nats=run.fit_nats, weights=run.weights)
-    emit("done", params=run.base_params, steps=0, tokens=run.fit_tokens, device="cpu", dtype="float32",
-         elapsed_s=round(experiment.elapsed(), 2), weights=run.weights)
+    emit(
+        "eval",
+        split="train-held-out",
+        tokens=run.fit_tokens,
+        nats=run.fit_nats,
+        weights=run.weights,
+    )
+    emit(
+        "done",
+        params=run.base_params,
+        steps=0,
+        tokens=run.fit_tokens,
+        device="cpu",
+        dtype="float32",
+        elapsed_s=round(experiment.elapsed(), 2),
+        weights=run.weights,
+    )
 
 
 if __name__ == "__main__":

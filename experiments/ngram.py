@@ -69,17 +69,26 @@ def discount_setting(text: str) -> str | float:
     try:
         return float(text)
     except ValueError:
-        raise UserError(f"--set discount={text}: use modified or a fixed D in (0, 1), e.g. 0.75") from None
+        raise UserError(
+            f"--set discount={text}: use modified or a fixed D in (0, 1), e.g. 0.75"
+        ) from None
 
 
 def build(config: dict, tokens: np.ndarray, vocab_size: int, eot: int) -> KneserNey:
     if not 1 <= config["order"] <= MAX_ORDER:
         raise UserError(f"--set order={config['order']}: use an order from 1 to {MAX_ORDER}")
     if config["context_length"] < 1:
-        raise UserError(f"--set context_length={config['context_length']}: must be a positive number of tokens")
+        raise UserError(
+            f"--set context_length={config['context_length']}: must be a positive number of tokens"
+        )
     return KneserNey.build(
-        tokens, config["order"], vocab_size, discount_setting(config["discount"]), config["prune"],
-        eot=eot, interpolate=config["interpolate"],
+        tokens,
+        config["order"],
+        vocab_size,
+        discount_setting(config["discount"]),
+        config["prune"],
+        eot=eot,
+        interpolate=config["interpolate"],
     )
 
 
@@ -88,12 +97,18 @@ def load_model(run_dir: Path) -> NgramLanguageModel:
     run_dir = Path(run_dir)
     settings_file = run_dir / SETTINGS_FILE
     if not settings_file.is_file():
-        raise UserError(f"{settings_file} is missing: build first with `python experiments/ngram.py --out {run_dir}`")
+        raise UserError(
+            f"{settings_file} is missing: build first with `python experiments/ngram.py --out {run_dir}`"
+        )
     try:
         run = NgramRun.model_validate_json(settings_file.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        raise UserError(validation_error_line(str(settings_file), exc) + "; rebuild the run") from exc
-    return NgramLanguageModel(KneserNey.load(run_dir / MODEL_FILE), run.tokenizer, run.context_length)
+        raise UserError(
+            validation_error_line(str(settings_file), exc) + "; rebuild the run"
+        ) from exc
+    return NgramLanguageModel(
+        KneserNey.load(run_dir / MODEL_FILE), run.tokenizer, run.context_length
+    )
 
 
 def main() -> None:
@@ -105,8 +120,10 @@ def main() -> None:
         model = build(config, split.tokens, split.manifest.vocab_size, split.manifest.eot)
         build_s = time.perf_counter() - started
         if experiment.deadline() < 0:
-            raise UserError(f"building took {build_s:.1f} s and the run is over its {experiment.budget:g} s budget; "
-                            "lower the order or raise prune")
+            raise UserError(
+                f"building took {build_s:.1f} s and the run is over its {experiment.budget:g} s budget; "
+                "lower the order or raise prune"
+            )
         model.save(experiment.out / MODEL_FILE)
         run = NgramRun(tokenizer=config["tokenizer"], context_length=config["context_length"])
         atomic.write_text(experiment.out / SETTINGS_FILE, run.model_dump_json(indent=2) + "\n")
@@ -115,8 +132,17 @@ def main() -> None:
         raise SystemExit(2) from None
     ngrams = sum(model.ngram_counts())
     emit("start", device="cpu", dtype="float64", params=ngrams, config=config)
-    emit("done", params=ngrams, steps=0, tokens=len(split.tokens), device="cpu", dtype="float64",
-         elapsed_s=round(experiment.elapsed(), 2), build_s=round(build_s, 2), ngrams=model.ngram_counts())
+    emit(
+        "done",
+        params=ngrams,
+        steps=0,
+        tokens=len(split.tokens),
+        device="cpu",
+        dtype="float64",
+        elapsed_s=round(experiment.elapsed(), 2),
+        build_s=round(build_s, 2),
+        ngrams=model.ngram_counts(),
+    )
 
 
 if __name__ == "__main__":

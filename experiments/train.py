@@ -69,7 +69,9 @@ CHOICES = {
 }
 CHECKPOINT_FORMAT = 1
 SAVE_MARGIN_S = 1.5  # seconds kept after the last step for saving the model and exiting
-MIN_COMPILE_BUDGET_S = 120  # auto compiles only when the budget amortises it (20-30 s idle, minutes under load)
+MIN_COMPILE_BUDGET_S = (
+    120  # auto compiles only when the budget amortises it (20-30 s idle, minutes under load)
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +172,11 @@ class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.vocab_size, self.tokenizer, self.context_length = cfg.vocab_size, cfg.tokenizer, cfg.context
+        self.vocab_size, self.tokenizer, self.context_length = (
+            cfg.vocab_size,
+            cfg.tokenizer,
+            cfg.context,
+        )
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.context, cfg.n_embd) if cfg.positions == "learned" else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -214,10 +220,14 @@ def load_model(run_dir: Path) -> GPT:
     """The trained model saved in run_dir, on the CPU in fp32, in eval mode."""
     path = Path(run_dir) / "model.pt"
     if not path.is_file():
-        raise UserError(f"{path} is missing: train first with `python experiments/train.py --out {run_dir}`")
+        raise UserError(
+            f"{path} is missing: train first with `python experiments/train.py --out {run_dir}`"
+        )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: checkpoint format {checkpoint.get('format')} is not {CHECKPOINT_FORMAT}; retrain it")
+        raise UserError(
+            f"{path}: checkpoint format {checkpoint.get('format')} is not {CHECKPOINT_FORMAT}; retrain it"
+        )
     model = GPT(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
@@ -227,7 +237,14 @@ def save_model(model: GPT, run_dir: Path) -> None:
     """Write run_dir/model.pt atomically (temp file + rename)."""
     path = run_dir / "model.pt"
     temp = path.with_suffix(".pt.tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "model_config": asdict(model.cfg), "state_dict": model.state_dict()}, temp)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model_config": asdict(model.cfg),
+            "state_dict": model.state_dict(),
+        },
+        temp,
+    )
     temp.replace(path)
 
 
@@ -270,14 +287,21 @@ class Muon(torch.optim.Optimizer):
 
 def make_optimizers(model: GPT, config: dict) -> list[torch.optim.Optimizer]:
     """AdamW over everything, or Muon for the blocks' matrices plus AdamW for the rest."""
-    block_matrices = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
+    block_matrices = [
+        p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2
+    ]
     muon_ids = {id(p) for p in block_matrices} if config["optimizer"] == "muon" else set()
     adam_params = [p for p in model.parameters() if id(p) not in muon_ids]
     groups = [
-        {"params": [p for p in adam_params if p.dim() >= 2], "weight_decay": config["weight_decay"]},
+        {
+            "params": [p for p in adam_params if p.dim() >= 2],
+            "weight_decay": config["weight_decay"],
+        },
         {"params": [p for p in adam_params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    optimizers: list[torch.optim.Optimizer] = [torch.optim.AdamW(groups, lr=config["lr"], betas=(0.9, 0.95))]
+    optimizers: list[torch.optim.Optimizer] = [
+        torch.optim.AdamW(groups, lr=config["lr"], betas=(0.9, 0.95))
+    ]
     if muon_ids:
         optimizers.append(Muon(block_matrices, lr=config["muon_lr"]))
     for optimizer in optimizers:
@@ -290,7 +314,11 @@ def lr_scale(step: int, time_frac: float, config: dict) -> float:
     """Multiplier of the peak rate: linear warmup over steps, then linear warmdown over the last
     `warmdown_frac` of the training time (the budget is wall clock, so the schedule is too)."""
     warmup = min(1.0, (step + 1) / max(1, config["warmup_steps"]))
-    warmdown = min(1.0, (1.0 - time_frac) / config["warmdown_frac"]) if config["warmdown_frac"] > 0 else 1.0
+    warmdown = (
+        min(1.0, (1.0 - time_frac) / config["warmdown_frac"])
+        if config["warmdown_frac"] > 0
+        else 1.0
+    )
     return max(0.0, min(warmup, warmdown))
 
 
@@ -302,8 +330,19 @@ def check_config(config: dict) -> None:
     """Reject values the types alone do not catch, in one line that names the key."""
     for key, allowed in CHOICES.items():
         if config[key] not in allowed:
-            raise UserError(f"--set {key}={config[key]}: must be one of {', '.join(sorted(allowed))}")
-    for key in ("n_layer", "n_head", "n_embd", "mlp_ratio", "context", "batch_size", "log_every", "distill_order"):
+            raise UserError(
+                f"--set {key}={config[key]}: must be one of {', '.join(sorted(allowed))}"
+            )
+    for key in (
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "mlp_ratio",
+        "context",
+        "batch_size",
+        "log_every",
+        "distill_order",
+    ):
         if config[key] < 1:
             raise UserError(f"--set {key}={config[key]}: must be a positive integer")
     for key in ("threads", "warmup_steps", "distill_steps", "weight_decay", "grad_clip"):
@@ -316,7 +355,9 @@ def check_config(config: dict) -> None:
         if not 0.0 <= config[key] <= 1.0:
             raise UserError(f"--set {key}={config[key]}: must lie in [0, 1]")
     if config["n_embd"] % config["n_head"] or (config["n_embd"] // config["n_head"]) % 2:
-        raise UserError(f"n_embd={config['n_embd']} must split into n_head={config['n_head']} heads of even width")
+        raise UserError(
+            f"n_embd={config['n_embd']} must split into n_head={config['n_head']} heads of even width"
+        )
 
 
 def pick_device(choice: str) -> torch.device:
@@ -324,7 +365,11 @@ def pick_device(choice: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
     if not available[choice]:
         raise UserError(f"--set device={choice}: no {choice} device here; use device=auto or cpu")
     return torch.device(choice)
@@ -360,9 +405,13 @@ def want_compile(choice: str, device: torch.device, budget: float) -> bool:
 class Batches:
     """Random windows of the train token stream, each [B, T + 1], drawn in one vectorised gather."""
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, context: int, seed: int, device: torch.device) -> None:
+    def __init__(
+        self, tokens: np.ndarray, batch_size: int, context: int, seed: int, device: torch.device
+    ) -> None:
         if len(tokens) <= context + 1:
-            raise UserError(f"the train split has {len(tokens)} tokens, fewer than context + 1 = {context + 1}")
+            raise UserError(
+                f"the train split has {len(tokens)} tokens, fewer than context + 1 = {context + 1}"
+            )
         self.tokens = np.asarray(tokens).astype(np.int64)  # a few MB: held in memory
         self.offsets = np.arange(context + 1)
         self.batch_size, self.device = batch_size, device
@@ -406,10 +455,14 @@ class Trainer:
     teacher: object | None = None  # distill.Teacher while distilling
     distill_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, distill: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def loss(
+        self, inputs: torch.Tensor, targets: torch.Tensor, distill: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Training loss, and the teacher KL when distilling (else None). Distillation steps run
         eagerly: they are few, and a second compiled graph would cost more than it saves."""
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with torch.autocast(
+            self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
+        ):
             if not distill:
                 return self.next_token_loss(inputs, targets), None
             logits = self.model(inputs).float()  # [B, T, V]
@@ -418,7 +471,9 @@ class Trainer:
         alpha = self.config["distill_alpha"]
         return (1 - alpha) * ce + alpha * kl, kl
 
-    def step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int, time_frac: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, step: int, time_frac: float
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         scale = lr_scale(step, time_frac, self.config)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
@@ -433,7 +488,9 @@ class Trainer:
         return loss.detach(), None if kl is None else kl.detach()
 
 
-def compile_or_fallback(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], choice: str) -> bool:
+def compile_or_fallback(
+    trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], choice: str
+) -> bool:
     """Compile the loss with one forward and backward pass (the graphs training will reuse; no
     update is applied); under auto, fall back to eager if compiling fails."""
     eager = trainer.next_token_loss
@@ -456,7 +513,12 @@ def attach_teacher(trainer: Trainer, split: TokenSplit) -> None:
     from distill import build_teacher, distill_loss
 
     manifest = split.manifest
-    trainer.teacher = build_teacher(np.asarray(split.tokens), manifest.vocab_size, trainer.config["distill_order"], eot=manifest.eot)
+    trainer.teacher = build_teacher(
+        np.asarray(split.tokens),
+        manifest.vocab_size,
+        trainer.config["distill_order"],
+        eot=manifest.eot,
+    )
     trainer.distill_loss = distill_loss
 
 
@@ -468,13 +530,25 @@ def train(experiment: Experiment, split: TokenSplit) -> None:
         torch.set_num_threads(config["threads"] or len(os.sched_getaffinity(0)))
     dtype = pick_dtype(config["dtype"], device)
     vocab_size = split.manifest.vocab_size
-    cfg = ModelConfig(vocab_size=vocab_size, **{k: config[k] for k in ModelConfig.__dataclass_fields__ if k != "vocab_size"})
+    cfg = ModelConfig(
+        vocab_size=vocab_size,
+        **{k: config[k] for k in ModelConfig.__dataclass_fields__ if k != "vocab_size"},
+    )
     model = GPT(cfg).to(device)
     params = sum(p.numel() for p in model.parameters())
-    trainer = Trainer(model, NextTokenLoss(model), make_optimizers(model, config), config, device, dtype)
+    trainer = Trainer(
+        model, NextTokenLoss(model), make_optimizers(model, config), config, device, dtype
+    )
     batches = Batches(split.tokens, config["batch_size"], config["context"], seed, device)
     compiled = want_compile(config["compile"], device, experiment.budget)
-    emit("start", device=device.type, dtype=str(dtype).removeprefix("torch."), params=params, compile=compiled, config=config)
+    emit(
+        "start",
+        device=device.type,
+        dtype=str(dtype).removeprefix("torch."),
+        params=params,
+        compile=compiled,
+        config=config,
+    )
     if config["distill_steps"] > 0:
         attach_teacher(trainer, split)
     if compiled:
@@ -483,8 +557,14 @@ def train(experiment: Experiment, split: TokenSplit) -> None:
     save_model(model, experiment.out)
     elapsed = experiment.elapsed()
     emit(
-        "done", params=params, steps=steps, tokens=tokens_seen, device=device.type,
-        dtype=str(dtype).removeprefix("torch."), compile=compiled, elapsed_s=round(elapsed, 2),
+        "done",
+        params=params,
+        steps=steps,
+        tokens=tokens_seen,
+        device=device.type,
+        dtype=str(dtype).removeprefix("torch."),
+        compile=compiled,
+        elapsed_s=round(elapsed, 2),
         tokens_per_s=round(tokens_seen / max(elapsed, 1e-9), 1),
     )
 
@@ -505,10 +585,18 @@ def run_loop(trainer: Trainer, batches: Batches, experiment: Experiment) -> tupl
         if step % config["log_every"] == 0 or step == 1:
             extra = {} if kl is None else {"distill_loss": round(kl.item(), 4)}
             emit(
-                "step", step=step, loss=round(loss.item(), 4), tokens=tokens_seen,
-                tokens_per_s=round(tokens_seen / (time.perf_counter() - start), 1),  # the training loop's rate
-                elapsed_s=round(experiment.elapsed(), 2),  # on the budget's clock: since process start
-                lr_scale=round(lr_scale(step - 1, time_frac, config), 4), **extra,
+                "step",
+                step=step,
+                loss=round(loss.item(), 4),
+                tokens=tokens_seen,
+                tokens_per_s=round(
+                    tokens_seen / (time.perf_counter() - start), 1
+                ),  # the training loop's rate
+                elapsed_s=round(
+                    experiment.elapsed(), 2
+                ),  # on the budget's clock: since process start
+                lr_scale=round(lr_scale(step - 1, time_frac, config), 4),
+                **extra,
             )
     return step, tokens_seen
 

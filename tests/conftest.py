@@ -35,7 +35,11 @@ def real_cache(tmp_path_factory: pytest.TempPathFactory, tinystories: Path) -> P
     from vibe_research.lm.tokens import prepare_split
 
     cache = tmp_path_factory.mktemp("cache")
-    source = DataSource(source="files", train=[str(tinystories / "train*.txt")], valid=str(tinystories / "valid.txt"))
+    source = DataSource(
+        source="files",
+        train=[str(tinystories / "train*.txt")],
+        valid=str(tinystories / "valid.txt"),
+    )
     corpus = load_corpus(source, tinystories)
     tokenizer = ensure_tokenizer("bpe:4096", cache, corpus.train.fingerprint, corpus.train.texts)
     for stories in (corpus.train, corpus.valid):

@@ -44,7 +44,9 @@ class ScriptedOpenAIServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="scripted-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.02,), name="scripted-openai", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -56,15 +58,31 @@ class ScriptedOpenAIServer:
         with self._lock:
             return len(self._script)
 
-    def reply_json(self, obj: Any, *, delay_s: float = 0.0, usage: dict[str, int] | None = None) -> None:
+    def reply_json(
+        self, obj: Any, *, delay_s: float = 0.0, usage: dict[str, int] | None = None
+    ) -> None:
         self.reply_text(json.dumps(obj), delay_s=delay_s, usage=usage)
 
     def reply_text(
-        self, text: str, *, delay_s: float = 0.0, usage: dict[str, int] | None = None, finish_reason: str = "stop"
+        self,
+        text: str,
+        *,
+        delay_s: float = 0.0,
+        usage: dict[str, int] | None = None,
+        finish_reason: str = "stop",
     ) -> None:
-        self._push(Scripted(200, content=text, delay_s=delay_s, usage=usage, finish_reason=finish_reason))
+        self._push(
+            Scripted(200, content=text, delay_s=delay_s, usage=usage, finish_reason=finish_reason)
+        )
 
-    def fail(self, status: int, message: str = "scripted failure", *, delay_s: float = 0.0, headers: dict[str, str] | None = None) -> None:
+    def fail(
+        self,
+        status: int,
+        message: str = "scripted failure",
+        *,
+        delay_s: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._push(Scripted(status, error=message, delay_s=delay_s, headers=headers or {}))
 
     def _push(self, item: Scripted) -> None:
@@ -76,9 +94,13 @@ class ScriptedOpenAIServer:
             self.requests.append(body)
             wants_schema = (body.get("response_format") or {}).get("type") == "json_schema"
             if self.reject_json_schema and wants_schema:
-                return Scripted(400, error="response_format of type json_schema is not supported by this server")
+                return Scripted(
+                    400, error="response_format of type json_schema is not supported by this server"
+                )
             if not self._script:
-                return Scripted(500, error="ScriptedOpenAIServer: no scripted reply left for this request")
+                return Scripted(
+                    500, error="ScriptedOpenAIServer: no scripted reply left for this request"
+                )
             return self._script.popleft()
 
     def __enter__(self) -> "ScriptedOpenAIServer":
@@ -95,13 +117,23 @@ def completion(body: dict[str, Any], item: Scripted) -> dict[str, Any]:
     """A chat.completion object as OpenAI's API returns it."""
     content = item.content or ""
     prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-    usage = item.usage or {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1}
+    usage = item.usage or {
+        "prompt_tokens": prompt_chars // 4 + 1,
+        "completion_tokens": len(content) // 4 + 1,
+    }
     return {
         "id": f"chatcmpl-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", MODELS[0]),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": item.finish_reason}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "logprobs": None,
+                "finish_reason": item.finish_reason,
+            }
+        ],
         "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
     }
 
@@ -113,15 +145,25 @@ def _handler_for(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/models"):
-                self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "test"} for m in MODELS]})
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [{"id": m, "object": "model", "owned_by": "test"} for m in MODELS],
+                    },
+                )
             else:
-                self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                self._send(
+                    404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+                )
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
             if not self.path.endswith("/chat/completions"):
-                self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                self._send(
+                    404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+                )
                 return
             item = server._next(body)
             time.sleep(item.delay_s)
@@ -131,7 +173,9 @@ def _handler_for(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 error = {"message": item.error, "type": "scripted_error", "code": str(item.status)}
                 self._send(item.status, {"error": error}, item.headers)
 
-        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             try:
                 self.send_response(status)

@@ -13,7 +13,14 @@ CLI = [sys.executable, "-m", "vibe_research"]
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_init_lays_out_a_committed_workspace(tmp_path: Path) -> None:
@@ -21,8 +28,16 @@ def test_init_lays_out_a_committed_workspace(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     root = tmp_path / "ws"
     assert json.loads(done.stdout)["workspace"] == str(root)
-    for name in ("vibe-research.toml", "sandbox.toml", "notes/README.md", ".gitignore", "experiments/train.py",
-                 "experiments/ngram.py", "experiments/fusion.py", "experiments/distill.py"):
+    for name in (
+        "vibe-research.toml",
+        "sandbox.toml",
+        "notes/README.md",
+        ".gitignore",
+        "experiments/train.py",
+        "experiments/ngram.py",
+        "experiments/fusion.py",
+        "experiments/distill.py",
+    ):
         assert (root / name).is_file(), name
     repo = git.Repo(root)
     assert not repo.is_dirty(untracked_files=True)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vibe_research.llm.settings import LLMSettings
 from vibe_research.lm.corpus import DataSource
 from vibe_research.lm.errors import load_toml_model
-from vibe_research.llm.settings import LLMSettings
 from vibe_research.research.settings import JudgeSettings, ResearchSettings
 from vibe_research.runs.settings import TrainSettings
 

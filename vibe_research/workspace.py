@@ -67,4 +67,6 @@ def find_workspace(start: Path | None = None) -> Workspace:
     for folder in (here, *here.parents):
         if (folder / SETTINGS_FILE).is_file():
             return Workspace(folder)
-    raise UserError(f"no {SETTINGS_FILE} in {here} or above: run `vibe-research init` to create a workspace, or cd into one")
+    raise UserError(
+        f"no {SETTINGS_FILE} in {here} or above: run `vibe-research init` to create a workspace, or cd into one"
+    )

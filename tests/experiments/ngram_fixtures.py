@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 import vibe_research
 
 TEMPLATES = Path(vibe_research.__file__).parent / "templates" / "experiments"
@@ -29,6 +28,8 @@ def run_experiment(
     for override in overrides:
         command += ["--set", override]
     env = os.environ | {"VIBE_CACHE_DIR": str(cache)}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=budget + 120, check=False)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=budget + 120, check=False
+    )
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
     return done, events

@@ -38,7 +38,13 @@ def test_teacher_targets_are_the_ngram_distributions(teacher) -> None:
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 32), atol=1e-5, rtol=0)
     # Row 0 starts with the stream's eot: position t scores tokens[t + 1] as the library does.
     stream = model.model.logprob_stream(tokens[:33].astype(np.int64))[1:]
-    picked = probs[0].gather(-1, torch.from_numpy(tokens[1:33].astype(np.int64))[:, None]).squeeze(-1).double().log()
+    picked = (
+        probs[0]
+        .gather(-1, torch.from_numpy(tokens[1:33].astype(np.int64))[:, None])
+        .squeeze(-1)
+        .double()
+        .log()
+    )
     np.testing.assert_allclose(picked.numpy(), stream, atol=1e-5)
     assert model.model.eot == int(tokens[0])
 
@@ -64,23 +70,41 @@ def test_top_k_kl_compares_the_teachers_likeliest_tokens() -> None:
     top = top / top.sum(-1, keepdim=True)
     student = torch.log_softmax(logits, -1).gather(-1, index)
     torch.testing.assert_close(loss, (top * (top.log() - student)).sum(-1).mean())
-    assert not math.isclose(loss.item(), distill.distill_loss(logits, teacher_probs, top_k=20000).item())
+    assert not math.isclose(
+        loss.item(), distill.distill_loss(logits, teacher_probs, top_k=20000).item()
+    )
 
 
 @pytest.mark.slow
 def test_first_steps_train_against_the_teacher(bpe_cache, tmp_path: Path) -> None:
     """train.py with distill_steps=3 and alpha=1: those steps' loss is the teacher KL it logs; the
     distilled model keeps the ModelAPI contract."""
-    tiny = ("n_layer=1", "n_head=2", "n_embd=32", "context=32", "batch_size=4", "compile=off", "dtype=fp32",
-            "log_every=1", "distill_steps=3", "distill_alpha=1.0", "distill_order=3", "threads=1")
+    tiny = (
+        "n_layer=1",
+        "n_head=2",
+        "n_embd=32",
+        "context=32",
+        "batch_size=4",
+        "compile=off",
+        "dtype=fp32",
+        "log_every=1",
+        "distill_steps=3",
+        "distill_alpha=1.0",
+        "distill_order=3",
+        "threads=1",
+    )
     done, events = run_experiment("train.py", tmp_path / "run", bpe_cache, 25, *tiny)
     assert done.returncode == 0, done.stderr
     steps = [e for e in events if e["event"] == "step"]
     assert len(steps) > 3, "the run ended before leaving distillation"
     for event in steps[:3]:
-        assert event["distill_loss"] > 0 and math.isclose(event["loss"], event["distill_loss"], abs_tol=1e-3)
+        assert event["distill_loss"] > 0 and math.isclose(
+            event["loss"], event["distill_loss"], abs_tol=1e-3
+        )
     assert all("distill_loss" not in e for e in steps[3:])
     model = load_model(TEMPLATES / "train.py", tmp_path / "run")
-    probe = torch.from_numpy(np.asarray(open_split("valid", "bpe:4096", bpe_cache).tokens[:64], dtype=np.int64)).view(2, 32)
+    probe = torch.from_numpy(
+        np.asarray(open_split("valid", "bpe:4096", bpe_cache).tokens[:64], dtype=np.int64)
+    ).view(2, 32)
     checks = check_contract(model, probe)
     assert checks.causal and checks.normalised, checks

@@ -36,11 +36,15 @@ def test_knn_head_spreads_a_softmax_over_the_neighbours_tokens() -> None:
     keys = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]], dtype=np.float32)
     index = faiss.IndexFlatL2(2)
     index.add(keys)
-    head = fusion.KnnHead(index, np.array([4, 4, 1], dtype=np.int32), k=2, temperature=1.0, vocab_size=6)
+    head = fusion.KnnHead(
+        index, np.array([4, 4, 1], dtype=np.int32), k=2, temperature=1.0, vocab_size=6
+    )
     probs = head.probs(torch.tensor([[0.0, 0.0]]))
     # neighbours: key 0 (distance 0, token 4) and key 1 (distance 1, token 4): all mass on token 4
     torch.testing.assert_close(probs[0], torch.tensor([0, 0, 0, 0, 1.0, 0]))
-    probs = fusion.KnnHead(index, np.array([4, 2, 1], dtype=np.int32), 3, 1.0, 6).probs(torch.tensor([[0.0, 0.0]]))
+    probs = fusion.KnnHead(index, np.array([4, 2, 1], dtype=np.int32), 3, 1.0, 6).probs(
+        torch.tensor([[0.0, 0.0]])
+    )
     expected = torch.softmax(-torch.tensor([0.0, 1.0, 9.0]), dim=0)
     torch.testing.assert_close(probs[0, [4, 2, 1]], expected)
     assert math.isclose(probs.sum().item(), 1.0, rel_tol=1e-6)
@@ -65,7 +69,9 @@ def test_the_knn_temperature_that_mixes_best_is_picked() -> None:
 
 
 def test_fitting_on_validation_is_refused(tmp_path: Path) -> None:
-    done, _ = run_experiment("fusion.py", tmp_path / "run", tmp_path, 60, "base_run=/nowhere", "fit_split=valid")
+    done, _ = run_experiment(
+        "fusion.py", tmp_path / "run", tmp_path, 60, "base_run=/nowhere", "fit_split=valid"
+    )
     assert done.returncode == 2
     assert "fit_split=valid" in done.stderr and "leak" in done.stderr
     assert not (tmp_path / "run" / fusion.RUN_FILE).exists()
@@ -75,12 +81,27 @@ def test_fitting_on_validation_is_refused(tmp_path: Path) -> None:
 def fused_run(bpe_cache, tmp_path_factory) -> Path:
     """A tiny transformer trained for seconds, fused with all three heads."""
     root = tmp_path_factory.mktemp("fusion")
-    tiny = ("n_layer=1", "n_head=2", "n_embd=32", "context=64", "batch_size=8", "compile=off", "dtype=fp32", "threads=1")
+    tiny = (
+        "n_layer=1",
+        "n_head=2",
+        "n_embd=32",
+        "context=64",
+        "batch_size=8",
+        "compile=off",
+        "dtype=fp32",
+        "threads=1",
+    )
     done, _ = run_experiment("train.py", root / "base", bpe_cache, 12, *tiny)
     assert done.returncode == 0, done.stderr
     done, events = run_experiment(
-        "fusion.py", root / "fused", bpe_cache, 120, f"base_run={root / 'base'}", "knn_memory_mb=2",
-        "fit_tokens=4096", "ngram_order=3",
+        "fusion.py",
+        root / "fused",
+        bpe_cache,
+        120,
+        f"base_run={root / 'base'}",
+        "knn_memory_mb=2",
+        "fit_tokens=4096",
+        "ngram_order=3",
     )
     assert done.returncode == 0, done.stderr
     assert [e["event"] for e in events] == ["start", "eval", "done"]
@@ -88,14 +109,22 @@ def fused_run(bpe_cache, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_fused_run_is_fitted_on_train_and_passes_the_evaluator(fused_run, bpe_cache, tinystories, tmp_path) -> None:
+def test_fused_run_is_fitted_on_train_and_passes_the_evaluator(
+    fused_run, bpe_cache, tinystories, tmp_path
+) -> None:
     run = fusion.FusionRun.model_validate_json((fused_run / fusion.RUN_FILE).read_text())
     assert set(run.weights) == {"lm", "ngram", "knn", "cache"}
     assert math.isclose(sum(run.weights.values()), 1.0) and min(run.weights.values()) > 0
     # EM's optimum is at least as good as any single part on the held-out train tokens.
     assert run.fit_nats["mixture"] <= min(run.fit_nats[name] for name in run.weights) + 1e-9
-    result = evaluate(TEMPLATES / "fusion.py", fused_run, bpe_cache, few_valid_stories(tinystories, tmp_path, 5),
-                      samples=1, max_tokens=8)
+    result = evaluate(
+        TEMPLATES / "fusion.py",
+        fused_run,
+        bpe_cache,
+        few_valid_stories(tinystories, tmp_path, 5),
+        samples=1,
+        max_tokens=8,
+    )
     assert result.ok, result.reason
     assert result.checks.causal and result.checks.normalised
 
@@ -108,7 +137,9 @@ def test_knn_probabilities_of_the_fit_are_the_heads(fused_run, bpe_cache) -> Non
     stream = np.asarray(open_split("valid", "bpe:4096", bpe_cache).tokens[:300], dtype=np.int64)
     alone = fusion.FusedModel(model.base, None, model.knn, None, {})
     expected = fusion.target_probs(alone, stream, int(stream[0]), 4)["knn"]
-    found = fusion.knn_target_probs(model.base, model.knn, stream, int(stream[0]), 4, (model.knn.temperature,))[:, 0]
+    found = fusion.knn_target_probs(
+        model.base, model.knn, stream, int(stream[0]), 4, (model.knn.temperature,)
+    )[:, 0]
     np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-7)
 
 

@@ -11,13 +11,17 @@ from vibe_research.lm.ngram import KneserNey
 from vibe_research.lm.tokenizer import load_tokenizer
 
 
-def test_ngram_run_is_causal_normalised_and_scored_as_built(bpe_cache, tinystories, tmp_path: Path) -> None:
+def test_ngram_run_is_causal_normalised_and_scored_as_built(
+    bpe_cache, tinystories, tmp_path: Path
+) -> None:
     done, events = run_experiment("ngram.py", tmp_path / "run", bpe_cache, 120, "order=3")
     assert done.returncode == 0, done.stderr
     assert [e["event"] for e in events] == ["start", "done"]
     assert events[-1]["ngrams"][0] == 4097  # 4096 tokens and the story start
     valid = few_valid_stories(tinystories, tmp_path, 20)
-    result = evaluate(TEMPLATES / "ngram.py", tmp_path / "run", bpe_cache, valid, samples=1, max_tokens=16)
+    result = evaluate(
+        TEMPLATES / "ngram.py", tmp_path / "run", bpe_cache, valid, samples=1, max_tokens=16
+    )
     assert result.ok, result.reason
     assert result.checks.causal and result.checks.normalised
     # The evaluator's number is the library's own score of the same stream.
@@ -29,7 +33,10 @@ def test_ngram_run_is_causal_normalised_and_scored_as_built(bpe_cache, tinystori
 
 def test_knobs_change_the_model(bpe_cache, tmp_path: Path) -> None:
     sizes = {}
-    for name, overrides in {"full": ("order=4",), "pruned": ("order=4", "prune=2", "discount=0.7", "interpolate=false")}.items():
+    for name, overrides in {
+        "full": ("order=4",),
+        "pruned": ("order=4", "prune=2", "discount=0.7", "interpolate=false"),
+    }.items():
         done, events = run_experiment("ngram.py", tmp_path / name, bpe_cache, 120, *overrides)
         assert done.returncode == 0, done.stderr
         sizes[name] = events[-1]["ngrams"]
@@ -40,7 +47,10 @@ def test_knobs_change_the_model(bpe_cache, tmp_path: Path) -> None:
 
 
 def test_bad_knobs_and_overrun_budgets_exit_2_with_one_line(bpe_cache, tmp_path: Path) -> None:
-    for overrides, message in [(("order=7",), "order from 1 to 6"), (("discount=big",), "discount=big")]:
+    for overrides, message in [
+        (("order=7",), "order from 1 to 6"),
+        (("discount=big",), "discount=big"),
+    ]:
         done, _ = run_experiment("ngram.py", tmp_path / "bad", bpe_cache, 120, *overrides)
         assert done.returncode == 2 and message in done.stderr
         assert len([line for line in done.stderr.splitlines() if line.startswith("error")]) == 1

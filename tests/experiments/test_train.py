@@ -15,7 +15,15 @@ import pytest
 import torch
 from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
-TINY = ("n_layer=1", "n_head=2", "n_embd=32", "context=32", "batch_size=8", "dtype=fp32", "threads=1")
+TINY = (
+    "n_layer=1",
+    "n_head=2",
+    "n_embd=32",
+    "context=32",
+    "batch_size=8",
+    "dtype=fp32",
+    "threads=1",
+)
 
 
 def load_train():
@@ -31,27 +39,59 @@ train = load_train()
 
 def tiny_trainer(seed: int, **overrides: object):
     """A 1-block model and its Trainer on the CPU in fp32, seeded as train.py seeds a run."""
-    config = train.CONFIG | {"n_layer": 1, "n_head": 2, "n_embd": 32, "context": 16, "batch_size": 4} | overrides
+    config = (
+        train.CONFIG
+        | {"n_layer": 1, "n_head": 2, "n_embd": 32, "context": 16, "batch_size": 4}
+        | overrides
+    )
     train.check_config(config)
     torch.manual_seed(seed)
     fields = {k: config[k] for k in train.ModelConfig.__dataclass_fields__ if k != "vocab_size"}
     model = train.GPT(train.ModelConfig(vocab_size=64, **fields))
     device = torch.device("cpu")
-    trainer = train.Trainer(model, train.NextTokenLoss(model), train.make_optimizers(model, config), config, device, torch.float32)
-    batches = train.Batches(np.arange(5000) % 61, config["batch_size"], config["context"], seed, device)
+    trainer = train.Trainer(
+        model,
+        train.NextTokenLoss(model),
+        train.make_optimizers(model, config),
+        config,
+        device,
+        torch.float32,
+    )
+    batches = train.Batches(
+        np.arange(5000) % 61, config["batch_size"], config["context"], seed, device
+    )
     return trainer, batches
 
 
 def evaluate_run(run: Path, cache: Path, valid: Path) -> dict:
-    command = [sys.executable, "-m", "vibe_research.lm.evaluate", "--entry", str(TEMPLATES / "train.py"), "--run-dir",
-               str(run), "--cache-dir", str(cache), "--valid", str(valid), "--samples", "1", "--max-tokens", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "vibe_research.lm.evaluate",
+        "--entry",
+        str(TEMPLATES / "train.py"),
+        "--run-dir",
+        str(run),
+        "--cache-dir",
+        str(cache),
+        "--valid",
+        str(valid),
+        "--samples",
+        "1",
+        "--max-tokens",
+        "4",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def test_five_second_training_passes_the_evaluators_contract_checks(bpe_cache, tinystories, tmp_path) -> None:
-    done, events = run_experiment("train.py", tmp_path / "run", bpe_cache, 5, *TINY, "compile=off", "log_every=5")
+def test_five_second_training_passes_the_evaluators_contract_checks(
+    bpe_cache, tinystories, tmp_path
+) -> None:
+    done, events = run_experiment(
+        "train.py", tmp_path / "run", bpe_cache, 5, *TINY, "compile=off", "log_every=5"
+    )
     assert done.returncode == 0, done.stderr
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     final = events[-1]
@@ -82,13 +122,19 @@ def test_bad_set_fails_with_one_line_and_exit_2(tmp_path, override: str, message
 
 
 @pytest.mark.slow
-def test_budget_holds_with_compile_on_and_the_model_learns(bpe_cache, tinystories, tmp_path) -> None:
+def test_budget_holds_with_compile_on_and_the_model_learns(
+    bpe_cache, tinystories, tmp_path
+) -> None:
     budget = 30
     started = time.monotonic()
-    done, events = run_experiment("train.py", tmp_path / "run", bpe_cache, budget, *TINY, "compile=on")
+    done, events = run_experiment(
+        "train.py", tmp_path / "run", bpe_cache, budget, *TINY, "compile=on"
+    )
     wall = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert events[-1]["event"] == "done" and events[-1]["compile"] is True and events[-1]["steps"] > 50
+    assert (
+        events[-1]["event"] == "done" and events[-1]["compile"] is True and events[-1]["steps"] > 50
+    )
     assert wall <= budget, f"the process ran {wall:.1f} s on a {budget} s budget"
     losses = [e["loss"] for e in events if e["event"] == "step"]
     assert losses[-1] < losses[0] - 1.0, "training should move the loss well off log(4096) = 8.3"
@@ -128,7 +174,9 @@ def test_every_architecture_option_trains_and_exposes_features_and_head(override
     with torch.no_grad():
         features = model.features(tokens)
         assert features.shape == (4, 16, 32)
-        torch.testing.assert_close(torch.log_softmax(model.head(features), -1), model.logprobs(tokens))
+        torch.testing.assert_close(
+            torch.log_softmax(model.head(features), -1), model.logprobs(tokens)
+        )
 
 
 def test_schedule_warms_up_by_steps_and_warms_down_by_time() -> None:
@@ -140,16 +188,30 @@ def test_schedule_warms_up_by_steps_and_warms_down_by_time() -> None:
 
 
 def test_missing_checkpoint_names_the_training_command(tmp_path) -> None:
-    with pytest.raises(train.UserError, match="model.pt is missing: train first"):
+    with pytest.raises(train.UserError, match=r"model.pt is missing: train first"):
         train.load_model(tmp_path)
 
 
 def test_sigterm_ends_the_training_at_the_next_step_and_saves(bpe_cache, tmp_path) -> None:
     """How the smoke run stops a trainer after its first step: the model is saved, exit 0."""
-    command = [sys.executable, str(TEMPLATES / "train.py"), "--out", str(tmp_path / "run"), "--budget", "120",
-               "--set", "log_every=1", *(arg for knob in (*TINY, "compile=off") for arg in ("--set", knob))]
-    process = subprocess.Popen(command, env=os.environ | {"VIBE_CACHE_DIR": str(bpe_cache)}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        str(TEMPLATES / "train.py"),
+        "--out",
+        str(tmp_path / "run"),
+        "--budget",
+        "120",
+        "--set",
+        "log_every=1",
+        *(arg for knob in (*TINY, "compile=off") for arg in ("--set", knob)),
+    ]
+    process = subprocess.Popen(
+        command,
+        env=os.environ | {"VIBE_CACHE_DIR": str(bpe_cache)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith('{"event": "step"'):

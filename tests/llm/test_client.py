@@ -19,10 +19,15 @@ GOOD = {
     "rationale": "wider was better at every size tried",
     "expected_effect": "bpb -0.02",
     "risk": "low",
-    "edits": [{"path": "experiments/train.py", "search": '"n_embd": 192,', "replace": '"n_embd": 256,'}],
+    "edits": [
+        {"path": "experiments/train.py", "search": '"n_embd": 192,', "replace": '"n_embd": 256,'}
+    ],
     "runs": [{"seeds": [0, 1, 2], "overrides": {}}],
 }
-MESSAGES = [{"role": "system", "content": "You are a researcher."}, {"role": "user", "content": "Propose the next experiment."}]
+MESSAGES = [
+    {"role": "system", "content": "You are a researcher."},
+    {"role": "user", "content": "Propose the next experiment."},
+]
 
 
 def _records(path: Path) -> list[CallRecord]:
@@ -32,7 +37,10 @@ def _records(path: Path) -> list[CallRecord]:
 def test_reply_in_json_schema_mode_is_parsed_logged_and_counted(server, fast_settings, tmp_path):
     server.reply_json(GOOD, usage={"prompt_tokens": 120, "completion_tokens": 80})
     log_path = tmp_path / ".vibe" / "llm-calls.jsonl"
-    client = LLMClient(fast_settings(prices={"test-model": Price(input_per_mtok=2.0, output_per_mtok=8.0)}), log_path)
+    client = LLMClient(
+        fast_settings(prices={"test-model": Price(input_per_mtok=2.0, output_per_mtok=8.0)}),
+        log_path,
+    )
 
     proposal = client.structured(MESSAGES, Proposal, "test-model")
 
@@ -61,11 +69,16 @@ def test_malformed_json_gets_one_repair_round_quoting_the_error(server, fast_set
     assert len(server.requests) == 2
     repair = server.requests[1]["messages"]
     assert repair[:2] == MESSAGES
-    assert repair[2] == {"role": "assistant", "content": 'Here is my proposal: {"title": "Wider residual stream", "risk": '}
+    assert repair[2] == {
+        "role": "assistant",
+        "content": 'Here is my proposal: {"title": "Wider residual stream", "risk": ',
+    }
     assert "Invalid JSON" in repair[3]["content"] and "could not be used" in repair[3]["content"]
 
 
-def test_reply_cut_at_the_token_cap_is_repaired_and_the_cap_named(server, fast_settings, tmp_path, caplog):
+def test_reply_cut_at_the_token_cap_is_repaired_and_the_cap_named(
+    server, fast_settings, tmp_path, caplog
+):
     server.reply_text(json.dumps(GOOD)[:120], finish_reason="length")
     server.reply_json(GOOD)
     client = LLMClient(fast_settings(), tmp_path / "calls.jsonl")
@@ -81,7 +94,10 @@ def test_schema_violation_is_repaired_with_the_field_named(server, fast_settings
     client = LLMClient(fast_settings(), tmp_path / "calls.jsonl")
 
     assert client.structured(MESSAGES, Proposal, "test-model").risk == "low"
-    assert "risk: Input should be 'low', 'medium' or 'high'" in server.requests[1]["messages"][-1]["content"]
+    assert (
+        "risk: Input should be 'low', 'medium' or 'high'"
+        in server.requests[1]["messages"][-1]["content"]
+    )
 
 
 def test_schema_violation_twice_is_a_clear_error(server, fast_settings, tmp_path):
@@ -89,7 +105,9 @@ def test_schema_violation_twice_is_a_clear_error(server, fast_settings, tmp_path
     server.reply_json({"title": "Wider", "hypothesis": "still missing the rest"})
     client = LLMClient(fast_settings(), tmp_path / "calls.jsonl")
 
-    with pytest.raises(LLMError, match=r"twice answered with no valid Proposal \(rationale: Field required"):
+    with pytest.raises(
+        LLMError, match=r"twice answered with no valid Proposal \(rationale: Field required"
+    ):
         client.structured(MESSAGES, Proposal, "test-model")
     assert len(server.requests) == 2
 
@@ -123,7 +141,9 @@ def test_repeated_500s_end_in_an_error_after_the_last_retry(server, fast_setting
         server.fail(500, "upstream crashed")
     client = LLMClient(fast_settings(max_retries=2), tmp_path / "calls.jsonl")
 
-    with pytest.raises(LLMError, match=r"HTTP 500 \(upstream crashed\) on all 3 attempts; check the server"):
+    with pytest.raises(
+        LLMError, match=r"HTTP 500 \(upstream crashed\) on all 3 attempts; check the server"
+    ):
         client.structured(MESSAGES, Proposal, "test-model")
     assert len(server.requests) == 3 and server.pending == 0
 
@@ -152,7 +172,10 @@ def test_no_server_listening_is_retried_then_reported(fast_settings, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = LLMClient(fast_settings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1), tmp_path / "calls.jsonl")
+    client = LLMClient(
+        fast_settings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1),
+        tmp_path / "calls.jsonl",
+    )
 
     with pytest.raises(LLMError, match=r"connection failed .* on all 2 attempts"):
         client.structured(MESSAGES, Proposal, "test-model")
@@ -163,7 +186,9 @@ def test_unauthorised_is_not_retried_and_names_the_key_variable(server, fast_set
     server.fail(401, "Incorrect API key provided")
     client = LLMClient(fast_settings(api_key_env="MY_LLM_KEY"), tmp_path / "calls.jsonl")
 
-    with pytest.raises(LLMError, match=r"HTTP 401: Incorrect API key provided; check the key in \$MY_LLM_KEY"):
+    with pytest.raises(
+        LLMError, match=r"HTTP 401: Incorrect API key provided; check the key in \$MY_LLM_KEY"
+    ):
         client.structured(MESSAGES, Proposal, "test-model")
     assert len(server.requests) == 1
 
@@ -171,7 +196,9 @@ def test_unauthorised_is_not_retried_and_names_the_key_variable(server, fast_set
 def test_server_without_json_schema_gets_the_schema_in_the_prompt(fast_settings, tmp_path):
     with ScriptedOpenAIServer(reject_json_schema=True) as server:
         server.reply_json(GOOD)
-        server.reply_json({"items": [_suggestion("Wider model"), _suggestion("Distill from a 4-gram")]})
+        server.reply_json(
+            {"items": [_suggestion("Wider model"), _suggestion("Distill from a 4-gram")]}
+        )
         client = LLMClient(fast_settings(base_url=server.base_url), tmp_path / "calls.jsonl")
 
         assert client.structured(MESSAGES, Proposal, "test-model").title == GOOD["title"]
@@ -198,7 +225,9 @@ def test_cost_cap_stops_before_a_call_that_could_pass_it(server, fast_settings, 
     client.structured(MESSAGES, Proposal, "test-model")  # the worst case fits: $0.002 of $0.50
     assert client.totals.cost_usd == pytest.approx(0.2 + 0.4)
 
-    with pytest.raises(BudgetExceeded, match=r"llm.max_usd = \$0.5 would be passed: \$0.6000 spent"):
+    with pytest.raises(
+        BudgetExceeded, match=r"llm.max_usd = \$0.5 would be passed: \$0.6000 spent"
+    ):
         client.structured(MESSAGES, Proposal, "test-model")
     assert len(server.requests) == 1
 
@@ -214,7 +243,9 @@ def test_cap_counts_the_worst_case_reply(server, fast_settings, tmp_path):
     price = Price(input_per_mtok=2.0, output_per_mtok=8.0)
     prompt_cost = count_message_tokens(MESSAGES) * 2.0 / 1e6
     worst = prompt_cost + 256 * 8.0 / 1e6
-    client = LLMClient(fast_settings(max_usd=worst * 0.99, prices={"test-model": price}), tmp_path / "calls.jsonl")
+    client = LLMClient(
+        fast_settings(max_usd=worst * 0.99, prices={"test-model": price}), tmp_path / "calls.jsonl"
+    )
 
     with pytest.raises(BudgetExceeded):
         client.structured(MESSAGES, Proposal, "test-model")
@@ -232,4 +263,11 @@ def test_torn_last_log_line_is_skipped(server, fast_settings, tmp_path):
 
 
 def _suggestion(title: str) -> dict:
-    return {"title": title, "idea": "i", "why": "w", "expected_effect": "e", "cost_minutes": 15, "risk": "low"}
+    return {
+        "title": title,
+        "idea": "i",
+        "why": "w",
+        "expected_effect": "e",
+        "cost_minutes": 15,
+        "risk": "low",
+    }

@@ -39,13 +39,22 @@ def test_ten_rounds_against_a_growing_history_never_repeat(root):
     for round_number in range(10):
         proposal = planner.propose(_context(root, history))
         reached = measured_settings(proposal.move or "")[0]
-        assert proposal.move and reached not in seen, f"round {round_number} repeats {proposal.move}"
+        assert proposal.move and reached not in seen, (
+            f"round {round_number} repeats {proposal.move}"
+        )
         seen.update(measured_settings(proposal.move))
         applied = apply_edits(root, proposal.edits)
         delta = -0.01 if "/up" in proposal.move or "distill" in proposal.move else 0.004
         if delta > 0:
             applied.revert()
-        history.append(Tried(title=proposal.title, verdict="better" if delta < 0 else "worse", move=proposal.move, delta_bpb=delta))
+        history.append(
+            Tried(
+                title=proposal.title,
+                verdict="better" if delta < 0 else "worse",
+                move=proposal.move,
+                delta_bpb=delta,
+            )
+        )
     assert len({item.move for item in history}) == 10
     assert read_config((root / "experiments" / "train.py").read_text())["distill_steps"].value > 0
 
@@ -67,7 +76,11 @@ def test_every_move_on_the_real_trainer_passes_its_own_config_check(root):
 
 
 def _literal_config(source: str) -> dict:
-    assign = next(n for n in ast.parse(source).body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "CONFIG")
+    assign = next(
+        n
+        for n in ast.parse(source).body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "CONFIG"
+    )
     return ast.literal_eval(assign.value)
 
 
@@ -75,48 +88,78 @@ def test_first_proposal_edits_one_config_line_of_the_template(root):
     proposal = OfflinePlanner().propose(_context(root, []))
     (edit,) = proposal.edits
     assert edit.path == "experiments/train.py"
-    assert edit.search in TEMPLATE.read_text() and edit.search.startswith('    "') and "#" in edit.replace
+    assert (
+        edit.search in TEMPLATE.read_text()
+        and edit.search.startswith('    "')
+        and "#" in edit.replace
+    )
     assert proposal.runs[0].seeds == [0, 1, 2] and proposal.runs[0].entry is None
 
 
 def test_gains_seen_so_far_reorder_the_moves(root):
-    train = root / "experiments" / "train.py"  # the moves below start from lr 0.002, whatever the template's default
+    train = (
+        root / "experiments" / "train.py"
+    )  # the moves below start from lr 0.002, whatever the template's default
     train.write_text(train.read_text().replace('"lr": 4e-3,', '"lr": 2e-3,'))
     before = [move.key for move in rank(_context(root, []))]
-    history = [Tried(title="Raise lr", verdict="better", move="lr/up:lr=0.001->0.002", delta_bpb=-0.05)]
+    history = [
+        Tried(title="Raise lr", verdict="better", move="lr/up:lr=0.001->0.002", delta_bpb=-0.05)
+    ]
     after = [move.key for move in rank(_context(root, history))]
     assert before[0] != "lr/up:lr=0.002->0.004" and after[0] == "lr/up:lr=0.002->0.004"
     assert "lr/down:lr=0.002->0.001" in before and "lr/down:lr=0.002->0.001" not in after
-    shallower = [Tried(title="Fewer layers", verdict="worse", move="depth/down:n_layer=5->4", delta_bpb=0.05)]
+    shallower = [
+        Tried(title="Fewer layers", verdict="worse", move="depth/down:n_layer=5->4", delta_bpb=0.05)
+    ]
     penalised = [move.key for move in rank(_context(root, shallower))]
     assert penalised.index("depth/down:n_layer=4->3") > before.index("depth/down:n_layer=4->3")
     assert penalised[-1] == "depth/down:n_layer=4->3"
 
 
 def test_a_setting_reached_from_either_direction_is_not_proposed_again(root):
-    history = [Tried(title="lr 0.004", verdict="worse", move="lr/down:lr=0.008->0.004", delta_bpb=0.01)]
+    history = [
+        Tried(title="lr 0.004", verdict="worse", move="lr/down:lr=0.008->0.004", delta_bpb=0.01)
+    ]
     assert "lr=0.004" not in {move.identity for move in rank(_context(root, history))}
 
 
 def test_the_setting_a_kept_move_left_is_not_proposed_again(root):
     train = root / "experiments" / "train.py"
     train.write_text(train.read_text().replace('"n_embd": 192,', '"n_embd": 256,'))
-    history = [Tried(title="Wider", verdict="better", move="width/up:n_embd=192->256", delta_bpb=-0.02)]
+    history = [
+        Tried(title="Wider", verdict="better", move="width/up:n_embd=192->256", delta_bpb=-0.02)
+    ]
     keys = {move.key for move in rank(_context(root, history))}
-    assert "width/up:n_embd=256->336" in keys and not any(key.startswith("width/down") for key in keys)
+    assert "width/up:n_embd=256->336" in keys and not any(
+        key.startswith("width/down") for key in keys
+    )
 
 
 def test_pick_and_own_idea_are_honoured(root):
-    pick = Suggestion(title="Switch MLP", idea="swiglu", why="w", expected_effect="e", cost_minutes=15, risk="low",
-                      move="act/swiglu:mlp=gelu->swiglu")
-    assert OfflinePlanner().propose(_context(root, [], pick=pick)).move == "act/swiglu:mlp=gelu->swiglu"
+    pick = Suggestion(
+        title="Switch MLP",
+        idea="swiglu",
+        why="w",
+        expected_effect="e",
+        cost_minutes=15,
+        risk="low",
+        move="act/swiglu:mlp=gelu->swiglu",
+    )
+    assert (
+        OfflinePlanner().propose(_context(root, [], pick=pick)).move
+        == "act/swiglu:mlp=gelu->swiglu"
+    )
 
     by_words = OfflinePlanner().propose(_context(root, [], idea="let's try a deeper model"))
     assert by_words.move is not None and by_words.move.startswith("depth/")
     assert "Chosen for the researcher's idea" in by_words.rationale
 
     # "teacher" also names distillation, which ranks higher; the sweep names more of the words
-    sweep = OfflinePlanner().propose(_context(root, [], idea="sweep the n-gram orders: which Kneser-Ney order is the best teacher?"))
+    sweep = OfflinePlanner().propose(
+        _context(
+            root, [], idea="sweep the n-gram orders: which Kneser-Ney order is the best teacher?"
+        )
+    )
     assert sweep.move is not None and sweep.move.startswith("ngram/sweep")
 
     unknown = OfflinePlanner().propose(_context(root, [], idea="use a mixture of experts"))
@@ -133,7 +176,10 @@ def test_suggestions_are_the_top_moves_with_costs(root):
 
 def test_width_moves_keep_heads_dividing_the_width(root):
     moves = {move.key for move in rank(_context(root, []))}
-    assert {"width/up:n_embd=192->256", "width/down:n_embd=192->144"} <= moves  # 192 * 4/3 and 192 * 3/4, multiples of 16
+    assert {
+        "width/up:n_embd=192->256",
+        "width/down:n_embd=192->144",
+    } <= moves  # 192 * 4/3 and 192 * 3/4, multiples of 16
 
 
 def test_a_zero_knob_starts_at_its_first_value_and_only_goes_up(root):
@@ -147,8 +193,14 @@ def test_choices_come_from_the_config_comment(root):
     config = read_config(TEMPLATE.read_text())
     assert config["mlp"].choices() == ["gelu", "swiglu", "relu2"]
     keys = {move.key for move in rank(_context(root, []))}
-    assert {"act/swiglu:mlp=gelu->swiglu", "act/relu2:mlp=gelu->relu2", "pos/learned:positions=rope->learned"} <= keys
-    vocab = {move.key: move for move in rank(_context(root, []))}["vocab/bpe-2048:tokenizer=bpe:4096->bpe:2048"]
+    assert {
+        "act/swiglu:mlp=gelu->swiglu",
+        "act/relu2:mlp=gelu->relu2",
+        "pos/learned:positions=rope->learned",
+    } <= keys
+    vocab = {move.key: move for move in rank(_context(root, []))}[
+        "vocab/bpe-2048:tokenizer=bpe:4096->bpe:2048"
+    ]
     assert (vocab.variant, vocab.identity) == ("vocab/bpe-2048", "tokenizer=bpe:2048")
 
 
@@ -171,15 +223,23 @@ def test_distillation_knobs_open_once_distillation_is_on(root):
 
 
 def test_inconclusive_result_ranks_a_seed_check_first(root):
-    history = [Tried(title="Raise lr", verdict="inconclusive", move="lr/up:lr=0.002->0.004", delta_bpb=-0.002)]
+    history = [
+        Tried(
+            title="Raise lr", verdict="inconclusive", move="lr/up:lr=0.002->0.004", delta_bpb=-0.002
+        )
+    ]
     assert rank(_context(root, history))[0].family == "seeds"
 
 
 def test_exhausted_catalogue_is_a_clear_error(tmp_path):
     (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "train.py").write_text('CONFIG = {\n    "tie_embeddings": True,  # share\n}\n')
+    (tmp_path / "experiments" / "train.py").write_text(
+        'CONFIG = {\n    "tie_embeddings": True,  # share\n}\n'
+    )
     context = _context(tmp_path, [])
-    history = [Tried(title=m.title, verdict="worse", move=m.key, delta_bpb=0.01) for m in rank(context)]
+    history = [
+        Tried(title=m.title, verdict="worse", move=m.key, delta_bpb=0.01) for m in rank(context)
+    ]
     with pytest.raises(UserError, match="tried every move"):
         OfflinePlanner().propose(_context(tmp_path, history))
 
@@ -189,21 +249,38 @@ def test_a_knob_left_to_auto_is_not_switched_to_what_auto_already_picks(root):
     assert not any(key.startswith(("dtype/", "compile/")) for key in keys)
     train = root / "experiments" / "train.py"
     train.write_text(train.read_text().replace('"dtype": "auto",', '"dtype": "fp32",'))
-    assert any(key.startswith("dtype/bf16") for key in (move.key for move in rank(_context(root, []))))
+    assert any(
+        key.startswith("dtype/bf16") for key in (move.key for move in rank(_context(root, [])))
+    )
 
 
 def test_a_seed_check_promises_no_gain(root):
-    history = [Tried(title="Wider", verdict="inconclusive", move="width/up:n_embd=192->256", delta_bpb=0.04)]
+    history = [
+        Tried(
+            title="Wider", verdict="inconclusive", move="width/up:n_embd=192->256", delta_bpb=0.04
+        )
+    ]
     suggestions = OfflinePlanner().suggest(_context(root, history))
     check = next(item for item in suggestions.items if item.move and item.move.startswith("seeds/"))
     assert check.expected_effect.startswith("no change in bpb")
 
 
 def test_a_move_that_failed_once_may_come_back_but_not_after_a_second_failure(root):
-    fusion = next(move for move in rank(_context(root, [], best_run="/ws/.vibe/runs/0000-s0")) if move.family == "fusion")
+    fusion = next(
+        move
+        for move in rank(_context(root, [], best_run="/ws/.vibe/runs/0000-s0"))
+        if move.family == "fusion"
+    )
     failed = Tried(title=fusion.title, verdict="failed", move=fusion.key)
-    assert fusion.key in {move.key for move in rank(_context(root, [failed], best_run="/ws/.vibe/runs/0000-s0"))}
-    assert fusion.key not in {move.key for move in rank(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0"))}
+    assert fusion.key in {
+        move.key for move in rank(_context(root, [failed], best_run="/ws/.vibe/runs/0000-s0"))
+    }
+    assert fusion.key not in {
+        move.key
+        for move in rank(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0"))
+    }
     # the researcher asking for it by name tries it again
-    again = OfflinePlanner().propose(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0", idea="shallow fusion"))
+    again = OfflinePlanner().propose(
+        _context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0", idea="shallow fusion")
+    )
     assert again.move == fusion.key and "tried again" in again.rationale

@@ -12,21 +12,36 @@ CONTEXT = ResearchContext(messages=[{"role": "user", "content": "Offer next step
 
 
 def _item(title: str, move: str | None = None) -> dict:
-    return {"title": title, "idea": "i", "why": "w", "expected_effect": "e", "cost_minutes": 15, "risk": "low", "move": move}
+    return {
+        "title": title,
+        "idea": "i",
+        "why": "w",
+        "expected_effect": "e",
+        "cost_minutes": 15,
+        "risk": "low",
+        "move": move,
+    }
 
 
 def test_auto_without_endpoint_or_key_is_the_offline_planner(monkeypatch, tmp_path):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert isinstance(make_proposer(LLMSettings(), tmp_path / "calls.jsonl"), OfflinePlanner)
-    assert isinstance(make_proposer(LLMSettings(backend="offline", base_url="http://x/v1"), tmp_path / "c.jsonl"), OfflinePlanner)
+    assert isinstance(
+        make_proposer(LLMSettings(backend="offline", base_url="http://x/v1"), tmp_path / "c.jsonl"),
+        OfflinePlanner,
+    )
 
 
 def test_auto_with_a_base_url_or_a_key_uses_the_llm(monkeypatch, tmp_path):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    by_url = make_proposer(LLMSettings(base_url="http://127.0.0.1:9/v1", proposer_model="m"), tmp_path / "calls.jsonl")
+    by_url = make_proposer(
+        LLMSettings(base_url="http://127.0.0.1:9/v1", proposer_model="m"), tmp_path / "calls.jsonl"
+    )
     assert isinstance(by_url, LLMProposer) and by_url.name == "llm:m"
     monkeypatch.setenv("MY_KEY", "sk-test")
-    assert isinstance(make_proposer(LLMSettings(api_key_env="MY_KEY"), tmp_path / "calls.jsonl"), LLMProposer)
+    assert isinstance(
+        make_proposer(LLMSettings(api_key_env="MY_KEY"), tmp_path / "calls.jsonl"), LLMProposer
+    )
 
 
 def test_openai_backend_without_key_or_url_says_what_to_set(monkeypatch, tmp_path):
@@ -37,7 +52,14 @@ def test_openai_backend_without_key_or_url_says_what_to_set(monkeypatch, tmp_pat
 
 
 def test_llm_suggestions_come_back_without_planner_move_keys(server, fast_settings, tmp_path):
-    server.reply_json({"items": [_item("Distill from a 4-gram", move="distill/200:distill_steps=200"), _item("Shallow fusion")]})
+    server.reply_json(
+        {
+            "items": [
+                _item("Distill from a 4-gram", move="distill/200:distill_steps=200"),
+                _item("Shallow fusion"),
+            ]
+        }
+    )
     proposer = make_proposer(fast_settings(), tmp_path / "calls.jsonl")
 
     suggestions = proposer.suggest(CONTEXT)

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture
 def gpt2_env(monkeypatch: pytest.MonkeyPatch, gpt2_ranks: Path) -> Path:
     monkeypatch.setenv("VIBE_GPT2_RANKS", str(gpt2_ranks))

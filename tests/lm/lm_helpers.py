@@ -8,7 +8,7 @@ from pathlib import Path
 VIBE = Path(sys.executable).parent / "vibe-research"
 STORIES = [
     "Once upon a time, there was a little girl named Lily. She loved her red ball.",
-    "Tom saw a big dog. \"Hello!\" he said. The dog wagged its tail, and they played all day.",
+    'Tom saw a big dog. "Hello!" he said. The dog wagged its tail, and they played all day.',
     "The sun was hot. Mia drank cold water and smiled. Café au lait was not for kids, Mom said.",
 ]
 
@@ -19,10 +19,18 @@ def write_txt(path: Path, stories: list[str]) -> Path:
     return path
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """A real subprocess with this environment minus the project's own variables, plus `env`."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"VIBE_CACHE_DIR", "VIBE_DATA", "VIBE_DEBUG"}}
-    return subprocess.run(command, cwd=cwd, env=clean | (env or {}), capture_output=True, text=True, timeout=120)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"VIBE_CACHE_DIR", "VIBE_DATA", "VIBE_DEBUG"}
+    }
+    return subprocess.run(
+        command, cwd=cwd, env=clean | (env or {}), capture_output=True, text=True, timeout=120
+    )
 
 
 def vibe(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -35,15 +35,30 @@ def assert_one_line_error(done: subprocess.CompletedProcess, message: str) -> No
 def prepared(tmp_path_factory: pytest.TempPathFactory, tinystories: Path) -> Path:
     """A workspace on the real TinyStories files with bpe:4096 caches, plus unigram and peeking runs."""
     root = workspace(tmp_path_factory.mktemp("prepared"))
-    done = vibe("data", "prepare", "--tokenizer", "bpe:4096", cwd=root, env={"VIBE_DATA": str(tinystories)})
+    done = vibe(
+        "data", "prepare", "--tokenizer", "bpe:4096", cwd=root, env={"VIBE_DATA": str(tinystories)}
+    )
     assert done.returncode == 0, done.stderr
     for kind in ("unigram", "peeking"):
-        done = run([sys.executable, "-m", "vibe_research.lm.reference", "--out", f"runs/{kind}", "--set", f"kind={kind}"], root)
+        done = run(
+            [
+                sys.executable,
+                "-m",
+                "vibe_research.lm.reference",
+                "--out",
+                f"runs/{kind}",
+                "--set",
+                f"kind={kind}",
+            ],
+            root,
+        )
         assert done.returncode == 0, done.stderr
     return root
 
 
-def test_data_prepare_on_real_tinystories(tmp_path: Path, tinystories: Path, gpt2_ranks: Path) -> None:
+def test_data_prepare_on_real_tinystories(
+    tmp_path: Path, tinystories: Path, gpt2_ranks: Path
+) -> None:
     root = workspace(tmp_path)
     env = {"VIBE_DATA": str(tinystories), "VIBE_GPT2_RANKS": str(gpt2_ranks)}
     done = vibe("data", "prepare", "--tokenizer", "gpt2", "--json", cwd=root, env=env)
@@ -53,7 +68,9 @@ def test_data_prepare_on_real_tinystories(tmp_path: Path, tinystories: Path, gpt
     assert (train["stories"], valid["stories"], valid["tokens"]) == (4709, 500, 99_280)
     assert train["built"] and 4.0 < valid["bytes_per_token"] < 4.2
     assert (root / ".vibe" / "cache" / "tokens" / "valid" / "gpt2" / "tokens.bin").is_file()
-    again = json.loads(vibe("data", "prepare", "--tokenizer", "gpt2", "--json", cwd=root, env=env).stdout)
+    again = json.loads(
+        vibe("data", "prepare", "--tokenizer", "gpt2", "--json", cwd=root, env=env).stdout
+    )
     assert not again["splits"][0]["built"]
     shown = vibe("data", "show", cwd=root, env=env)
     assert shown.returncode == 0 and "99,280" in shown.stdout
@@ -62,15 +79,48 @@ def test_data_prepare_on_real_tinystories(tmp_path: Path, tinystories: Path, gpt
 @pytest.mark.parametrize(
     ("settings", "files", "args", "message"),
     [
-        ('[data]\ntrain = ["stories/train-*.txt"]\nvalid = "stories/valid.txt"\n', {}, [], "no such file"),
-        ('[data]\ntrain = ["train.txt"]\nvalid = "valid.txt"\n', {"train.txt": b"", "valid.txt": b"x\n<|endoftext|>\n"}, [], "empty corpus"),
-        ('[data]\ntrain = ["train.txt"]\nvalid = "valid.txt"\n', {"train.txt": b"A story.\nThe end.\n"}, [], "no <|endoftext|> separators"),
-        ('[data]\ntrain = ["train.txt"]\nvalid = "valid.txt"\n', {"train.txt": b"A \xe9t\xe9 story.\n<|endoftext|>\n"}, [], "not UTF-8"),
-        ('[data]\nsource = "synthetic"\n', {}, ["--tokenizer", "bpe:lots"], "unknown tokenizer spec 'bpe:lots'"),
+        (
+            '[data]\ntrain = ["stories/train-*.txt"]\nvalid = "stories/valid.txt"\n',
+            {},
+            [],
+            "no such file",
+        ),
+        (
+            '[data]\ntrain = ["train.txt"]\nvalid = "valid.txt"\n',
+            {"train.txt": b"", "valid.txt": b"x\n<|endoftext|>\n"},
+            [],
+            "empty corpus",
+        ),
+        (
+            '[data]\ntrain = ["train.txt"]\nvalid = "valid.txt"\n',
+            {"train.txt": b"A story.\nThe end.\n"},
+            [],
+            "no <|endoftext|> separators",
+        ),
+        (
+            '[data]\ntrain = ["train.txt"]\nvalid = "valid.txt"\n',
+            {"train.txt": b"A \xe9t\xe9 story.\n<|endoftext|>\n"},
+            [],
+            "not UTF-8",
+        ),
+        (
+            '[data]\nsource = "synthetic"\n',
+            {},
+            ["--tokenizer", "bpe:lots"],
+            "unknown tokenizer spec 'bpe:lots'",
+        ),
         ("[data\nsource = ", {}, [], "malformed TOML"),
         ('[data]\ncolour = "red"\n', {}, [], "data.colour: Extra inputs are not permitted"),
     ],
-    ids=["missing-path", "empty-corpus", "no-separators", "not-utf8", "unknown-tokenizer", "malformed-toml", "unknown-key"],
+    ids=[
+        "missing-path",
+        "empty-corpus",
+        "no-separators",
+        "not-utf8",
+        "unknown-tokenizer",
+        "malformed-toml",
+        "unknown-key",
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     tmp_path: Path, settings: str, files: dict[str, bytes], args: list[str], message: str
@@ -88,45 +138,96 @@ def test_no_workspace_is_one_line(tmp_path: Path) -> None:
 
 def test_hub_without_network_fails_fast(tmp_path: Path) -> None:
     root = workspace(tmp_path, '[data]\nsource = "hub"\n')
-    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}  # port 9: nobody answers
+    env = {
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HOME": str(tmp_path / "hf"),
+    }  # port 9: nobody answers
     started = time.monotonic()
-    assert_one_line_error(vibe("data", "prepare", cwd=root, env=env), "cannot load roneneldan/TinyStories")
+    assert_one_line_error(
+        vibe("data", "prepare", cwd=root, env=env), "cannot load roneneldan/TinyStories"
+    )
     assert time.monotonic() - started < 30 and cache_files(root) == []
 
 
 def test_auto_falls_back_to_synthetic_loudly(tmp_path: Path) -> None:
-    root = workspace(tmp_path, "[data]\nsynthetic_train_stories = 300\nsynthetic_valid_stories = 20\n")
+    root = workspace(
+        tmp_path, "[data]\nsynthetic_train_stories = 300\nsynthetic_valid_stories = 20\n"
+    )
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
     done = vibe("data", "prepare", "--tokenizer", "bpe:512", "--json", cwd=root, env=env)
     assert done.returncode == 0, done.stderr
     assert "NOT TinyStories" in done.stderr
-    assert [split["source_kind"] for split in json.loads(done.stdout)["splits"]] == ["synthetic", "synthetic"]
+    assert [split["source_kind"] for split in json.loads(done.stdout)["splits"]] == [
+        "synthetic",
+        "synthetic",
+    ]
 
 
 def test_evaluate_unigram_and_reject_peeking(prepared: Path) -> None:
-    done = vibe("evaluate", "runs/unigram", "--entry", REFERENCE, "--samples", "2", "--max-tokens", "20", "--json", cwd=prepared)
+    done = vibe(
+        "evaluate",
+        "runs/unigram",
+        "--entry",
+        REFERENCE,
+        "--samples",
+        "2",
+        "--max-tokens",
+        "20",
+        "--json",
+        cwd=prepared,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] and 2.0 < result["bpb"] < 2.5 and len(result["samples"]) == 2
     assert result["tokenizer"] == "bpe:4096" and result["valid_fingerprint"]
-    rejected = vibe("evaluate", "runs/peeking", "--entry", REFERENCE, "--samples", "0", cwd=prepared)
+    rejected = vibe(
+        "evaluate", "runs/peeking", "--entry", REFERENCE, "--samples", "0", cwd=prepared
+    )
     assert rejected.returncode == 3 and "model rejected: not causal" in rejected.stdout
 
 
 def test_evaluate_on_another_valid_file(prepared: Path, tmp_path: Path) -> None:
     valid = write_txt(tmp_path / "mine.txt", STORIES)
-    done = vibe("evaluate", "runs/unigram", "--entry", REFERENCE, "--valid", str(valid), "--samples", "1", cwd=prepared)
+    done = vibe(
+        "evaluate",
+        "runs/unigram",
+        "--entry",
+        REFERENCE,
+        "--valid",
+        str(valid),
+        "--samples",
+        "1",
+        cwd=prepared,
+    )
     assert done.returncode == 0, done.stderr
-    assert "validation bits per byte" in done.stdout and "3 stories" in done.stdout and "seed 1000" in done.stdout
+    assert (
+        "validation bits per byte" in done.stdout
+        and "3 stories" in done.stdout
+        and "seed 1000" in done.stdout
+    )
 
 
 def test_evaluate_bad_input(prepared: Path) -> None:
-    assert_one_line_error(vibe("evaluate", "runs/none", "--entry", REFERENCE, cwd=prepared), "no such run folder")
-    assert_one_line_error(vibe("evaluate", "runs/unigram", "--entry", "nope.py", cwd=prepared), "no such experiment file")
+    assert_one_line_error(
+        vibe("evaluate", "runs/none", "--entry", REFERENCE, cwd=prepared), "no such run folder"
+    )
+    assert_one_line_error(
+        vibe("evaluate", "runs/unigram", "--entry", "nope.py", cwd=prepared),
+        "no such experiment file",
+    )
 
 
 def test_sample_continues_a_prompt(prepared: Path) -> None:
-    args = ("sample", "runs/unigram", "--entry", REFERENCE, "--prompt", "Once upon a time", "--max-tokens", "12")
+    args = (
+        "sample",
+        "runs/unigram",
+        "--entry",
+        REFERENCE,
+        "--prompt",
+        "Once upon a time",
+        "--max-tokens",
+        "12",
+    )
     done = vibe(*args, "--json", cwd=prepared)
     assert done.returncode == 0, done.stderr
     story = json.loads(done.stdout)

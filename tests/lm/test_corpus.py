@@ -25,7 +25,9 @@ def test_real_valid_file_has_500_stories(tinystories: Path) -> None:
 
 def test_jsonl_and_parquet_with_a_text_column(tmp_path: Path) -> None:
     jsonl = tmp_path / "s.jsonl"
-    jsonl.write_text("".join(json.dumps({"story": story, "id": i}) + "\n" for i, story in enumerate(STORIES)))
+    jsonl.write_text(
+        "".join(json.dumps({"story": story, "id": i}) + "\n" for i, story in enumerate(STORIES))
+    )
     parquet = tmp_path / "s.parquet"
     pyarrow.parquet.write_table(pyarrow.table({"story": STORIES}), parquet)
     assert read_story_file(jsonl, "story") == STORIES
@@ -66,7 +68,10 @@ def test_limit_keeps_the_first_train_stories(tmp_path: Path) -> None:
     write_txt(tmp_path / "valid.txt", STORIES)
     corpus = load_corpus(DataSource(train=["train.txt"], valid="valid.txt", limit=2), tmp_path)
     assert list(corpus.train.texts()) == STORIES[:2] and corpus.valid.count == 3
-    assert corpus.train.fingerprint != files_split("train", ["train.txt"], "text", tmp_path).fingerprint
+    assert (
+        corpus.train.fingerprint
+        != files_split("train", ["train.txt"], "text", tmp_path).fingerprint
+    )
 
 
 def test_missing_path_and_unsupported_type(tmp_path: Path) -> None:
@@ -84,7 +89,10 @@ def test_files_source_needs_a_valid_file(tmp_path: Path) -> None:
 
 
 def test_synthetic_source(tmp_path: Path) -> None:
-    corpus = load_corpus(DataSource(source="synthetic", synthetic_train_stories=50, synthetic_valid_stories=10), tmp_path)
+    corpus = load_corpus(
+        DataSource(source="synthetic", synthetic_train_stories=50, synthetic_valid_stories=10),
+        tmp_path,
+    )
     assert (corpus.train.kind, corpus.train.count, corpus.valid.count) == ("synthetic", 50, 10)
     assert len(list(corpus.train.texts())) == 50
     assert corpus.train.fingerprint != corpus.valid.fingerprint

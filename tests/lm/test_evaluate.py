@@ -28,24 +28,49 @@ def run_dir(tmp_path: Path, name: str, config: dict, file: str = "config.json") 
 
 
 def evaluator(*args: str, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vibe_research.lm.evaluate", "--cache-dir", str(cache), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vibe_research.lm.evaluate", "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_uniform_bpb_is_log2_v_times_tokens_over_bytes(real_cache: Path, tmp_path: Path) -> None:
-    folder = run_dir(tmp_path, "uniform", {"kind": "uniform", "tokenizer": "bpe:4096", "vocab_size": 4096, "context_length": 256},
-                     reference.MODEL_FILE)
+    folder = run_dir(
+        tmp_path,
+        "uniform",
+        {"kind": "uniform", "tokenizer": "bpe:4096", "vocab_size": 4096, "context_length": 256},
+        reference.MODEL_FILE,
+    )
     result = evaluate(REFERENCE, folder, real_cache, samples=0)
     valid = open_split("valid", "bpe:4096", real_cache).manifest
-    assert result.ok and (result.tokens, result.bytes, result.stories) == (valid.tokens - 1, valid.bytes, 500)
+    assert result.ok and (result.tokens, result.bytes, result.stories) == (
+        valid.tokens - 1,
+        valid.bytes,
+        500,
+    )
     assert result.bpb == pytest.approx(math.log2(4096) * result.tokens / result.bytes, abs=1e-9)
     assert result.perplexity == pytest.approx(4096, rel=1e-9)
 
 
 def test_unigram_matches_its_closed_form(real_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "unigram"
-    trained = subprocess.run([sys.executable, "-m", "vibe_research.lm.reference", "--out", str(out), "--set", "kind=unigram"],
-                             capture_output=True, text=True, timeout=60, env=os.environ | {"VIBE_CACHE_DIR": str(real_cache)})
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vibe_research.lm.reference",
+            "--out",
+            str(out),
+            "--set",
+            "kind=unigram",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"VIBE_CACHE_DIR": str(real_cache)},
+    )
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout.splitlines()[-1])["event"] == "done"
     result = evaluate(REFERENCE, out, real_cache, samples=0)
@@ -53,33 +78,65 @@ def test_unigram_matches_its_closed_form(real_cache: Path, tmp_path: Path) -> No
     valid = open_split("valid", "bpe:4096", real_cache)
     counts = np.zeros(4096)
     np.add.at(counts, train[1:], 1)
-    bits = -np.log2((counts[np.asarray(valid.tokens[1:], dtype=np.int64)] + 1) / (len(train) - 1 + 4096)).sum()
+    bits = -np.log2(
+        (counts[np.asarray(valid.tokens[1:], dtype=np.int64)] + 1) / (len(train) - 1 + 4096)
+    ).sum()
     assert result.ok and result.bpb == pytest.approx(bits / valid.manifest.bytes, abs=1e-6)
     assert 2.0 < result.bpb < 2.5
 
 
 def test_the_peeking_model_is_rejected(real_cache: Path, tmp_path: Path) -> None:
-    folder = run_dir(tmp_path, "peeking", {"kind": "peeking", "tokenizer": "bpe:4096", "vocab_size": 4096, "context_length": 256},
-                     reference.MODEL_FILE)
-    done = evaluator("--entry", str(REFERENCE), "--run-dir", str(folder), "--out", str(tmp_path / "r.json"), cache=real_cache)
+    folder = run_dir(
+        tmp_path,
+        "peeking",
+        {"kind": "peeking", "tokenizer": "bpe:4096", "vocab_size": 4096, "context_length": 256},
+        reference.MODEL_FILE,
+    )
+    done = evaluator(
+        "--entry",
+        str(REFERENCE),
+        "--run-dir",
+        str(folder),
+        "--out",
+        str(tmp_path / "r.json"),
+        cache=real_cache,
+    )
     assert done.returncode == 3
     result = EvalResult.model_validate_json((tmp_path / "r.json").read_text())
     assert not result.ok and result.bpb is None and result.reason.startswith("not causal")
     assert result.checks.normalised and not result.checks.causal
 
 
-def test_a_real_transformer_passes_and_an_unmasked_one_is_caught(real_cache: Path, tmp_path: Path) -> None:
-    config = {"tokenizer": "bpe:4096", "vocab_size": 4096, "context_length": 64, "dim": 32, "layers": 1, "heads": 2}
+def test_a_real_transformer_passes_and_an_unmasked_one_is_caught(
+    real_cache: Path, tmp_path: Path
+) -> None:
+    config = {
+        "tokenizer": "bpe:4096",
+        "vocab_size": 4096,
+        "context_length": 64,
+        "dim": 32,
+        "layers": 1,
+        "heads": 2,
+    }
     valid = write_txt(tmp_path / "few.txt", STORIES * 4)
-    causal = evaluate(TINY_GPT, run_dir(tmp_path, "causal", config | {"peek": False}), real_cache, valid, samples=2, max_tokens=8)
+    causal = evaluate(
+        TINY_GPT,
+        run_dir(tmp_path, "causal", config | {"peek": False}),
+        real_cache,
+        valid,
+        samples=2,
+        max_tokens=8,
+    )
     assert causal.ok and causal.checks.max_causal_change <= 1e-4 and causal.stories == 12
     assert causal.bytes == sum(len(story.encode()) for story in STORIES * 4)
     assert len(causal.samples) == 2 and all(sample.tokens <= 8 for sample in causal.samples)
-    peeking = evaluate(TINY_GPT, run_dir(tmp_path, "peek", config | {"peek": True}), real_cache, valid, samples=0)
+    peeking = evaluate(
+        TINY_GPT, run_dir(tmp_path, "peek", config | {"peek": True}), real_cache, valid, samples=0
+    )
     assert not peeking.ok and "not causal" in peeking.reason
 
 
-BROKEN_ENTRY = '''
+BROKEN_ENTRY = """
 import math
 import torch
 from helper import VOCAB  # a sibling module: the entry's folder is on sys.path
@@ -102,7 +159,7 @@ def load_model(run_dir):
     if mode == "load":
         raise FileNotFoundError("model.pt")
     return Model(mode)
-'''
+"""
 
 
 @pytest.mark.parametrize(
@@ -114,7 +171,9 @@ def load_model(run_dir):
         ("load", "load_model("),
     ],
 )
-def test_contract_breakers_are_rejected_with_a_reason(real_cache: Path, tmp_path: Path, mode: str, reason: str) -> None:
+def test_contract_breakers_are_rejected_with_a_reason(
+    real_cache: Path, tmp_path: Path, mode: str, reason: str
+) -> None:
     (tmp_path / "helper.py").write_text("VOCAB = 4096\n")
     entry = tmp_path / "entry.py"
     entry.write_text(BROKEN_ENTRY)
@@ -130,14 +189,20 @@ def test_the_well_behaved_variant_of_that_entry_scores(real_cache: Path, tmp_pat
     (tmp_path / "entry.py").write_text(BROKEN_ENTRY)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "mode").write_text("uniform")
-    assert evaluate(tmp_path / "entry.py", tmp_path / "run", real_cache, samples=0).bpb == pytest.approx(
-        12 * 99824 / 403555, abs=1e-6
-    )
+    assert evaluate(
+        tmp_path / "entry.py", tmp_path / "run", real_cache, samples=0
+    ).bpb == pytest.approx(12 * 99824 / 403555, abs=1e-6)
 
 
 def test_bad_input_exits_2_with_one_line(real_cache: Path, tmp_path: Path) -> None:
-    done = evaluator("--entry", str(tmp_path / "missing.py"), "--run-dir", str(tmp_path), cache=real_cache)
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no such experiment file" in done.stderr
+    done = evaluator(
+        "--entry", str(tmp_path / "missing.py"), "--run-dir", str(tmp_path), cache=real_cache
+    )
+    assert (
+        done.returncode == 2
+        and done.stderr.strip().count("\n") == 0
+        and "no such experiment file" in done.stderr
+    )
     with pytest.raises(UserError, match="no such run folder"):
         evaluate(REFERENCE, tmp_path / "nothing", real_cache)
 

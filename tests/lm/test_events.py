@@ -25,7 +25,9 @@ def test_unknown_events_and_unserialisable_fields_are_refused() -> None:
         emit("step", model=object())
 
 
-@pytest.mark.parametrize("line", ["loss 2.5 at step 3", "{not json", '{"event": "party"}', "[1, 2]", ""])
+@pytest.mark.parametrize(
+    "line", ["loss 2.5 at step 3", "{not json", '{"event": "party"}', "[1, 2]", ""]
+)
 def test_other_lines_are_log_text(line: str) -> None:
     assert parse_event(line) is None
 
@@ -34,7 +36,9 @@ def test_events_arrive_unbuffered_through_a_pipe() -> None:
     code = "from vibe_research.lm.events import emit\nemit('start', device='cpu')\nimport time\ntime.sleep(30)"
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        event = parse_event(process.stdout.readline())  # would block for 30 s if the line sat in a buffer
+        event = parse_event(
+            process.stdout.readline()
+        )  # would block for 30 s if the line sat in a buffer
         assert event is not None and event.model_dump() == {"event": "start", "device": "cpu"}
     finally:
         process.kill()

@@ -20,8 +20,12 @@ class ByteFrequencies:
     vocab_size, tokenizer, context_length = BYTES.vocab_size, "bytes", 16
 
     def __init__(self) -> None:
-        counts = np.bincount([b for story in STORIES for b in story.encode()], minlength=self.vocab_size)
-        self.log_probs = torch.from_numpy(counts / counts.sum()).log()  # float64[V], -inf where unseen
+        counts = np.bincount(
+            [b for story in STORIES for b in story.encode()], minlength=self.vocab_size
+        )
+        self.log_probs = torch.from_numpy(
+            counts / counts.sum()
+        ).log()  # float64[V], -inf where unseen
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.log_probs.expand(*tokens.shape, self.vocab_size)
@@ -33,7 +37,9 @@ class EndsAfter:
     vocab_size, tokenizer, context_length = BYTES.vocab_size, "bytes", 8
 
     def __init__(self, prompt_tokens: int, after: int) -> None:
-        self.stop_at = prompt_tokens + after  # sequence length (eot + prompt + generated) at which to stop
+        self.stop_at = (
+            prompt_tokens + after
+        )  # sequence length (eot + prompt + generated) at which to stop
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         out = torch.full((*tokens.shape, self.vocab_size), -math.inf)
@@ -56,7 +62,10 @@ def test_same_seed_same_story_other_seed_other_story() -> None:
 def test_batched_sampling_matches_one_at_a_time() -> None:
     model = ByteFrequencies()
     together = sample(model, BYTES, ["Once", "Tom saw a big dog and"], [5, 6], max_tokens=30)
-    alone = [sample(model, BYTES, [prompt], [seed], max_tokens=30)[0] for prompt, seed in [("Once", 5), ("Tom saw a big dog and", 6)]]
+    alone = [
+        sample(model, BYTES, [prompt], [seed], max_tokens=30)[0]
+        for prompt, seed in [("Once", 5), ("Tom saw a big dog and", 6)]
+    ]
     assert together == alone
 
 
@@ -71,7 +80,12 @@ def test_greedy_and_top_1_agree() -> None:
 def test_stops_at_the_end_of_story_token() -> None:
     prompt = "Hi"
     [story] = sample(EndsAfter(len(prompt) + 1, after=3), BYTES, [prompt], [0], max_tokens=50)
-    assert story.finished and story.continuation == "aaa" and story.tokens == 4 and story.text == "Hiaaa"
+    assert (
+        story.finished
+        and story.continuation == "aaa"
+        and story.tokens == 4
+        and story.text == "Hiaaa"
+    )
 
 
 def test_bad_settings_are_user_errors() -> None:

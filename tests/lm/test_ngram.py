@@ -21,21 +21,25 @@ def random_stories(seed: int, stories: int) -> np.ndarray:
     weights = 1.0 / np.arange(1, V)
     parts = [[EOT]]
     for _ in range(stories):
-        parts.append(rng.choice(V - 1, size=rng.integers(1, 41), p=weights / weights.sum()).tolist() + [EOT])
+        parts.append(
+            [*rng.choice(V - 1, size=rng.integers(1, 41), p=weights / weights.sum()).tolist(), EOT]
+        )
     return np.array([t for part in parts for t in part], dtype=np.int64)
 
 
 class ReferenceKN:
     """Kneser-Ney from the textbook definitions with tuples and dicts: slow, obviously right."""
 
-    def __init__(self, stream: list[int], order: int, discount, prune: int, interpolate: bool) -> None:
+    def __init__(
+        self, stream: list[int], order: int, discount, prune: int, interpolate: bool
+    ) -> None:
         self.order, self.prune, self.interpolate = order, prune, interpolate
         raw: list[Counter] = [Counter() for _ in range(order + 1)]
         opening: list[Counter] = [Counter() for _ in range(order + 1)]
         for i in range(1, len(stream)):
             history = self.context(stream, i, long=True)
             for n in range(1, min(len(history), order - 1) + 2):
-                gram = history[len(history) - n + 1 :] + (stream[i],)
+                gram = (*history[len(history) - n + 1 :], stream[i])
                 raw[n][gram] += 1
                 if n - 1 == len(history):
                     opening[n][gram] += 1
@@ -45,7 +49,9 @@ class ReferenceKN:
         for n in range(1, order):
             left = Counter(gram[1:] for gram in raw[n + 1])
             self.adjusted[n] = Counter({g: left[g] + opening[n][g] for g in raw[n]})
-        self.discounts = [None] + [self.estimate(self.adjusted[n], discount) for n in range(1, order + 1)]
+        self.discounts = [None] + [
+            self.estimate(self.adjusted[n], discount) for n in range(1, order + 1)
+        ]
         self.totals = [defaultdict(int) for _ in range(order + 1)]
         self.context_raw = [defaultdict(int) for _ in range(order + 1)]
         for n in range(1, order + 1):
@@ -69,7 +75,9 @@ class ReferenceKN:
             return 0.5, 1.0, 1.5  # the documented fallback (KenLM's)
         y = n1 / (n1 + 2 * n2)
         estimate = 1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3
-        return estimate if all(0 < d < c for c, d in enumerate(estimate, start=1)) else (0.5, 1.0, 1.5)
+        return (
+            estimate if all(0 < d < c for c, d in enumerate(estimate, start=1)) else (0.5, 1.0, 1.5)
+        )
 
     def prob(self, word: int, history: tuple) -> float:
         n = len(history) + 1
@@ -96,15 +104,27 @@ class ReferenceKN:
         return gamma * lower / unseen
 
     def logprobs(self, stream: list[int]) -> np.ndarray:
-        out = [math.log(self.prob(stream[i], self.context(stream, i)[-(self.order - 1) or len(stream) :]))
-               for i in range(1, len(stream))]
+        out = [
+            math.log(
+                self.prob(stream[i], self.context(stream, i)[-(self.order - 1) or len(stream) :])
+            )
+            for i in range(1, len(stream))
+        ]
         return np.array(out)
 
 
 @pytest.mark.parametrize(
     "order, discount, prune, interpolate",
-    [(1, "modified", 0, True), (2, "modified", 0, True), (3, "modified", 0, True), (4, "modified", 0, True),
-     (3, 0.6, 0, True), (3, "modified", 0, False), (4, "modified", 2, True), (3, 0.4, 1, False)],
+    [
+        (1, "modified", 0, True),
+        (2, "modified", 0, True),
+        (3, "modified", 0, True),
+        (4, "modified", 0, True),
+        (3, 0.6, 0, True),
+        (3, "modified", 0, False),
+        (4, "modified", 2, True),
+        (3, 0.4, 1, False),
+    ],
 )
 def test_matches_reference_definitions(order, discount, prune, interpolate) -> None:
     train, test = random_stories(0, 300), random_stories(1, 20)
@@ -120,7 +140,9 @@ def test_distributions_are_normalised_and_agree_with_the_stream() -> None:
     model = KneserNey.build(train, 4, V, eot=EOT)
     stream = model.logprob_stream(test)
     padded = np.concatenate((np.full(3, PAD), test))
-    contexts = np.stack([padded[i : i + 3] for i in range(1, len(test))])  # the 3 tokens before test[i]
+    contexts = np.stack(
+        [padded[i : i + 3] for i in range(1, len(test))]
+    )  # the 3 tokens before test[i]
     dists = model.distributions(contexts)
     np.testing.assert_allclose(dists.sum(axis=1), 1.0, atol=1e-12)
     picked = np.log(dists[np.arange(len(contexts)), test[1:]])
@@ -138,7 +160,11 @@ def test_large_vocabularies_scatter_every_order() -> None:
     test = np.minimum(rng.zipf(1.3, size=300), vocab) - 1
     dists = model.next_token_distributions(test[None, :-1])[0]
     np.testing.assert_allclose(dists.sum(axis=1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(np.log(dists[np.arange(len(test) - 1), test[1:]]), model.logprob_stream(test)[1:], atol=1e-12)
+    np.testing.assert_allclose(
+        np.log(dists[np.arange(len(test) - 1), test[1:]]),
+        model.logprob_stream(test)[1:],
+        atol=1e-12,
+    )
 
 
 def test_context_stops_at_the_last_eot() -> None:
@@ -187,8 +213,13 @@ def test_load_refuses_what_is_not_a_model(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"order": 7}, "order 7"), ({"discount": "kn"}, "discount"), ({"discount": 1.5}, "fixed discount"),
-     ({"prune": -1}, "prune"), ({"vocab_size": 5}, "token ids must lie")],
+    [
+        ({"order": 7}, "order 7"),
+        ({"discount": "kn"}, "discount"),
+        ({"discount": 1.5}, "fixed discount"),
+        ({"prune": -1}, "prune"),
+        ({"vocab_size": 5}, "token ids must lie"),
+    ],
 )
 def test_bad_settings_are_user_errors(kwargs, message) -> None:
     settings = {"tokens": random_stories(10, 5), "order": 3, "vocab_size": V} | kwargs
@@ -200,7 +231,7 @@ def test_arpa_refuses_names_that_are_not_words(tmp_path: Path) -> None:
     model = KneserNey.build(random_stories(11, 20), 2, V, eot=EOT)
     names = [f"w{i}" for i in range(V)]
     with pytest.raises(UserError, match="ARPA word"):
-        model.write_arpa(tmp_path / "m.arpa", names[:3] + ["two words"] + names[4:])
+        model.write_arpa(tmp_path / "m.arpa", [*names[:3], "two words", *names[4:]])
     with pytest.raises(UserError, match="unique"):
         model.write_arpa(tmp_path / "m.arpa", ["same"] * V)
     assert not list(tmp_path.iterdir())
@@ -212,12 +243,16 @@ def story_streams(tokenizer, *paths: Path) -> np.ndarray:
     for path in paths:
         stories = [s.strip() for s in path.read_text(encoding="utf-8").split("<|endoftext|>")]
         for story in tokenizer.encode_batch([s for s in stories if s]):
-            ids += story + [tokenizer.eot]
+            ids += [*story, tokenizer.eot]
     return np.array(ids, dtype=np.int64)
 
 
-@pytest.mark.parametrize("settings", [{"order": 5}, {"order": 3, "discount": 0.7, "prune": 1, "interpolate": False}])
-def test_kenlm_scores_our_arpa_exactly(tinystories, gpt2_ranks, monkeypatch, tmp_path, settings) -> None:
+@pytest.mark.parametrize(
+    "settings", [{"order": 5}, {"order": 3, "discount": 0.7, "prune": 1, "interpolate": False}]
+)
+def test_kenlm_scores_our_arpa_exactly(
+    tinystories, gpt2_ranks, monkeypatch, tmp_path, settings
+) -> None:
     """KenLM loads our ARPA; its log10 score of every validation token equals ours within 1e-4.
 
     Framing: one KenLM sentence per story. Our eot is written `</s>` (KenLM scores it as the
@@ -235,6 +270,8 @@ def test_kenlm_scores_our_arpa_exactly(tinystories, gpt2_ranks, monkeypatch, tmp
     ends = np.flatnonzero(valid == tokenizer.eot)
     sentences = [" ".join(f"t{i}" for i in valid[a + 1 : b]) for a, b in pairwise(ends)]
     theirs = kenlm.Model(str(tmp_path / "model.arpa"))
-    scores = np.array([s[0] for sentence in sentences for s in theirs.full_scores(sentence, bos=True, eos=True)])
+    scores = np.array(
+        [s[0] for sentence in sentences for s in theirs.full_scores(sentence, bos=True, eos=True)]
+    )
     assert len(scores) == len(ours) == len(valid) - 1
     assert np.abs(scores - ours).max() < 1e-4

@@ -19,14 +19,18 @@ def test_gpt2_from_env_encodes_once_upon_a_time(gpt2_env: Path) -> None:
     assert (tokenizer.vocab_size, tokenizer.eot) == (50257, 50256)
 
 
-def test_gpt2_from_tiktoken_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpt2_ranks: Path) -> None:
+def test_gpt2_from_tiktoken_cache_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpt2_ranks: Path
+) -> None:
     monkeypatch.delenv("VIBE_GPT2_RANKS", raising=False)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     shutil.copyfile(gpt2_ranks, tmp_path / hashlib.sha1(R50K_URL.encode()).hexdigest())
     assert load_tokenizer("gpt2").encode("Once upon a time") == [7454, 2402, 257, 640]
 
 
-def test_gpt2_env_pointing_nowhere_is_a_user_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_gpt2_env_pointing_nowhere_is_a_user_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("VIBE_GPT2_RANKS", str(tmp_path / "missing.tiktoken"))
     with pytest.raises(UserError, match="VIBE_GPT2_RANKS"):
         load_tokenizer("gpt2")
@@ -41,7 +45,9 @@ def test_round_trip_and_byte_table(spec: str, gpt2_env: Path, tmp_path: Path) ->
         assert tokenizer.eot not in ids
         assert int(tokenizer.token_bytes[ids].sum()) == len(story.encode("utf-8"))
     assert tokenizer.token_bytes[tokenizer.eot] == 0
-    assert tokenizer.decode(tokenizer.encode("<|endoftext|>")) == "<|endoftext|>"  # text, not the special
+    assert (
+        tokenizer.decode(tokenizer.encode("<|endoftext|>")) == "<|endoftext|>"
+    )  # text, not the special
 
 
 def test_bytes_has_256_byte_tokens_and_eot() -> None:
@@ -54,7 +60,9 @@ def test_bpe_training_is_deterministic_and_sized(tmp_path: Path) -> None:
     texts = STORIES * 50
     first = train_bpe("bpe:320", texts, tmp_path / "a" / "bpe-320.tiktoken", "src")
     second = train_bpe("bpe:320", texts, tmp_path / "b" / "bpe-320.tiktoken", "src")
-    assert (tmp_path / "a" / "bpe-320.tiktoken").read_bytes() == (tmp_path / "b" / "bpe-320.tiktoken").read_bytes()
+    assert (tmp_path / "a" / "bpe-320.tiktoken").read_bytes() == (
+        tmp_path / "b" / "bpe-320.tiktoken"
+    ).read_bytes()
     assert first.fingerprint == second.fingerprint
     assert (first.vocab_size, first.eot) == (320, 319)
     assert len(first.encode(STORIES[0])) < len(STORIES[0].encode("utf-8"))
@@ -68,7 +76,9 @@ def test_bpe_is_loaded_from_cache_and_retrained_for_new_text(tmp_path: Path) -> 
         raise AssertionError("an up-to-date BPE must not be retrained")
 
     assert ensure_tokenizer("bpe:300", tmp_path, "one", fail).fingerprint == trained.fingerprint
-    other = ensure_tokenizer("bpe:300", tmp_path, "two", lambda: [story[::-1] for story in STORIES] * 20)
+    other = ensure_tokenizer(
+        "bpe:300", tmp_path, "two", lambda: [story[::-1] for story in STORIES] * 20
+    )
     assert other.fingerprint != trained.fingerprint
 
 
@@ -83,8 +93,12 @@ def test_unknown_spec_is_a_user_error(spec: str, tmp_path: Path) -> None:
         load_tokenizer(spec, tmp_path)
 
 
-def test_bpe_larger_than_its_text_supports_is_smaller_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    tokenizer = ensure_tokenizer("bpe:60000", tmp_path, "tiny", lambda: ["a tiny text, a tiny text"])
+def test_bpe_larger_than_its_text_supports_is_smaller_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokenizer = ensure_tokenizer(
+        "bpe:60000", tmp_path, "tiny", lambda: ["a tiny text, a tiny text"]
+    )
     assert 257 <= tokenizer.vocab_size < 60000 and tokenizer.eot == tokenizer.vocab_size - 1
     assert f"supports only {tokenizer.vocab_size} tokens" in caplog.text
     assert tokenizer.decode(tokenizer.encode("a tiny text")) == "a tiny text"

@@ -38,10 +38,14 @@ def test_reused_then_rebuilt_when_source_or_tokenizer_changes(tmp_path: Path) ->
     assert built
     again, built = prepare_split(stories_in(tmp_path, STORIES), load_tokenizer("bytes"), cache)
     assert not built and again.manifest.created == first.manifest.created
-    changed, built = prepare_split(stories_in(tmp_path, STORIES[:2]), load_tokenizer("bytes"), cache)
+    changed, built = prepare_split(
+        stories_in(tmp_path, STORIES[:2]), load_tokenizer("bytes"), cache
+    )
     assert built and changed.manifest.stories == 2
     tokenizer = load_tokenizer("bytes")
-    tokenizer.fingerprint = "another-tokenizer"  # as if the same spec had been retrained on other text
+    tokenizer.fingerprint = (
+        "another-tokenizer"  # as if the same spec had been retrained on other text
+    )
     _, built = prepare_split(stories_in(tmp_path, STORIES[:2]), tokenizer, cache)
     assert built
 
@@ -53,7 +57,9 @@ def test_missing_cache_names_data_prepare(tmp_path: Path) -> None:
 
 def test_cache_dir_from_env_or_workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VIBE_CACHE_DIR", str(tmp_path / "env-cache"))
-    assert split_dir("train", "bpe:4096") == tmp_path / "env-cache" / "tokens" / "train" / "bpe-4096"
+    assert (
+        split_dir("train", "bpe:4096") == tmp_path / "env-cache" / "tokens" / "train" / "bpe-4096"
+    )
     monkeypatch.delenv("VIBE_CACHE_DIR")
     (tmp_path / "vibe-research.toml").write_text("")
     (tmp_path / "deep" / "er").mkdir(parents=True)
@@ -78,16 +84,25 @@ def test_a_failure_midway_leaves_no_cache(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk vanished"):
         prepare_split(broken, load_tokenizer("bytes"), cache)
     folder = cache / "tokens" / "train" / "bytes"
-    assert sorted(path.name for path in folder.iterdir()) == ["tokens.bin"]  # old tokens, no manifest, no temp
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "tokens.bin"
+    ]  # old tokens, no manifest, no temp
     with pytest.raises(UserError, match="data prepare"):
         open_split("train", "bytes", cache)
 
 
 def test_real_tinystories_bpe_cache(real_cache: Path) -> None:
-    train, valid = open_split("train", "bpe:4096", real_cache), open_split("valid", "bpe:4096", real_cache)
+    train, valid = (
+        open_split("train", "bpe:4096", real_cache),
+        open_split("valid", "bpe:4096", real_cache),
+    )
     assert (train.manifest.stories, valid.manifest.stories) == (4709, 500)
     assert valid.manifest.bytes == 403_555
     assert 3.5 < valid.manifest.bytes_per_token < 4.5
     eot = valid.manifest.eot
-    assert valid.tokens[0] == eot and valid.tokens[-1] == eot and int((valid.tokens == eot).sum()) == 501
+    assert (
+        valid.tokens[0] == eot
+        and valid.tokens[-1] == eot
+        and int((valid.tokens == eot).sum()) == 501
+    )
     assert not set(np.unique(train.tokens)) - set(range(4096))

@@ -38,10 +38,17 @@ def test_auto_three_turns_from_a_fresh_workspace(tiny_workspace: Path) -> None:
             prompts = {s.prompt for run in experiment.measured_runs for s in run.evaluation.samples}
             assert any(f"**{prompt}**" in text for prompt in prompts), "no sample story on the page"
     assert list((tiny_workspace / "notes" / "figures").glob("*.png"))
-    log = subprocess.run(["git", "log", "--format=%s%n%b"], cwd=tiny_workspace, capture_output=True, text=True).stdout
+    log = subprocess.run(
+        ["git", "log", "--format=%s%n%b"], cwd=tiny_workspace, capture_output=True, text=True
+    ).stdout
     for experiment in experiments:
         assert f"Vibe-Experiment: {experiment.id}" in log
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True
+        ).stdout
+        == ""
+    )
     status = vibe(tiny_workspace, "status", "--json", timeout=60)
     rows = json.loads(status.stdout)
     ids = [row["experiment"] for row in (rows["leaderboard"] if isinstance(rows, dict) else rows)]
@@ -52,18 +59,40 @@ def test_auto_three_turns_from_a_fresh_workspace(tiny_workspace: Path) -> None:
 
 def test_a_baseline_that_crashes_is_recorded_and_nothing_is_reverted(tiny_workspace: Path) -> None:
     train_py = tiny_workspace / "experiments" / "train.py"
-    train_py.write_text('raise SystemExit("this trainer is broken")\n' + train_py.read_text(encoding="utf-8"), encoding="utf-8")
+    train_py.write_text(
+        'raise SystemExit("this trainer is broken")\n' + train_py.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
     subprocess.run(["git", "commit", "-qam", "a broken trainer"], cwd=tiny_workspace, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tiny_workspace, capture_output=True, text=True).stdout
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tiny_workspace, capture_output=True, text=True
+    ).stdout
     done = vibe(tiny_workspace, "continue", "--auto", "1")
     assert done.returncode == 2, done.stderr[-3000:]
-    assert "the baseline failed" in done.stderr.splitlines()[-1] and "this trainer is broken" in done.stderr
+    assert (
+        "the baseline failed" in done.stderr.splitlines()[-1]
+        and "this trainer is broken" in done.stderr
+    )
     state = rebuild_state(read(tiny_workspace / "notes" / "ledger.jsonl").records)
     baseline = next(iter(state.experiments.values()))
-    assert baseline.decision.verdict == "failed" and "this trainer is broken" in baseline.decision.reason
+    assert (
+        baseline.decision.verdict == "failed"
+        and "this trainer is broken" in baseline.decision.reason
+    )
     assert len(state.experiments) == 1  # no change is proposed on top of a baseline that never ran
-    log = subprocess.run(["git", "log", "--format=%s", f"{head.strip()}..HEAD"], cwd=tiny_workspace,
-                         capture_output=True, text=True).stdout.splitlines()
+    log = subprocess.run(
+        ["git", "log", "--format=%s", f"{head.strip()}..HEAD"],
+        cwd=tiny_workspace,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
     assert log and all(subject.startswith("Notes:") for subject in log)
-    assert subprocess.run(["git", "diff", head.strip(), "--", "experiments/"], cwd=tiny_workspace,
-                          capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "diff", head.strip(), "--", "experiments/"],
+            cwd=tiny_workspace,
+            capture_output=True,
+            text=True,
+        ).stdout
+        == ""
+    )

@@ -9,49 +9,83 @@ import pytest
 from conftest import vibe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from openai_server import ScriptedOpenAIServer  # noqa: E402
+from openai_server import ScriptedOpenAIServer
 
-from vibe_research.research.ledger import read  # noqa: E402
-from vibe_research.research.state import rebuild_state  # noqa: E402
+from vibe_research.research.ledger import read
+from vibe_research.research.state import rebuild_state
 
-SUGGESTIONS = {"items": [
-    {"title": "Wider model", "idea": "n_embd 32 -> 48", "why": "wider was better", "expected_effect": "bpb -0.05",
-     "cost_minutes": 1, "risk": "low"},
-    {"title": "Longer context", "idea": "context 64 -> 128", "why": "stories are long", "expected_effect": "bpb -0.02",
-     "cost_minutes": 1, "risk": "medium"},
-]}
+SUGGESTIONS = {
+    "items": [
+        {
+            "title": "Wider model",
+            "idea": "n_embd 32 -> 48",
+            "why": "wider was better",
+            "expected_effect": "bpb -0.05",
+            "cost_minutes": 1,
+            "risk": "low",
+        },
+        {
+            "title": "Longer context",
+            "idea": "context 64 -> 128",
+            "why": "stories are long",
+            "expected_effect": "bpb -0.02",
+            "cost_minutes": 1,
+            "risk": "medium",
+        },
+    ]
+}
 
 
 def proposal(title: str, search: str, replace: str) -> dict:
-    return {"title": title, "hypothesis": "h", "rationale": "r", "expected_effect": "e", "risk": "low",
-            "edits": [{"path": "experiments/train.py", "search": search, "replace": replace}],
-            "runs": [{"seeds": [0, 1]}]}
+    return {
+        "title": title,
+        "hypothesis": "h",
+        "rationale": "r",
+        "expected_effect": "e",
+        "risk": "low",
+        "edits": [{"path": "experiments/train.py", "search": search, "replace": replace}],
+        "runs": [{"seeds": [0, 1]}],
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_scripted_llm_edits_train_py(tiny_workspace: Path) -> None:
     settings = tiny_workspace / "vibe-research.toml"
-    settings.write_text(settings.read_text(encoding="utf-8").replace('[judge]\nbackend = "auto"', '[judge]\nbackend = "heuristic"'),
-                        encoding="utf-8")
+    settings.write_text(
+        settings.read_text(encoding="utf-8").replace(
+            '[judge]\nbackend = "auto"', '[judge]\nbackend = "heuristic"'
+        ),
+        encoding="utf-8",
+    )
     subprocess.run(["git", "commit", "-qam", "heuristic judge"], cwd=tiny_workspace, check=True)
     train_py = tiny_workspace / "experiments" / "train.py"
-    width_line = next(line for line in train_py.read_text(encoding="utf-8").splitlines() if line.lstrip().startswith('"n_embd"'))
+    width_line = next(
+        line
+        for line in train_py.read_text(encoding="utf-8").splitlines()
+        if line.lstrip().startswith('"n_embd"')
+    )
     with ScriptedOpenAIServer() as server:
         server.reply_json(SUGGESTIONS)  # after the baseline
         server.reply_json(proposal("Edit a line that is not there", "NO SUCH LINE", "x = 1"))
         server.reply_json(proposal("Wider model", width_line, width_line.replace("32", "48", 1)))
         server.reply_json(SUGGESTIONS)
         crash = "CONFIG = {"
-        server.reply_json(proposal("Crash at run time", crash, 'raise RuntimeError("scripted crash")\nCONFIG = {'))
-        server.reply_json(proposal("Crash again", crash, 'raise RuntimeError("scripted crash")\nCONFIG = {'))
+        server.reply_json(
+            proposal("Crash at run time", crash, 'raise RuntimeError("scripted crash")\nCONFIG = {')
+        )
+        server.reply_json(
+            proposal("Crash again", crash, 'raise RuntimeError("scripted crash")\nCONFIG = {')
+        )
         server.reply_json(SUGGESTIONS)
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
         done = vibe(tiny_workspace, "continue", "--auto", "2", env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         assert server.pending == 0
         sent = [request["messages"][-1]["content"] for request in server.requests]
-    assert "search block" in sent[2] and "scripted crash" in sent[5]  # each failure went back to the model once
+    assert (
+        "search block" in sent[2] and "scripted crash" in sent[5]
+    )  # each failure went back to the model once
 
     state = rebuild_state(read(tiny_workspace / "notes" / "ledger.jsonl").records)
     experiments = list(state.experiments.values())
@@ -64,4 +98,9 @@ def test_scripted_llm_edits_train_py(tiny_workspace: Path) -> None:
     wider = experiments[2]
     assert wider.proposal.source == "llm" and "+" in wider.proposal.diff and len(wider.bpbs) == 2
     assert "scripted crash" not in train_py.read_text(encoding="utf-8")
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True
+        ).stdout
+        == ""
+    )

@@ -19,7 +19,9 @@ def _records(workspace: Path) -> list:
     return read(ledger).records if ledger.exists() else []
 
 
-def _wait_for(workspace: Path, kind: type, count: int, process: subprocess.Popen, timeout: float = 600) -> None:
+def _wait_for(
+    workspace: Path, kind: type, count: int, process: subprocess.Popen, timeout: float = 600
+) -> None:
     deadline = time.monotonic() + timeout
     while sum(isinstance(r, kind) for r in _records(workspace)) < count:
         assert process.poll() is None, process.communicate()[1][-3000:]
@@ -28,12 +30,21 @@ def _wait_for(workspace: Path, kind: type, count: int, process: subprocess.Popen
 
 
 def _start(workspace: Path) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "continue", "--auto", "1"], cwd=workspace, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, "continue", "--auto", "1"],
+        cwd=workspace,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _experiments_tree(workspace: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(workspace)): p.read_bytes() for p in (workspace / "experiments").rglob("*.py")}
+    return {
+        str(p.relative_to(workspace)): p.read_bytes()
+        for p in (workspace / "experiments").rglob("*.py")
+    }
 
 
 @pytest.mark.slow
@@ -51,7 +62,12 @@ def test_ctrl_c_stops_runs_records_them_and_resume_finishes(tiny_workspace: Path
     ends = [r for r in _records(tiny_workspace) if isinstance(r, RunEndRecord)]
     assert ends and all(end.outcome == "interrupted" for end in ends)
     assert _experiments_tree(tiny_workspace) == before
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain"], cwd=tiny_workspace, capture_output=True, text=True
+        ).stdout
+        == ""
+    )
 
     resumed = vibe(tiny_workspace, "continue", "--auto", "1")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -76,7 +92,16 @@ def test_sigkill_mid_turn_resumes_without_losing_or_double_counting(tiny_workspa
     baseline = next(iter(state.experiments.values()))
     measured = baseline.measured_runs
     assert sorted(run.seed for run in measured) == [0, 1]  # each seed once
-    assert len({r.run for r in records if isinstance(r, RunEndRecord) and r.outcome == "ok" and r.experiment == baseline.id}) == 2
+    assert (
+        len(
+            {
+                r.run
+                for r in records
+                if isinstance(r, RunEndRecord) and r.outcome == "ok" and r.experiment == baseline.id
+            }
+        )
+        == 2
+    )
     assert all(not processes_of(tiny_workspace / ".vibe" / "runs" / run) for run in started)
     assert len(state.experiments) == 2  # the baseline, then the one unattended turn
     assert json.loads(vibe(tiny_workspace, "status", "--json", timeout=60).stdout)

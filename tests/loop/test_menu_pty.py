@@ -17,8 +17,14 @@ IDEA = "try a much wider model with the same depth"
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_menu_pick_then_own_idea_then_quit(tiny_workspace: Path) -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "vibe_research", "continue"], cwd=str(tiny_workspace),
-                          encoding="utf-8", timeout=600, dimensions=(50, 160))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "vibe_research", "continue"],
+        cwd=str(tiny_workspace),
+        encoding="utf-8",
+        timeout=600,
+        dimensions=(50, 160),
+    )
     child.expect(PROMPT)  # the baseline ran and the menu is up
     child.sendline("2")
     child.expect(PROMPT)
@@ -41,16 +47,22 @@ def test_menu_pick_then_own_idea_then_quit(tiny_workspace: Path) -> None:
     state = rebuild_state(records)
     experiments = list(state.experiments.values())
     assert len(experiments) == 3 and experiments[2].proposal.idea == IDEA
-    baseline_page = (tiny_workspace / "notes" / "experiments" / f"{experiments[0].id}.md").read_text(encoding="utf-8")
+    baseline_page = (
+        tiny_workspace / "notes" / "experiments" / f"{experiments[0].id}.md"
+    ).read_text(encoding="utf-8")
     assert "**picked**" in baseline_page
-    idea_page = (tiny_workspace / "notes" / "experiments" / f"{experiments[1].id}.md").read_text(encoding="utf-8")
+    idea_page = (tiny_workspace / "notes" / "experiments" / f"{experiments[1].id}.md").read_text(
+        encoding="utf-8"
+    )
     assert IDEA in idea_page
 
     kept = experiments[2]
     assert kept.decision.by == "researcher" and kept.decision.kept and state.best == kept.id
     git = ["git", "-C", str(tiny_workspace)]
     assert f"best/{kept.id}" in subprocess.run([*git, "tag"], capture_output=True, text=True).stdout
-    changed = subprocess.run([*git, "diff", kept.proposal.commit, "--", "experiments/"], capture_output=True, text=True)
+    changed = subprocess.run(
+        [*git, "diff", kept.proposal.commit, "--", "experiments/"], capture_output=True, text=True
+    )
     assert changed.stdout == ""  # the kept change is what experiments/ holds now
 
 

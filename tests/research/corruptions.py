@@ -24,11 +24,11 @@ def shuffle_sentences(story: str, rng: random.Random) -> str | None:
     if len(pieces) < 3:
         return None
     bodies = [piece.rstrip() for piece in pieces]
-    gaps = [piece[len(piece.rstrip()):] for piece in pieces]
+    gaps = [piece[len(piece.rstrip()) :] for piece in pieces]
     order = list(range(len(bodies)))
     while order == sorted(order):
         rng.shuffle(order)
-    return "".join(bodies[i] + gap for i, gap in zip(order, gaps)).rstrip()
+    return "".join(bodies[i] + gap for i, gap in zip(order, gaps, strict=False)).rstrip()
 
 
 def double_words(story: str, rng: random.Random, count: int = 2) -> str | None:
@@ -38,7 +38,7 @@ def double_words(story: str, rng: random.Random, count: int = 2) -> str | None:
     chosen = sorted(rng.sample(range(1, len(spans)), count), reverse=True)
     for index in chosen:
         span = spans[index]
-        story = story[:span.end()] + " " + span.group(0) + story[span.end():]
+        story = story[: span.end()] + " " + span.group(0) + story[span.end() :]
     return story
 
 
@@ -49,7 +49,7 @@ def repetition_loop(story: str, rng: random.Random, times: int = 3) -> str | Non
         return None
     index = rng.randrange(len(pieces))
     sentence = pieces[index].rstrip() + " "
-    return "".join(pieces[:index] + [sentence * times] + pieces[index:]).rstrip()
+    return "".join([*pieces[:index], sentence * times, *pieces[index:]]).rstrip()
 
 
 def truncate(story: str, rng: random.Random) -> str | None:
@@ -68,7 +68,9 @@ def truncate(story: str, rng: random.Random) -> str | None:
 def splice_from(pool: list[str]):
     """What an n-gram model writes: each sentence after the first from another story, so every one
     reads well and together they tell nothing (a new cast each sentence, nothing carried over)."""
-    sentences = [piece.strip() for story in pool for piece in _split(story) if len(piece.split()) >= 4]
+    sentences = [
+        piece.strip() for story in pool for piece in _split(story) if len(piece.split()) >= 4
+    ]
 
     def splice(story: str, rng: random.Random) -> str | None:
         pieces = _split(story)

@@ -13,13 +13,21 @@ from vibe_research.research import ledger as L
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "120"}
-    return subprocess.run([sys.executable, "-c", "from vibe_research.cli import main; main()", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from vibe_research.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
 def workspace(tmp_path: Path, records: list[L.Record]) -> Path:
-    (tmp_path / "vibe-research.toml").write_text('[research]\nquestion = "Which tiny model tells the best story?"\n')
+    (tmp_path / "vibe-research.toml").write_text(
+        '[research]\nquestion = "Which tiny model tells the best story?"\n'
+    )
     for record in records:
         L.append(tmp_path / "notes" / "ledger.jsonl", record)
     return tmp_path
@@ -30,12 +38,21 @@ def test_status_prints_the_leaderboard_and_json(workspace: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "Which tiny model tells the best story?" in shown.stdout
     assert shown.stdout.index("★ 0001 Wider model") < shown.stdout.index("0000 Baseline")
-    assert "1.2050 ± 0.0124" in shown.stdout and "Interrupted runs: 0002-n-gram-teacher-s3" in shown.stdout
+    assert (
+        "1.2050 ± 0.0124" in shown.stdout
+        and "Interrupted runs: 0002-n-gram-teacher-s3" in shown.stdout
+    )
     data = json.loads(_cli(workspace, "status", "--json").stdout)
     assert data["best"] == "0001-wider-model" and data["objective"] == "both"
-    assert [row["experiment"] for row in data["leaderboard"]] == ["0001-wider-model", "0002-n-gram-teacher", "0000-baseline"]
+    assert [row["experiment"] for row in data["leaderboard"]] == [
+        "0001-wider-model",
+        "0002-n-gram-teacher",
+        "0000-baseline",
+    ]
     assert data["leaderboard"][0]["bpb"]["n"] == 3
-    assert data["interrupted"] == [{"experiment": "0002-n-gram-teacher", "run": "0002-n-gram-teacher-s3"}]
+    assert data["interrupted"] == [
+        {"experiment": "0002-n-gram-teacher", "run": "0002-n-gram-teacher-s3"}
+    ]
 
 
 def test_report_renders_notes_and_figures_and_exports_one_file(workspace: Path) -> None:
@@ -52,4 +69,8 @@ def test_report_renders_notes_and_figures_and_exports_one_file(workspace: Path) 
 
 def test_outside_a_workspace_status_says_how_to_make_one(tmp_path: Path) -> None:
     shown = _cli(tmp_path, "status")
-    assert shown.returncode == 2 and "vibe-research init" in shown.stderr and "Traceback" not in shown.stderr
+    assert (
+        shown.returncode == 2
+        and "vibe-research init" in shown.stderr
+        and "Traceback" not in shown.stderr
+    )

@@ -9,10 +9,14 @@ from vibe_research.research.state import rebuild_state
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_figures_are_pngs_drawn_once_and_redrawn_identically(tmp_path: Path, records: list[L.Record]) -> None:
+def test_figures_are_pngs_drawn_once_and_redrawn_identically(
+    tmp_path: Path, records: list[L.Record]
+) -> None:
     state = rebuild_state(records)
     changed = render_figures(tmp_path, state)
-    expected = [tmp_path / PROGRESS_FIGURE] + [tmp_path / loss_figure_name(e) for e in state.experiments]
+    expected = [tmp_path / PROGRESS_FIGURE] + [
+        tmp_path / loss_figure_name(e) for e in state.experiments
+    ]
     assert sorted(changed) == sorted(expected)
     for path in expected:
         data = path.read_bytes()
@@ -21,6 +25,8 @@ def test_figures_are_pngs_drawn_once_and_redrawn_identically(tmp_path: Path, rec
 
 
 def test_no_measurements_no_figures(tmp_path: Path) -> None:
-    proposal = L.ProposalRecord(experiment="0000-baseline", title="Baseline", hypothesis="as it stands")
+    proposal = L.ProposalRecord(
+        experiment="0000-baseline", title="Baseline", hypothesis="as it stands"
+    )
     assert render_figures(tmp_path, rebuild_state([proposal])) == []
     assert not list(tmp_path.iterdir())

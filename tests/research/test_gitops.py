@@ -9,8 +9,12 @@ import pytest
 from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
 
-IDENTITY = {"GIT_AUTHOR_NAME": "R", "GIT_AUTHOR_EMAIL": "r@example.org", "GIT_COMMITTER_NAME": "R",
-            "GIT_COMMITTER_EMAIL": "r@example.org"}
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "R",
+    "GIT_AUTHOR_EMAIL": "r@example.org",
+    "GIT_COMMITTER_NAME": "R",
+    "GIT_COMMITTER_EMAIL": "r@example.org",
+}
 
 
 @pytest.fixture
@@ -30,30 +34,56 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _log(root: Path) -> str:
-    return subprocess.run(["git", "log", "--format=%s%n%b---"], cwd=root, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "log", "--format=%s%n%b---"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_a_lost_proposal_is_committed_then_reverted_never_rewritten(workspace: Path) -> None:
     train = workspace / "experiments" / "train.py"
     train.write_text("D_MODEL = 192  # width\nLAYERS = 2\n")
     (workspace / "experiments" / "helper.py").write_text("X = 1\n")
-    proposal = gitops.commit_proposal(workspace, "0001-wider", "Wider model", "Hypothesis: wider is better.")
-    assert "+D_MODEL = 192" in gitops.diff_of(workspace, proposal) and "helper.py" in gitops.diff_of(workspace, proposal)
+    proposal = gitops.commit_proposal(
+        workspace, "0001-wider", "Wider model", "Hypothesis: wider is better."
+    )
+    assert "+D_MODEL = 192" in gitops.diff_of(
+        workspace, proposal
+    ) and "helper.py" in gitops.diff_of(workspace, proposal)
     (workspace / "notes" / "README.md").write_text("# notes, being rewritten\n")
     git.Repo(workspace).git.add("notes/README.md")  # staged by someone else: must not ride along
-    reverted = gitops.revert(workspace, proposal, "0001-wider", "worse", "bpb +0.010 [0.004, 0.016]")
-    assert git.Repo(workspace).git.show("--name-only", "--format=", reverted).split() == ["experiments/helper.py", "experiments/train.py"]
-    assert train.read_text() == "D_MODEL = 128  # width\nLAYERS = 2\n" and not (workspace / "experiments" / "helper.py").exists()
+    reverted = gitops.revert(
+        workspace, proposal, "0001-wider", "worse", "bpb +0.010 [0.004, 0.016]"
+    )
+    assert git.Repo(workspace).git.show("--name-only", "--format=", reverted).split() == [
+        "experiments/helper.py",
+        "experiments/train.py",
+    ]
+    assert (
+        train.read_text() == "D_MODEL = 128  # width\nLAYERS = 2\n"
+        and not (workspace / "experiments" / "helper.py").exists()
+    )
     repo = git.Repo(workspace)
     assert repo.head.commit.hexsha == reverted and repo.head.commit.parents[0].hexsha == proposal
     assert gitops.changed_paths(repo, "notes") == ["notes/README.md"]
     notes = gitops.commit_notes(workspace, "0001-wider", "worse", "Notes for 0001-wider.")
-    assert notes is not None and gitops.commit_notes(workspace, "0001-wider", "worse", "again") is None
+    assert (
+        notes is not None and gitops.commit_notes(workspace, "0001-wider", "worse", "again") is None
+    )
     log = _log(workspace)
-    assert "Revert 0001-wider: worse\nbpb +0.010 [0.004, 0.016]\n\nVibe-Experiment: 0001-wider\nVibe-Verdict: worse" in log
-    assert "Wider model\nHypothesis: wider is better.\n\nVibe-Experiment: 0001-wider\nVibe-Verdict: pending" in log
+    assert (
+        "Revert 0001-wider: worse\nbpb +0.010 [0.004, 0.016]\n\nVibe-Experiment: 0001-wider\nVibe-Verdict: worse"
+        in log
+    )
+    assert (
+        "Wider model\nHypothesis: wider is better.\n\nVibe-Experiment: 0001-wider\nVibe-Verdict: pending"
+        in log
+    )
     found = gitops.commits_for(workspace, "0001-wider")
-    assert [(c.sha, c.verdict) for c in found] == [(proposal, "pending"), (reverted, "worse"), (notes, "worse")]
+    assert [(c.sha, c.verdict) for c in found] == [
+        (proposal, "pending"),
+        (reverted, "worse"),
+        (notes, "worse"),
+    ]
     assert repo.head.commit.author.email == gitops.FALLBACK_IDENTITY["email"]
 
 
@@ -63,7 +93,9 @@ def test_a_new_best_is_tagged_once_and_tags_never_move(workspace: Path) -> None:
     assert gitops.tag_best(workspace, "0002-x", sha, "bpb 1.20") == "best/0002-x"
     assert gitops.tag_best(workspace, "0002-x", sha, "bpb 1.20") == "best/0002-x"
     with pytest.raises(UserError, match="tags are never moved"):
-        gitops.tag_best(workspace, "0002-x", git.Repo(workspace).head.commit.parents[0].hexsha, "other")
+        gitops.tag_best(
+            workspace, "0002-x", git.Repo(workspace).head.commit.parents[0].hexsha, "other"
+        )
     assert git.Repo(workspace).tags["best/0002-x"].tag.message == "bpb 1.20"
 
 
@@ -73,7 +105,9 @@ def test_uncommitted_experiments_are_refused_and_can_be_recorded_as_manual(works
     gitops.check_ready(workspace)  # notes are the researcher's to edit at any time
     (workspace / "experiments" / "train.py").write_text("D_MODEL = 160\n")
     (workspace / "experiments" / "new.py").write_text("Y = 2\n")
-    with pytest.raises(gitops.DirtyExperiments, match=r"uncommitted changes in experiments/ .*manual experiment") as caught:
+    with pytest.raises(
+        gitops.DirtyExperiments, match=r"uncommitted changes in experiments/ .*manual experiment"
+    ) as caught:
         gitops.check_ready(workspace)
     assert caught.value.paths == ["experiments/new.py", "experiments/train.py"]
     sha = gitops.commit_manual(workspace, "0003-by-hand", "Width 160 by hand")
@@ -87,7 +121,7 @@ def test_detached_head_and_unfinished_merge_are_refused(workspace: Path) -> None
     repo = git.Repo(workspace)
     first = repo.head.commit.hexsha
     repo.git.checkout(first)
-    with pytest.raises(UserError, match="HEAD is detached.*git switch"):
+    with pytest.raises(UserError, match=r"HEAD is detached.*git switch"):
         gitops.check_ready(workspace)
     repo.git.checkout("main")
     repo.git.checkout("-b", "side")
@@ -98,10 +132,10 @@ def test_detached_head_and_unfinished_merge_are_refused(workspace: Path) -> None
     repo.git.commit("-am", "main", env=IDENTITY)
     with pytest.raises(git.GitCommandError):
         repo.git.merge("side", env=IDENTITY)
-    with pytest.raises(UserError, match="in the middle of a merge.*git merge --abort"):
+    with pytest.raises(UserError, match=r"in the middle of a merge.*git merge --abort"):
         gitops.check_ready(workspace)
 
 
 def test_not_a_repository_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not a git repository.*vibe-research init"):
+    with pytest.raises(UserError, match=r"not a git repository.*vibe-research init"):
         gitops.check_ready(tmp_path)

@@ -8,14 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from research_records import many_records
 
 from vibe_research.lm.errors import UserError
 from vibe_research.research import ledger as L
 from vibe_research.research.notes import render_notes
 from vibe_research.research.state import leaderboard, rebuild_state
 from vibe_research.workspace import Workspace
-
-from research_records import many_records
 
 QUESTION = "Which model writes the best stories in five minutes?"
 
@@ -33,7 +32,9 @@ def test_records_round_trip_in_order(tmp_path: Path, records: list[L.Record]) ->
     assert all(json.loads(line)["v"] == L.LEDGER_VERSION for line in path.read_text().splitlines())
 
 
-def test_a_torn_last_line_is_skipped_reported_and_followed_by_a_fresh_line(tmp_path: Path, records: list[L.Record]) -> None:
+def test_a_torn_last_line_is_skipped_reported_and_followed_by_a_fresh_line(
+    tmp_path: Path, records: list[L.Record]
+) -> None:
     path = tmp_path / "ledger.jsonl"
     for record in records[:3]:
         L.append(path, record)
@@ -45,20 +46,24 @@ def test_a_torn_last_line_is_skipped_reported_and_followed_by_a_fresh_line(tmp_p
     assert _dumps(read.records) == _dumps(records[:4]) and read.torn_lines == [4]
 
 
-def test_a_complete_line_that_is_not_a_record_is_corruption(tmp_path: Path, records: list[L.Record]) -> None:
+def test_a_complete_line_that_is_not_a_record_is_corruption(
+    tmp_path: Path, records: list[L.Record]
+) -> None:
     path = tmp_path / "ledger.jsonl"
     L.append(path, records[0])
     with path.open("a") as handle:
         handle.write(json.dumps({"v": 1, "kind": "proposal", "experiment": "0001-x"}) + "\n")
     L.append(path, records[1])
-    with pytest.raises(UserError, match=r"ledger.jsonl:2: not a valid ledger record .*git checkout"):
+    with pytest.raises(
+        UserError, match=r"ledger.jsonl:2: not a valid ledger record .*git checkout"
+    ):
         L.read(path)
 
 
 def test_a_newer_format_asks_for_an_upgrade(tmp_path: Path, records: list[L.Record]) -> None:
     path = tmp_path / "ledger.jsonl"
     path.write_text(records[0].model_dump_json().replace('"v":1', '"v":9') + "\n")
-    with pytest.raises(UserError, match="v9 is newer.*upgrade vibe-research"):
+    with pytest.raises(UserError, match=r"v9 is newer.*upgrade vibe-research"):
         L.read(path)
 
 
@@ -71,24 +76,36 @@ def test_state_fold_finds_best_interrupted_and_picks(records: list[L.Record]) ->
     state = rebuild_state(records)
     assert list(state.experiments) == ["0000-baseline", "0001-wider-model", "0002-n-gram-teacher"]
     assert state.best == "0001-wider-model" and state.next_number == 3
-    assert [(e.id, run.run) for e, run in state.interrupted] == [("0002-n-gram-teacher", "0002-n-gram-teacher-s3")]
+    assert [(e.id, run.run) for e, run in state.interrupted] == [
+        ("0002-n-gram-teacher", "0002-n-gram-teacher-s3")
+    ]
     assert state.open_experiment is None
     assert state.last_pick is not None and state.last_pick.idea == "try shallow fusion at 0.3"
     assert state.experiments["0001-wider-model"].bpbs == [1.20, 1.21, 1.205]
     rows = leaderboard(state)
-    assert [row.experiment for row in rows] == ["0001-wider-model", "0002-n-gram-teacher", "0000-baseline"]
+    assert [row.experiment for row in rows] == [
+        "0001-wider-model",
+        "0002-n-gram-teacher",
+        "0000-baseline",
+    ]
     assert rows[0].best and rows[0].bpb is not None and rows[0].bpb.n == 3
 
 
-def test_an_undecided_experiment_is_open_and_a_researcher_override_moves_the_best(records: list[L.Record]) -> None:
+def test_an_undecided_experiment_is_open_and_a_researcher_override_moves_the_best(
+    records: list[L.Record],
+) -> None:
     proposal = L.ProposalRecord(experiment="0003-deeper", title="Deeper", hypothesis="depth helps")
     start = L.RunStartRecord(experiment="0003-deeper", run="r0", seed=0, budget_s=300)
     state = rebuild_state([*records, proposal, start])
     assert state.open_experiment is not None and state.open_experiment.id == "0003-deeper"
     assert ("0003-deeper", "r0") in [(e.id, run.run) for e, run in state.interrupted]
-    override = L.DecisionRecord(experiment="0002-n-gram-teacher", verdict="inconclusive", kept=True, by="researcher")
+    override = L.DecisionRecord(
+        experiment="0002-n-gram-teacher", verdict="inconclusive", kept=True, by="researcher"
+    )
     assert rebuild_state([*records, override]).best == "0002-n-gram-teacher"
-    discard = L.DecisionRecord(experiment="0001-wider-model", verdict="worse", kept=False, by="researcher")
+    discard = L.DecisionRecord(
+        experiment="0001-wider-model", verdict="worse", kept=False, by="researcher"
+    )
     assert rebuild_state([*records, discard]).best == "0000-baseline"
 
 
@@ -107,15 +124,19 @@ def _torn_append(path: Path, expected: list[L.Record], rng: random.Random) -> No
     if done < len(expected):
         line = expected[done].model_dump_json().encode()
         with path.open("ab") as handle:
-            handle.write(line[:rng.randrange(1, len(line) - 1)])
+            handle.write(line[: rng.randrange(1, len(line) - 1)])
 
 
 def _rendered(workspace: Workspace) -> dict[str, bytes]:
-    return {str(path.relative_to(workspace.root)): path.read_bytes()
-            for path in sorted(workspace.notes.rglob("*.md"))}
+    return {
+        str(path.relative_to(workspace.root)): path.read_bytes()
+        for path in sorted(workspace.notes.rglob("*.md"))
+    }
 
 
-def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(tmp_path: Path) -> None:
+def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(
+    tmp_path: Path,
+) -> None:
     expected = many_records(12)
     workspace = Workspace(tmp_path / "ws")
     rng = random.Random(1234)
@@ -135,16 +156,22 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_ledger_or_notes(t
         # the next start: a prefix of what was written, in order, and the notes it renders
         read = L.read(workspace.ledger)
         torn_seen += bool(read.torn_lines)
-        assert _dumps(read.records) == _dumps(expected[:len(read.records)]), f"kill {kill}: ledger is not a prefix"
+        assert _dumps(read.records) == _dumps(expected[: len(read.records)]), (
+            f"kill {kill}: ledger is not a prefix"
+        )
         render_notes(workspace, rebuild_state(read.records), QUESTION)
         fresh = Workspace(tmp_path / f"fresh{kill}")
-        render_notes(fresh, rebuild_state(expected[:len(read.records)]), QUESTION)
-        assert _rendered(workspace) == _rendered(fresh), f"kill {kill}: notes differ from a clean render"
+        render_notes(fresh, rebuild_state(expected[: len(read.records)]), QUESTION)
+        assert _rendered(workspace) == _rendered(fresh), (
+            f"kill {kill}: notes differ from a clean render"
+        )
         assert not list(workspace.notes.rglob(".*.tmp"))
     final = L.read(workspace.ledger)
     assert len(final.records) > 20, "the writer should have made progress between kills"
     assert torn_seen >= 20, "every fourth start should have met a torn line"
-    print(f"{len(final.records)} records written across 100 SIGKILLs; {torn_seen} starts read past a torn line")
+    print(
+        f"{len(final.records)} records written across 100 SIGKILLs; {torn_seen} starts read past a torn line"
+    )
 
 
 def test_loss_curves_are_thinned_and_steps_without_loss_dropped() -> None:

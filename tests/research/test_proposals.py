@@ -82,12 +82,24 @@ class Smoke:
 
     def __call__(self, proposal: Proposal) -> str | None:
         self.runs.append(proposal.title)
-        done = subprocess.run([sys.executable, "experiments/train.py"], cwd=self.root, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "experiments/train.py"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return done.stderr.strip().splitlines()[-1] if done.returncode else None
 
 
 def _llm(server: ScriptedOpenAIServer, root: Path) -> LLMProposer:
-    settings = LLMSettings(base_url=server.base_url, proposer_model="test-model", timeout_s=2, max_retries=0, max_usd=None)
+    settings = LLMSettings(
+        base_url=server.base_url,
+        proposer_model="test-model",
+        timeout_s=2,
+        max_retries=0,
+        max_usd=None,
+    )
     return LLMProposer(LLMClient(settings, root / ".vibe" / "llm-calls.jsonl"), "test-model")
 
 
@@ -116,8 +128,14 @@ BAD_EDITS = {
     "outside experiments": (("notes/README.md", "Baseline", "Best"), "is outside experiments/"),
     "path traversal": (("experiments/../notes/README.md", "Baseline", "Best"), "uses '..'"),
     "no-op": (("experiments/train.py", '"lr": 2e-3,', '"lr": 2e-3,'), "no-op"),
-    "does not compile": (("experiments/train.py", "def main():", "def main(:"), "after the edits; nothing was changed"),
-    "matches twice": (("experiments/train.py", "    if CONFIG", "    if not CONFIG"), "matches 2 times"),
+    "does not compile": (
+        ("experiments/train.py", "def main():", "def main(:"),
+        "after the edits; nothing was changed",
+    ),
+    "matches twice": (
+        ("experiments/train.py", "    if CONFIG", "    if not CONFIG"),
+        "matches 2 times",
+    ),
 }
 
 
@@ -140,8 +158,14 @@ def test_rejected_edit_goes_back_to_the_llm_once(server, root, case):
 
 
 def test_two_failures_record_a_failed_proposal_and_leave_the_files_alone(server, root):
-    server.reply_json(_proposal(("experiments/train.py", '"n_layer": 3,', '"n_layer": 0,'), title="No layers"))
-    server.reply_json(_proposal(("experiments/train.py", '"mlp": "gelu",', '"mlp": "mish",'), title="Mish activation"))
+    server.reply_json(
+        _proposal(("experiments/train.py", '"n_layer": 3,', '"n_layer": 0,'), title="No layers")
+    )
+    server.reply_json(
+        _proposal(
+            ("experiments/train.py", '"mlp": "gelu",', '"mlp": "mish",'), title="Mish activation"
+        )
+    )
 
     outcome = propose_and_apply(_llm(server, root), _context(root), root, Smoke(root))
 
@@ -164,7 +188,9 @@ def test_offline_planner_goes_through_the_same_path(root):
 def test_offline_planner_after_a_smoke_failure_proposes_another_move(root):
     verdicts = iter(["Killed: out of memory", None])
 
-    outcome = propose_and_apply(OfflinePlanner(), _context(root), root, lambda proposal: next(verdicts))
+    outcome = propose_and_apply(
+        OfflinePlanner(), _context(root), root, lambda proposal: next(verdicts)
+    )
 
     first, second = (attempt.proposal.move for attempt in outcome.attempts)
     assert outcome.ok and first != second

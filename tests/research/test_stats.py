@@ -4,10 +4,20 @@ import random
 
 import pytest
 
-from vibe_research.research.stats import compare, normal_quantile, summarize, t_cdf, t_quantile, welch, wilson
+from vibe_research.research.stats import (
+    compare,
+    normal_quantile,
+    summarize,
+    t_cdf,
+    t_quantile,
+    welch,
+    wilson,
+)
 
 
-@pytest.mark.parametrize(("df", "expected"), [(1, 12.706), (2, 4.303), (3, 3.182), (5, 2.571), (10, 2.228), (30, 2.042)])
+@pytest.mark.parametrize(
+    ("df", "expected"), [(1, 12.706), (2, 4.303), (3, 3.182), (5, 2.571), (10, 2.228), (30, 2.042)]
+)
 def test_t_quantile_matches_the_table(df: int, expected: float) -> None:
     assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
     assert t_cdf(t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-9)
@@ -24,8 +34,11 @@ def test_summary_gives_a_t_interval_over_seeds() -> None:
     summary = summarize([1.50, 1.52, 1.49])
     assert summary.n == 3 and summary.mean == pytest.approx(1.503333, abs=1e-6)
     assert summary.std == pytest.approx(0.0152753, abs=1e-6)
-    half = 4.302653 * 0.0152753 / 3 ** 0.5
-    assert (summary.low, summary.high) == (pytest.approx(summary.mean - half, abs=1e-6), pytest.approx(summary.mean + half, abs=1e-6))
+    half = 4.302653 * 0.0152753 / 3**0.5
+    assert (summary.low, summary.high) == (
+        pytest.approx(summary.mean - half, abs=1e-6),
+        pytest.approx(summary.mean + half, abs=1e-6),
+    )
     single = summarize([1.5])
     assert single.low is None and single.std is None
 
@@ -33,25 +46,44 @@ def test_summary_gives_a_t_interval_over_seeds() -> None:
 def test_two_seeds_differing_by_noise_only_are_inconclusive() -> None:
     comparison = compare("bpb", [1.5012, 1.4979], [1.4996, 1.5021])
     assert comparison.verdict == "inconclusive"
-    assert "Welch t-test" in comparison.reason and "n=2 vs 2" in comparison.reason and "95% interval" in comparison.reason
+    assert (
+        "Welch t-test" in comparison.reason
+        and "n=2 vs 2" in comparison.reason
+        and "95% interval" in comparison.reason
+    )
 
 
 def test_noise_is_inconclusive_far_more_often_than_not() -> None:
     """Same distribution on both sides: a 95% interval wrongly excludes zero about 5% of the time."""
     rng = random.Random(7)
-    wrong = sum(compare("bpb", [rng.gauss(1.5, 0.01) for _ in range(3)],
-                        [rng.gauss(1.5, 0.01) for _ in range(3)]).verdict != "inconclusive" for _ in range(400))
+    wrong = sum(
+        compare(
+            "bpb",
+            [rng.gauss(1.5, 0.01) for _ in range(3)],
+            [rng.gauss(1.5, 0.01) for _ in range(3)],
+        ).verdict
+        != "inconclusive"
+        for _ in range(400)
+    )
     assert wrong / 400 < 0.09
 
 
 def test_a_clear_improvement_is_better_and_a_regression_worse() -> None:
     assert compare("bpb", [1.40, 1.41, 1.405], [1.50, 1.502, 1.499]).verdict == "better"
     assert compare("bpb", [1.60, 1.61, 1.605], [1.50, 1.502, 1.499]).verdict == "worse"
-    assert compare("judge", [1.6, 1.61, 1.6], [1.5, 1.51, 1.5], [7.1, 7.3, 7.2], [6.0, 6.2, 6.1]).verdict == "better"
+    assert (
+        compare(
+            "judge", [1.6, 1.61, 1.6], [1.5, 1.51, 1.5], [7.1, 7.3, 7.2], [6.0, 6.2, 6.1]
+        ).verdict
+        == "better"
+    )
 
 
 def test_both_means_better_on_one_and_not_worse_on_the_other() -> None:
-    better_bpb, same_bpb = ([1.40, 1.41, 1.405], [1.50, 1.502, 1.499]), ([1.50, 1.501, 1.499], [1.50, 1.502, 1.499])
+    better_bpb, same_bpb = (
+        ([1.40, 1.41, 1.405], [1.50, 1.502, 1.499]),
+        ([1.50, 1.501, 1.499], [1.50, 1.502, 1.499]),
+    )
     noisy_judge = ([6.0, 6.5, 6.2], [6.1, 6.4, 6.2])
     worse_judge = ([4.0, 4.1, 4.2], [6.1, 6.2, 6.3])
     assert compare("both", *better_bpb, *noisy_judge).verdict == "better"
@@ -69,10 +101,17 @@ def test_a_missing_judge_drops_out_and_is_named() -> None:
 def test_no_spread_across_seeds_gives_no_verdict() -> None:
     difference = welch("judge", [6.5, 6.5, 6.5], [6.0, 6.0, 6.0], lower_is_better=False)
     assert difference.verdict == "inconclusive" and difference.low is None
-    assert "every seed gave the same value" in compare("judge", [1.5], [1.5], [6.5] * 3, [6.0] * 3).reason
+    assert (
+        "every seed gave the same value"
+        in compare("judge", [1.5], [1.5], [6.5] * 3, [6.0] * 3).reason
+    )
 
 
 def test_one_seed_against_several_borrows_their_variance() -> None:
     difference = welch("bpb", [1.40], [1.50, 1.502, 1.499], lower_is_better=True)
-    assert difference.low is not None and difference.verdict == "better" and difference.df == pytest.approx(2.0)
+    assert (
+        difference.low is not None
+        and difference.verdict == "better"
+        and difference.df == pytest.approx(2.0)
+    )
     assert welch("bpb", [1.40], [1.50], lower_is_better=True).verdict == "inconclusive"

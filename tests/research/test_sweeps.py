@@ -17,22 +17,47 @@ ORDERS = {2: 1.363, 3: 1.191, 4: 1.157, 5: 1.151, 6: 1.149}
 
 
 def _sweep(kept: bool) -> list[L.Record]:
-    records: list[L.Record] = [L.ProposalRecord(
-        experiment=SWEEP, title="Sweep n-gram orders 2 to 6", hypothesis="one order is best", source="offline",
-        entry=NGRAM, move="ngram/sweep:ngram.order=2..6",
-        runs=[L.PlannedRun(seed=0, overrides={"order": str(n)}) for n in ORDERS])]
+    records: list[L.Record] = [
+        L.ProposalRecord(
+            experiment=SWEEP,
+            title="Sweep n-gram orders 2 to 6",
+            hypothesis="one order is best",
+            source="offline",
+            entry=NGRAM,
+            move="ngram/sweep:ngram.order=2..6",
+            runs=[L.PlannedRun(seed=0, overrides={"order": str(n)}) for n in ORDERS],
+        )
+    ]
     for n, bpb in ORDERS.items():
         run = f"{SWEEP}-o{n}"
         records += [
-            L.RunStartRecord(experiment=SWEEP, run=run, seed=0, budget_s=120, overrides={"order": str(n)}),
-            L.RunEndRecord(experiment=SWEEP, run=run, outcome="ok", steps=1, tokens=978_111, elapsed_s=3.0),
-            L.EvaluationRecord(experiment=SWEEP, run=run, bpb=bpb, perplexity=2 ** (bpb * 4.04), tokenizer="bpe:4096"),
+            L.RunStartRecord(
+                experiment=SWEEP, run=run, seed=0, budget_s=120, overrides={"order": str(n)}
+            ),
+            L.RunEndRecord(
+                experiment=SWEEP, run=run, outcome="ok", steps=1, tokens=978_111, elapsed_s=3.0
+            ),
+            L.EvaluationRecord(
+                experiment=SWEEP,
+                run=run,
+                bpb=bpb,
+                perplexity=2 ** (bpb * 4.04),
+                tokenizer="bpe:4096",
+            ),
         ]
     state = rebuild_state([*make_records(), *records])
     comparison = compare_with_best(state, SWEEP, "bpb")
     assert comparison is not None
-    records.append(L.DecisionRecord(experiment=SWEEP, verdict=comparison.verdict, kept=kept, against="0001-wider-model",
-                                    comparison=comparison, reason=comparison.reason))
+    records.append(
+        L.DecisionRecord(
+            experiment=SWEEP,
+            verdict=comparison.verdict,
+            kept=kept,
+            against="0001-wider-model",
+            comparison=comparison,
+            reason=comparison.reason,
+        )
+    )
     return [*make_records(), *records]
 
 
@@ -45,21 +70,33 @@ def test_a_sweep_stands_for_its_best_setting_not_the_pool_of_its_runs() -> None:
     row = next(row for row in leaderboard(state) if row.experiment == SWEEP)
     assert row.rank == 1 and row.setting == "order=6" and row.runs == 1 and row.best
     assert not state.experiments["0001-wider-model"].is_sweep
-    assert next(row for row in leaderboard(state) if row.experiment == "0001-wider-model").setting == ""
+    assert (
+        next(row for row in leaderboard(state) if row.experiment == "0001-wider-model").setting
+        == ""
+    )
 
 
 def test_a_code_change_is_measured_against_its_script_and_runs_only_against_the_best() -> None:
     state = rebuild_state(_sweep(kept=True))
     assert state.current == {"experiments/train.py": "0001-wider-model", NGRAM: SWEEP}
     assert state.best == SWEEP
-    deeper = L.ProposalRecord(experiment="0004-deeper", title="Deeper", hypothesis="depth helps", commit="c" * 40)
-    fusion = L.ProposalRecord(experiment="0005-fusion", title="Fusion", hypothesis="fusing helps", entry="experiments/fusion.py")
+    deeper = L.ProposalRecord(
+        experiment="0004-deeper", title="Deeper", hypothesis="depth helps", commit="c" * 40
+    )
+    fusion = L.ProposalRecord(
+        experiment="0005-fusion",
+        title="Fusion",
+        hypothesis="fusing helps",
+        entry="experiments/fusion.py",
+    )
     state = rebuild_state([*_sweep(kept=True), deeper, fusion])
     reference = state.reference("0004-deeper")
     assert reference is not None and reference.id == "0001-wider-model"
     reference = state.reference("0005-fusion")
     assert reference is not None and reference.id == SWEEP  # runs only: against the leader
-    rerun = L.ProposalRecord(experiment="0006-seeds", title="Seed check", hypothesis="noise", source="offline")
+    rerun = L.ProposalRecord(
+        experiment="0006-seeds", title="Seed check", hypothesis="noise", source="offline"
+    )
     reference = rebuild_state([*_sweep(kept=True), rerun]).reference("0006-seeds")
     assert reference is not None and reference.id == SWEEP
     discarded = rebuild_state(_sweep(kept=False))
@@ -79,7 +116,10 @@ def test_the_notes_show_every_setting_of_a_sweep_and_which_one_counts(tmp_path: 
     readme = (workspace.notes / "README.md").read_text()
     assert "Sweep n-gram orders 2 to 6 (best: `order=6`)" in readme
     assert f"trains `{NGRAM}` with `order=6`" in readme
-    assert "`experiments/train.py`: [0001-wider-model](experiments/0001-wider-model.md) Wider model, bpb 1.2050 over 3 seeds" in readme
+    assert (
+        "`experiments/train.py`: [0001-wider-model](experiments/0001-wider-model.md) Wider model, bpb 1.2050 over 3 seeds"
+        in readme
+    )
     wide = (workspace.experiments_pages / "0001-wider-model.md").read_text()
     assert "| run | setting | seed |" in wide and "`lr=0.003`" in wide
 
@@ -87,9 +127,18 @@ def test_the_notes_show_every_setting_of_a_sweep_and_which_one_counts(tmp_path: 
 def test_a_run_folder_in_a_setting_reads_as_its_name() -> None:
     records = make_records()
     fusion = "0003-fusion"
-    records += [L.ProposalRecord(experiment=fusion, title="Fusion", hypothesis="h", entry="experiments/fusion.py"),
-                L.RunStartRecord(experiment=fusion, run="f0", seed=0, budget_s=120,
-                                 overrides={"base_run": "/work/ws/.vibe/runs/0001-20261127-s0-0"})]
+    records += [
+        L.ProposalRecord(
+            experiment=fusion, title="Fusion", hypothesis="h", entry="experiments/fusion.py"
+        ),
+        L.RunStartRecord(
+            experiment=fusion,
+            run="f0",
+            seed=0,
+            budget_s=120,
+            overrides={"base_run": "/work/ws/.vibe/runs/0001-20261127-s0-0"},
+        ),
+    ]
     run = rebuild_state(records).experiments[fusion].runs["f0"]
     assert run.setting == "base_run=0001-20261127-s0-0"
 

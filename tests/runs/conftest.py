@@ -5,4 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "sandbox"))
 
-from toy import cache_template, home, workspace  # noqa: E402,F401
+from toy import cache_template, home, workspace  # noqa: F401

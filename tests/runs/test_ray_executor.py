@@ -28,7 +28,13 @@ RAY = str(Path(sys.executable).parent / "ray")
 START_TIMEOUT_S = 60
 SURVIVOR_WAIT_S = 4
 # The head declares a node dead after 3 missed 0.5 s health checks (Ray's default takes ~15 s).
-SYSTEM_CONFIG = json.dumps({"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_initial_delay_ms": 0})
+SYSTEM_CONFIG = json.dumps(
+    {
+        "health_check_period_ms": 500,
+        "health_check_failure_threshold": 3,
+        "health_check_initial_delay_ms": 0,
+    }
+)
 
 
 def free_port() -> int:
@@ -67,18 +73,49 @@ class LocalCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-        self.head = self._start("--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}", f"--system-config={SYSTEM_CONFIG}",
-                                "--include-dashboard=false", f"--ray-client-server-port={free_port()}")
+        self.head = self._start(
+            "--head",
+            f"--port={self.port}",
+            f"--temp-dir={self.temp_dir}",
+            f"--system-config={SYSTEM_CONFIG}",
+            "--include-dashboard=false",
+            f"--ray-client-server-port={free_port()}",
+        )
         # `ray start --address` waits for the head, so both nodes start side by side
         self.worker = self._start(f"--address={self.address}")
         self.head_node_id = ""
 
     def _start(self, *args: str) -> subprocess.Popen:
-        ports = [f"--{name}={free_port()}" for name in ("node-manager-port", "object-manager-port", "metrics-export-port",
-                                                         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")]
-        argv = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-                "--object-store-memory=100000000", "--disable-usage-stats", *ports, *args]
-        return subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        ports = [
+            f"--{name}={free_port()}"
+            for name in (
+                "node-manager-port",
+                "object-manager-port",
+                "metrics-export-port",
+                "dashboard-agent-listen-port",
+                "dashboard-agent-grpc-port",
+                "runtime-env-agent-port",
+            )
+        ]
+        argv = [
+            RAY,
+            "start",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+            *ports,
+            *args,
+        ]
+        return subprocess.Popen(
+            argv,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_for_nodes(self, count: int) -> dict:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -92,7 +129,9 @@ class LocalCluster:
             if sum(node["alive"] for node in status["nodes"]) == count:
                 return status
             time.sleep(0.5)
-        raise RuntimeError(f"the local Ray cluster did not reach {count} node(s) in {START_TIMEOUT_S} s")
+        raise RuntimeError(
+            f"the local Ray cluster did not reach {count} node(s) in {START_TIMEOUT_S} s"
+        )
 
     def kill_worker(self) -> None:
         os.killpg(self.worker.pid, signal.SIGKILL)
@@ -128,31 +167,53 @@ def cluster() -> Iterator[LocalCluster]:
 def comparable(result: RunResult) -> dict:
     """The parts of a record that do not depend on when, where or under which id it ran."""
     return {
-        "outcome": result.outcome, "reason": result.reason, "exit_code": result.exit_code, "tokenizer": result.spec.tokenizer,
-        "steps": result.summary.steps, "tokens": result.summary.tokens, "done": result.summary.done,
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "exit_code": result.exit_code,
+        "tokenizer": result.spec.tokenizer,
+        "steps": result.summary.steps,
+        "tokens": result.summary.tokens,
+        "done": result.summary.done,
         "losses": [loss for _, _, loss in result.summary.loss_curve],
-        "bpb": result.evaluation.bpb if result.evaluation else None, "eval_tokens": result.evaluation.tokens if result.evaluation else None,
+        "bpb": result.evaluation.bpb if result.evaluation else None,
+        "eval_tokens": result.evaluation.tokens if result.evaluation else None,
         "samples": len(result.evaluation.samples) if result.evaluation else None,
-        "sandbox": result.sandbox, "lm_fingerprint": result.lm_fingerprint, "python": result.python, "torch": result.torch,
+        "sandbox": result.sandbox,
+        "lm_fingerprint": result.lm_fingerprint,
+        "python": result.python,
+        "torch": result.torch,
     }
 
 
 @pytest.mark.slow
-def test_three_runs_on_two_nodes_give_the_local_records(cluster: LocalCluster, workspace: Path, home: Path) -> None:
-    [local] = LocalExecutor(SandboxPolicy()).execute([spec_for(workspace, "toy_train.py", "local-0", steps="4")])
+def test_three_runs_on_two_nodes_give_the_local_records(
+    cluster: LocalCluster, workspace: Path, home: Path
+) -> None:
+    [local] = LocalExecutor(SandboxPolicy()).execute(
+        [spec_for(workspace, "toy_train.py", "local-0", steps="4")]
+    )
     assert local.outcome == "ok", (local.reason, local.log_tail)
     events: list[tuple[str, dict]] = []
     specs = [spec_for(workspace, "toy_train.py", f"ray-{index}", steps="4") for index in range(3)]
-    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(specs, lambda run_id, event: events.append((run_id, event)))
+    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(
+        specs, lambda run_id, event: events.append((run_id, event))
+    )
     assert [result.run_id for result in results] == [spec.run_id for spec in specs]
     nodes = set()
     for spec, result in zip(specs, results, strict=True):
         assert comparable(result) == comparable(local), (result.reason, result.log_tail)
         assert result.spec == spec.model_copy(update={"tokenizer": "bytes"})
-        assert result.evaluation.run_dir == str(spec.run_dir) and result.evaluation.entry == str(spec.entry_path)
-        assert {path.name for path in spec.run_dir.iterdir()} == {path.name for path in local.spec.run_dir.iterdir()}
+        assert result.evaluation.run_dir == str(spec.run_dir) and result.evaluation.entry == str(
+            spec.entry_path
+        )
+        assert {path.name for path in spec.run_dir.iterdir()} == {
+            path.name for path in local.spec.run_dir.iterdir()
+        }
         assert RunResult.model_validate_json((spec.run_dir / "result.json").read_text()) == result
-        kinds = [json.loads(line)["event"] for line in (spec.run_dir / "events.jsonl").read_text().splitlines()]
+        kinds = [
+            json.loads(line)["event"]
+            for line in (spec.run_dir / "events.jsonl").read_text().splitlines()
+        ]
         assert kinds == ["start", "step", "step", "step", "step", "done"]
         streamed = [event for run_id, event in events if run_id == spec.run_id]
         phases = [event["phase"] for event in streamed if event["event"] == "status"]
@@ -163,12 +224,23 @@ def test_three_runs_on_two_nodes_give_the_local_records(cluster: LocalCluster, w
 
 
 @pytest.mark.slow
-def test_a_worker_without_the_token_cache_records_why(cluster: LocalCluster, workspace: Path, home: Path, tmp_path: Path) -> None:
+def test_a_worker_without_the_token_cache_records_why(
+    cluster: LocalCluster, workspace: Path, home: Path, tmp_path: Path
+) -> None:
     missing = tmp_path / "not-mounted"
     spec = spec_for(workspace, "toy_train.py", "no-cache")
-    [result] = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address, cache_dir=missing)).execute([spec])
-    assert result.outcome == "crash" and str(missing) in result.reason and "[train.ray] cache_dir" in result.reason
-    assert RunResult.model_validate_json((spec.run_dir / "result.json").read_text()).reason == result.reason
+    [result] = RayExecutor(
+        SandboxPolicy(), RaySettings(address=cluster.address, cache_dir=missing)
+    ).execute([spec])
+    assert (
+        result.outcome == "crash"
+        and str(missing) in result.reason
+        and "[train.ray] cache_dir" in result.reason
+    )
+    assert (
+        RunResult.model_validate_json((spec.run_dir / "result.json").read_text()).reason
+        == result.reason
+    )
 
 
 def test_only_the_experiments_code_is_shipped(workspace: Path) -> None:
@@ -177,8 +249,13 @@ def test_only_the_experiments_code_is_shipped(workspace: Path) -> None:
     (workspace / "experiments" / "lib").mkdir()
     (workspace / "experiments" / "lib" / "helpers.py").write_text("X = 1\n")
     code = bundle_code(workspace)
-    assert set(code) == {f"experiments/{path.name}" for path in (workspace / "experiments").glob("*.py")} | {"experiments/lib/helpers.py"}
-    assert code["experiments/toy_train.py"] == (workspace / "experiments" / "toy_train.py").read_bytes()
+    assert set(code) == {
+        f"experiments/{path.name}" for path in (workspace / "experiments").glob("*.py")
+    } | {"experiments/lib/helpers.py"}
+    assert (
+        code["experiments/toy_train.py"]
+        == (workspace / "experiments" / "toy_train.py").read_bytes()
+    )
     with pytest.raises(UserError, match="experiments/ folder"):
         bundle_code(workspace / "notes")
 
@@ -187,14 +264,19 @@ def test_bad_input_is_one_clear_line_before_any_ray_work(workspace: Path) -> Non
     with pytest.raises(UserError, match="nothing answers at the Ray address"):
         cluster_check(RaySettings(address=f"127.0.0.1:{free_port()}"))
     spec = spec_for(workspace, "toy_train.py", "outside").model_copy(update={"entry": "train.py"})
-    with pytest.raises(UserError, match="train.py is outside it"):
+    with pytest.raises(UserError, match=r"train.py is outside it"):
         RayExecutor(SandboxPolicy(), RaySettings(address="127.0.0.1:1")).execute([spec])
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_run_and_leaves_nothing_running(cluster: LocalCluster, workspace: Path, home: Path) -> None:
+def test_ctrl_c_stops_every_run_and_leaves_nothing_running(
+    cluster: LocalCluster, workspace: Path, home: Path
+) -> None:
     # Two runs train (one per node), the third waits for a CPU; Ctrl-C once both have stepped.
-    specs = [spec_for(workspace, "toy_train.py", f"int-{index}", steps="60", step_sleep_s="0.5") for index in range(3)]
+    specs = [
+        spec_for(workspace, "toy_train.py", f"int-{index}", steps="60", step_sleep_s="0.5")
+        for index in range(3)
+    ]
     stepped: set[str] = set()
 
     def on_event(run_id: str, event: dict) -> None:
@@ -204,24 +286,38 @@ def test_ctrl_c_stops_every_run_and_leaves_nothing_running(cluster: LocalCluster
                 os.kill(os.getpid(), signal.SIGINT)
 
     began = time.monotonic()
-    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(specs, on_event)
+    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute(
+        specs, on_event
+    )
     assert time.monotonic() - began < 25, "Ctrl-C did not stop the runs promptly"
     assert [result.outcome for result in results] == ["interrupted"] * 3
     by_id = {result.run_id: result for result in results}
-    assert {by_id[run_id].reason for run_id in stepped} == {"training stopped by Ctrl-C"}  # recorded by the workers
+    assert {by_id[run_id].reason for run_id in stepped} == {
+        "training stopped by Ctrl-C"
+    }  # recorded by the workers
     [waiting] = [result for result in results if result.run_id not in stepped]
     assert waiting.reason == "not started: stopped by Ctrl-C"
     for spec in specs:
-        assert RunResult.model_validate_json((spec.run_dir / "result.json").read_text()).outcome == "interrupted"
-    assert not wait_until_gone("vibe-ray-int-", SURVIVOR_WAIT_S), "an interrupted run left processes running"
+        assert (
+            RunResult.model_validate_json((spec.run_dir / "result.json").read_text()).outcome
+            == "interrupted"
+        )
+    assert not wait_until_gone("vibe-ray-int-", SURVIVOR_WAIT_S), (
+        "an interrupted run left processes running"
+    )
 
 
 @pytest.mark.slow
-def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalCluster, workspace: Path, home: Path) -> None:
+def test_a_killed_worker_node_is_recorded_and_the_run_retried(
+    cluster: LocalCluster, workspace: Path, home: Path
+) -> None:
     status = cluster_check(RaySettings(address=cluster.address))
     assert status["runs_at_once"] == 2 and status["total"]["CPU"] == 2
     # Two runs fill both one-CPU nodes; the one on the worker node loses its node after its first step.
-    specs = [spec_for(workspace, "toy_train.py", f"kill-{index}", steps="16", step_sleep_s="0.5") for index in range(2)]
+    specs = [
+        spec_for(workspace, "toy_train.py", f"kill-{index}", steps="16", step_sleep_s="0.5")
+        for index in range(2)
+    ]
     placed: dict[str, str] = {}
     killed: list[str] = []
     survivors: list[int] = []
@@ -239,19 +335,36 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(cluster: LocalClus
             survivors.extend(wait_until_gone(f"vibe-ray-{run_id}-1-", SURVIVOR_WAIT_S))
 
     # return_mb below the model's 512 KiB: the records come back, bigram.npz stays on the worker
-    results = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address, return_mb=0.25)).execute(specs, on_event)
+    results = RayExecutor(
+        SandboxPolicy(), RaySettings(address=cluster.address, return_mb=0.25)
+    ).execute(specs, on_event)
     assert killed, "no run was placed on the worker node"
-    assert [result.outcome for result in results] == ["ok", "ok"], [(result.reason, result.log_tail) for result in results]
+    assert [result.outcome for result in results] == ["ok", "ok"], [
+        (result.reason, result.log_tail) for result in results
+    ]
     [victim] = [spec for spec in specs if spec.run_id == killed[0]]
     lost = RunResult.model_validate_json((victim.run_dir / "attempt-1" / "result.json").read_text())
-    assert lost.outcome == "crash" and "died" in lost.reason and "retried on another node" in lost.reason
+    assert (
+        lost.outcome == "crash"
+        and "died" in lost.reason
+        and "retried on another node" in lost.reason
+    )
     assert lost.summary.steps >= 1  # the steps streamed before the node died are in the record
     assert placed[victim.run_id] == cluster.head_node_id  # the retry ran on the head
     victim_phases = [phase for run_id, phase in phases if run_id == victim.run_id]
-    assert victim_phases[:3] == ["placed", "describe", "train"] and victim_phases[3:] == ["retry", "placed", "describe", "train", "evaluate", "finished"]
+    assert victim_phases[:3] == ["placed", "describe", "train"] and victim_phases[3:] == [
+        "retry",
+        "placed",
+        "describe",
+        "train",
+        "evaluate",
+        "finished",
+    ]
     assert not survivors, f"the lost attempt left processes running: {survivors}"
     for spec, result in zip(specs, results, strict=True):
-        assert not (spec.run_dir / "bigram.npz").exists() and (spec.run_dir / "events.jsonl").is_file()
+        assert (
+            not (spec.run_dir / "bigram.npz").exists() and (spec.run_dir / "events.jsonl").is_file()
+        )
         kept = Path(result.log_tail.rsplit("return_mb): ", 1)[1])
         assert kept.name == "bigram.npz" and kept.is_file()
         shutil.rmtree(kept.parents[1])

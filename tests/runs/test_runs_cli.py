@@ -12,7 +12,14 @@ VIBE = [str(Path(sys.executable).parent / "vibe-research")]
 
 
 def vibe(workspace: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*VIBE, *args], cwd=workspace, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*VIBE, *args],
+        cwd=workspace,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_processes_of(workspace: Path) -> list[int]:
@@ -29,11 +36,27 @@ def run_processes_of(workspace: Path) -> list[int]:
 
 
 def test_train_json_runs_two_seeds(workspace: Path, home: Path) -> None:
-    proc = vibe(workspace, "train", "--entry", "experiments/toy_train.py", "--runs", "2", "--seed", "7", "--budget", "30", "--set", "steps=2", "--json")
+    proc = vibe(
+        workspace,
+        "train",
+        "--entry",
+        "experiments/toy_train.py",
+        "--runs",
+        "2",
+        "--seed",
+        "7",
+        "--budget",
+        "30",
+        "--set",
+        "steps=2",
+        "--json",
+    )
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     results = json.loads(out)
-    assert [r["spec"]["seed"] for r in results] == [7, 8] and {r["outcome"] for r in results} == {"ok"}
+    assert [r["spec"]["seed"] for r in results] == [7, 8] and {r["outcome"] for r in results} == {
+        "ok"
+    }
     assert all(r["evaluation"]["bpb"] > 0 for r in results)
 
 
@@ -44,7 +67,21 @@ def test_bad_set_is_one_line_and_exit_2(workspace: Path, home: Path) -> None:
 
 
 def test_ctrl_c_stops_everything_and_records_interrupted(workspace: Path, home: Path) -> None:
-    proc = vibe(workspace, "train", "--entry", "experiments/toy_train.py", "--runs", "2", "--budget", "60", "--set", "steps=100", "--set", "step_sleep_s=1", "--json")
+    proc = vibe(
+        workspace,
+        "train",
+        "--entry",
+        "experiments/toy_train.py",
+        "--runs",
+        "2",
+        "--budget",
+        "60",
+        "--set",
+        "steps=100",
+        "--set",
+        "step_sleep_s=1",
+        "--json",
+    )
     deadline = time.monotonic() + 60
     while not list(workspace.glob(".vibe/runs/*/config.json")) and time.monotonic() < deadline:
         time.sleep(0.2)  # config.json appears once the training has parsed its arguments

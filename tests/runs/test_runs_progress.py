@@ -11,7 +11,13 @@ from vibe_research.runs.spec import RunSpec
 
 
 def _spec(tmp_path: Path) -> RunSpec:
-    return RunSpec(run_id="r1", workspace=tmp_path, budget_s=30, run_dir=tmp_path / "r1", cache_dir=tmp_path / "cache")
+    return RunSpec(
+        run_id="r1",
+        workspace=tmp_path,
+        budget_s=30,
+        run_dir=tmp_path / "r1",
+        cache_dir=tmp_path / "cache",
+    )
 
 
 def test_progress_follows_run_events(tmp_path: Path) -> None:
@@ -23,7 +29,11 @@ def test_progress_follows_run_events(tmp_path: Path) -> None:
         on_event("other", {"event": "step", "loss": 1.0})  # a run this display does not show
         time.sleep(3 * TICK_S)
         task = on_event.progress.tasks[0]
-        assert task.fields["phase"] == "train" and task.fields["speed"] == "12,346 tok/s" and task.fields["loss"] == "loss 3.250"
+        assert (
+            task.fields["phase"] == "train"
+            and task.fields["speed"] == "12,346 tok/s"
+            and task.fields["loss"] == "loss 3.250"
+        )
         assert 0 < task.completed <= 30
         on_event("r1", {"event": "status", "phase": "finished", "outcome": "ok"})
         assert on_event.progress.tasks[0].fields["phase"] == "ok"
@@ -39,4 +49,8 @@ def test_without_a_terminal_each_phase_is_one_plain_line(tmp_path: Path) -> None
         on_event("r1", {"event": "status", "phase": "evaluate"})
         on_event("r1", {"event": "status", "phase": "finished", "outcome": "ok"})
     lines = console.file.getvalue().splitlines()
-    assert lines[:3] == ["r1: train", "r1: evaluate (12,346 tok/s, loss 3.250)", "r1: ok (12,346 tok/s, loss 3.250)"]
+    assert lines[:3] == [
+        "r1: train",
+        "r1: evaluate (12,346 tok/s, loss 3.250)",
+        "r1: ok (12,346 tok/s, loss 3.250)",
+    ]

@@ -14,12 +14,24 @@ from vibe_research.runs.result import RunResult
 from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import probe
 
-pytestmark = pytest.mark.skipif(not probe().active("landlock-files"), reason="needs Landlock (Linux 5.13+ with landlock enabled)")
+pytestmark = pytest.mark.skipif(
+    not probe().active("landlock-files"),
+    reason="needs Landlock (Linux 5.13+ with landlock enabled)",
+)
 
 
-def attack(workspace: Path, home: Path, name: str, policy: SandboxPolicy | None = None, budget_s: float = 20, **settings: str) -> RunResult:
+def attack(
+    workspace: Path,
+    home: Path,
+    name: str,
+    policy: SandboxPolicy | None = None,
+    budget_s: float = 20,
+    **settings: str,
+) -> RunResult:
     before = tree_digest(workspace), tree_digest(home)
-    spec = spec_for(workspace, "escape.py", f"{name}-{uuid.uuid4().hex[:6]}", budget_s, attack=name, **settings)
+    spec = spec_for(
+        workspace, "escape.py", f"{name}-{uuid.uuid4().hex[:6]}", budget_s, attack=name, **settings
+    )
     spec = spec.model_copy(update={"tokenizer": "bytes", "evaluate": False})
     [result] = LocalExecutor(policy or SandboxPolicy()).execute([spec])
     assert (tree_digest(workspace), tree_digest(home)) == before, "the workspace or HOME changed"
@@ -27,7 +39,10 @@ def attack(workspace: Path, home: Path, name: str, policy: SandboxPolicy | None 
     return result
 
 
-@pytest.mark.parametrize("target", ["~/.ssh/id_ed25519", "~/.netrc", ".env", "notes/README.md", ".git/HEAD", "/etc/shadow"])
+@pytest.mark.parametrize(
+    "target",
+    ["~/.ssh/id_ed25519", "~/.netrc", ".env", "notes/README.md", ".git/HEAD", "/etc/shadow"],
+)
 def test_reading_secrets_is_refused(workspace: Path, home: Path, target: str) -> None:
     path = home / target[2:] if target.startswith("~/") else workspace / target
     result = attack(workspace, home, "read_file", target=str(path))
@@ -53,10 +68,20 @@ def test_the_runners_environment_is_out_of_reach_through_proc(workspace: Path, h
     assert result.outcome == "sandbox_violation" and "Permission denied" in result.reason
 
 
-@pytest.mark.parametrize("target", ["notes/new.md", ".git/config", "~/.bashrc", "evil.txt", "/tmp/vibe-escape-{uuid}"])
-def test_writing_outside_the_run_folder_is_refused(workspace: Path, home: Path, target: str) -> None:
+@pytest.mark.parametrize(
+    "target", ["notes/new.md", ".git/config", "~/.bashrc", "evil.txt", "/tmp/vibe-escape-{uuid}"]
+)
+def test_writing_outside_the_run_folder_is_refused(
+    workspace: Path, home: Path, target: str
+) -> None:
     target = target.replace("{uuid}", uuid.uuid4().hex)
-    path = Path(target) if target.startswith("/") else home / target[2:] if target.startswith("~/") else workspace / target
+    path = (
+        Path(target)
+        if target.startswith("/")
+        else home / target[2:]
+        if target.startswith("~/")
+        else workspace / target
+    )
     result = attack(workspace, home, "write_file", target=str(path))
     assert result.outcome == "sandbox_violation" and "Permission denied" in result.reason
     assert not path.exists()
@@ -74,7 +99,9 @@ def test_tcp_to_a_local_listener_is_refused(workspace: Path, home: Path) -> None
 
 
 def test_a_unix_socket_like_docker_sock_is_refused(workspace: Path, home: Path) -> None:
-    path = Path(f"/tmp/vibe-escape-{uuid.uuid4().hex[:8]}.sock")  # where such sockets live: outside every grant
+    path = Path(
+        f"/tmp/vibe-escape-{uuid.uuid4().hex[:8]}.sock"
+    )  # where such sockets live: outside every grant
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(path))
         listener.listen()
@@ -100,7 +127,9 @@ def test_allocating_64_gb_is_out_of_memory(workspace: Path, home: Path) -> None:
 
 @pytest.mark.skipif(not probe().active("memory-cgroup"), reason="needs a writable memory cgroup")
 def test_memory_spread_over_processes_meets_the_cgroup_cap(workspace: Path, home: Path) -> None:
-    result = attack(workspace, home, "allocate_in_children", SandboxPolicy(memory_gb=0.6), count="4")
+    result = attack(
+        workspace, home, "allocate_in_children", SandboxPolicy(memory_gb=0.6), count="4"
+    )
     assert result.outcome == "out_of_memory" and "memory cap" in result.reason
 
 
@@ -117,7 +146,9 @@ def test_a_file_past_the_size_cap_is_killed(workspace: Path, home: Path) -> None
 
 
 def test_ignoring_sigterm_ends_in_sigkill_at_budget_plus_grace(workspace: Path, home: Path) -> None:
-    result = attack(workspace, home, "ignore_sigterm", SandboxPolicy(grace_s=0.5, kill_after_s=1), budget_s=2)
+    result = attack(
+        workspace, home, "ignore_sigterm", SandboxPolicy(grace_s=0.5, kill_after_s=1), budget_s=2
+    )
     assert result.outcome == "timeout" and "SIGKILL" in result.reason
     assert result.duration_s < 10
 

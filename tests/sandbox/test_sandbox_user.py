@@ -62,7 +62,18 @@ def base() -> Iterator[Path]:
 
 
 def as_nobody(base: Path, port: int, launcher: list[str]) -> dict[str, str]:
-    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *launcher, str(SYSTEM_PYTHON), "-c", ATTEMPTS, str(base), str(port)]
+    command = [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        *launcher,
+        str(SYSTEM_PYTHON),
+        "-c",
+        ATTEMPTS,
+        str(base),
+        str(port),
+    ]
     env = {"PATH": os.environ["PATH"], "HOME": str(base), "PYTHONPATH": PYTHONPATH}
     done = subprocess.run(command, cwd=base, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -72,17 +83,34 @@ def as_nobody(base: Path, port: int, launcher: list[str]) -> dict[str, str]:
 def test_a_normal_user_is_confined_by_the_launcher(base: Path) -> None:
     policy = SandboxPolicy()
     paths = RunPaths(workspace=base / "ws", run_dir=base / "run", tmp_dir=base / "run" / "tmp")
-    plan = build_plan(policy, probe(policy), paths, []).model_copy(update={
-        "drop_capabilities": False, "rlimits": {"RLIMIT_CORE": 0, "RLIMIT_NPROC": user_task_count(NOBODY) + policy.processes},
-    })
-    launcher = [str(SYSTEM_PYTHON), "-m", "vibe_research.sandbox.launch", plan.model_dump_json(), "--"]
+    plan = build_plan(policy, probe(policy), paths, []).model_copy(
+        update={
+            "drop_capabilities": False,
+            "rlimits": {
+                "RLIMIT_CORE": 0,
+                "RLIMIT_NPROC": user_task_count(NOBODY) + policy.processes,
+            },
+        }
+    )
+    launcher = [
+        str(SYSTEM_PYTHON),
+        "-m",
+        "vibe_research.sandbox.launch",
+        plan.model_dump_json(),
+        "--",
+    ]
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
         free = as_nobody(base, port, [])
         confined = as_nobody(base, port, launcher)
-    assert free == {"read secret": "ok", "write outside": "ok", "write run folder": "ok", "tcp connect": "ok"}
+    assert free == {
+        "read secret": "ok",
+        "write outside": "ok",
+        "write run folder": "ok",
+        "tcp connect": "ok",
+    }
     assert confined["read secret"] == confined["write outside"] == "Permission denied"
     assert confined["write run folder"] == "ok"
     assert confined["tcp connect"] in ("Permission denied", "Network is unreachable")

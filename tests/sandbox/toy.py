@@ -18,7 +18,10 @@ SECRET = "s3cr3t-planted-by-the-test"
 
 
 def build_cache(cache: Path) -> None:
-    corpus = load_corpus(DataSource(source="synthetic", synthetic_train_stories=200, synthetic_valid_stories=20), cache)
+    corpus = load_corpus(
+        DataSource(source="synthetic", synthetic_train_stories=200, synthetic_valid_stories=20),
+        cache,
+    )
     tokenizer = load_tokenizer("bytes", cache)
     prepare_split(corpus.train, tokenizer, cache)
     prepare_split(corpus.valid, tokenizer, cache)
@@ -33,7 +36,9 @@ def make_workspace(root: Path, cache_template: Path) -> Path:
     (root / "notes" / "README.md").write_text("# research log\n")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    (root / "vibe-research.toml").write_text("[train]\nbudget_s = 5\n\n[judge]\nsamples_per_run = 1\n")
+    (root / "vibe-research.toml").write_text(
+        "[train]\nbudget_s = 5\n\n[judge]\nsamples_per_run = 1\n"
+    )
     (root / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")
     shutil.copytree(cache_template, root / ".vibe" / "cache")
     return root
@@ -63,13 +68,20 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def spec_for(workspace: Path, entry: str, run_id: str, budget_s: float = 20, **overrides: str) -> RunSpec:
-    return RunSpec(run_id=run_id, workspace=workspace, entry=f"experiments/{entry}", seed=0, budget_s=budget_s,
-                   overrides=overrides, run_dir=workspace / ".vibe" / "runs" / run_id,
-                   cache_dir=workspace / ".vibe" / "cache", samples=2)
-
-
-
+def spec_for(
+    workspace: Path, entry: str, run_id: str, budget_s: float = 20, **overrides: str
+) -> RunSpec:
+    return RunSpec(
+        run_id=run_id,
+        workspace=workspace,
+        entry=f"experiments/{entry}",
+        seed=0,
+        budget_s=budget_s,
+        overrides=overrides,
+        run_dir=workspace / ".vibe" / "runs" / run_id,
+        cache_dir=workspace / ".vibe" / "cache",
+        samples=2,
+    )
 
 
 @pytest.fixture(scope="session")

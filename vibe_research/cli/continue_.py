@@ -36,7 +36,9 @@ class ConsoleUI:
             yield progress
 
 
-def _preflight(console: Console, workspace: "Workspace", settings: "Settings", manual: bool) -> None:
+def _preflight(
+    console: Console, workspace: "Workspace", settings: "Settings", manual: bool
+) -> None:
     """One line per check that is not plainly ok; stop on a failure the loop cannot mend itself."""
     from vibe_research.research.preflight import run_checks
 
@@ -49,16 +51,28 @@ def _preflight(console: Console, workspace: "Workspace", settings: "Settings", m
         console.print(f"[{colour}]{check.name}[/]: {escape(check.detail + fix)}", highlight=False)
     # Token caches are built on demand, and --manual is for a dirty experiments/.
     mendable = {"git"} if manual else set()
-    blocking = [c for c in checks if c.level == "fail" and not c.name.startswith("tokens") and c.name not in mendable]
+    blocking = [
+        c
+        for c in checks
+        if c.level == "fail" and not c.name.startswith("tokens") and c.name not in mendable
+    ]
     if blocking:
         first = blocking[0]
         raise UserError(f"{first.name}: {first.detail}" + (f"; {first.fix}" if first.fix else ""))
 
 
-def _loop(console: Console, pick: int | None, idea: str | None, auto: int | None, manual: str | None, interactive: bool) -> None:
+def _loop(
+    console: Console,
+    pick: int | None,
+    idea: str | None,
+    auto: int | None,
+    manual: str | None,
+    interactive: bool,
+) -> None:
     from vibe_research.research import gitops
     from vibe_research.research import loop as research_loop
-    from vibe_research.research.session import Session, manual as record_manual
+    from vibe_research.research.session import Session
+    from vibe_research.research.session import manual as record_manual
     from vibe_research.settings import load_settings
     from vibe_research.workspace import find_workspace
 
@@ -78,14 +92,28 @@ def _loop(console: Console, pick: int | None, idea: str | None, auto: int | None
 
 
 def continue_(
-    pick: int | None = typer.Option(None, "--pick", min=1, help="Take suggestion N of the last turn, run one turn, stop."),
-    idea: str | None = typer.Option(None, "--idea", help="Run one turn on your own idea (free text), stop."),
-    auto: int | None = typer.Option(None, "--auto", min=1, help="Run N turns unattended, each taking the top suggestion."),
-    manual: str | None = typer.Option(None, "--manual", help="Record your uncommitted experiments/ changes as an experiment titled TEXT, and run it."),
+    pick: int | None = typer.Option(
+        None, "--pick", min=1, help="Take suggestion N of the last turn, run one turn, stop."
+    ),
+    idea: str | None = typer.Option(
+        None, "--idea", help="Run one turn on your own idea (free text), stop."
+    ),
+    auto: int | None = typer.Option(
+        None, "--auto", min=1, help="Run N turns unattended, each taking the top suggestion."
+    ),
+    manual: str | None = typer.Option(
+        None,
+        "--manual",
+        help="Record your uncommitted experiments/ changes as an experiment titled TEXT, and run it.",
+    ),
 ) -> None:
     """Continue the research: propose a change, run it, judge it, record it, offer next steps."""
     console = Console(stderr=True)
-    chosen = [flag for flag, value in (("--pick", pick), ("--idea", idea), ("--auto", auto)) if value is not None]
+    chosen = [
+        flag
+        for flag, value in (("--pick", pick), ("--idea", idea), ("--auto", auto))
+        if value is not None
+    ]
     if len(chosen) > 1:
         raise UserError(f"{' and '.join(chosen)} exclude each other: pass one")
     interactive = not chosen and sys.stdin.isatty()
@@ -97,7 +125,9 @@ def continue_(
     try:
         _loop(console, pick, idea, auto, manual, interactive)
     except KeyboardInterrupt:
-        console.print("[yellow]stopped by Ctrl-C[/]: what finished is recorded; `vibe-research continue` resumes the rest")
+        console.print(
+            "[yellow]stopped by Ctrl-C[/]: what finished is recorded; `vibe-research continue` resumes the rest"
+        )
         raise typer.Exit(130) from None
 
 

@@ -19,8 +19,16 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks 
     settings = load_settings(workspace.settings_file)
     checks, sandbox_report = run_checks(workspace, settings)
     if as_json:
-        print(json.dumps({"workspace": str(workspace.root), "checks": [c.model_dump() for c in checks],
-                          "sandbox": sandbox_report}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "workspace": str(workspace.root),
+                    "checks": [c.model_dump() for c in checks],
+                    "sandbox": sandbox_report,
+                },
+                indent=2,
+            )
+        )
     else:
         table = Table(title=f"vibe-research doctor: {workspace.root}", title_justify="left")
         for column in ("check", "", "detail", "to do"):

@@ -22,7 +22,9 @@ ENTRY_HELP = "Experiment file with load_model (default: entry in \\[train] of vi
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Run folder a training wrote."),
     entry: Path | None = typer.Option(None, "--entry", help=ENTRY_HELP),
-    valid: Path | None = typer.Option(None, "--valid", help="Score this story file instead of the cached valid split."),
+    valid: Path | None = typer.Option(
+        None, "--valid", help="Score this story file instead of the cached valid split."
+    ),
     samples: int = typer.Option(8, "--samples", min=0, help="Fixed story beginnings to sample."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens per sample at most."),
     as_json: bool = typer.Option(False, "--json", help="Print the EvalResult as JSON."),
@@ -30,7 +32,14 @@ def evaluate(
     """Check the model's contract, then report validation bits per byte, perplexity and samples."""
     from vibe_research.lm.evaluate import EvalResult
 
-    arguments = ["--run-dir", str(run_dir), "--samples", str(samples), "--max-tokens", str(max_tokens)]
+    arguments = [
+        "--run-dir",
+        str(run_dir),
+        "--samples",
+        str(samples),
+        "--max-tokens",
+        str(max_tokens),
+    ]
     if valid is not None:
         arguments += ["--valid", str(valid.resolve())]
     output = _run("vibe_research.lm.evaluate", entry, arguments)
@@ -47,8 +56,12 @@ def sample(
     run_dir: Path = typer.Argument(..., help="Run folder a training wrote."),
     prompt: str = typer.Option(..., "--prompt", help="Beginning of the story."),
     entry: Path | None = typer.Option(None, "--entry", help=ENTRY_HELP),
-    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="0 picks the likeliest token."),
-    top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample among the k likeliest tokens only."),
+    temperature: float = typer.Option(
+        1.0, "--temperature", min=0.0, help="0 picks the likeliest token."
+    ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", min=1, help="Sample among the k likeliest tokens only."
+    ),
     seed: int = typer.Option(1000, "--seed", help="Seed of the sampler."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens to generate at most."),
     as_json: bool = typer.Option(False, "--json", help="Print the sample as JSON."),
@@ -56,15 +69,31 @@ def sample(
     """Continue a story beginning with a trained model."""
     from vibe_research.lm.generate import Sample
 
-    arguments = ["--run-dir", str(run_dir), "--prompt", prompt, "--temperature", str(temperature),
-                 "--seed", str(seed), "--max-tokens", str(max_tokens)]
+    arguments = [
+        "--run-dir",
+        str(run_dir),
+        "--prompt",
+        prompt,
+        "--temperature",
+        str(temperature),
+        "--seed",
+        str(seed),
+        "--max-tokens",
+        str(max_tokens),
+    ]
     if top_k is not None:
         arguments += ["--top-k", str(top_k)]
     result = Sample.model_validate_json(_run("vibe_research.lm.generate", entry, arguments))
     if as_json:
         print(result.model_dump_json(indent=2))
         return
-    Console().print(Panel(f"[bold]{result.prompt}[/]{result.continuation}", title=f"seed {result.seed}", expand=False))
+    Console().print(
+        Panel(
+            f"[bold]{result.prompt}[/]{result.continuation}",
+            title=f"seed {result.seed}",
+            expand=False,
+        )
+    )
 
 
 def _run(module: str, entry: Path | None, arguments: list[str]) -> str:
@@ -76,8 +105,16 @@ def _run(module: str, entry: Path | None, arguments: list[str]) -> str:
     if entry is None:
         workspace = find_workspace()
         entry = workspace.root / load_settings(workspace.settings_file).train.entry
-    command = [sys.executable, "-m", module, "--entry", str(entry.resolve()), "--cache-dir", str(cache_root()),
-               *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        module,
+        "--entry",
+        str(entry.resolve()),
+        "--cache-dir",
+        str(cache_root()),
+        *arguments,
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode in (0, EXIT_REJECTED):
         return done.stdout
@@ -93,15 +130,29 @@ def _print_result(result: "EvalResult") -> None:
     table = Table(title=f"{result.run_dir}", title_justify="left", show_header=False)
     table.add_row("validation bits per byte", f"[bold]{result.bpb:.4f}[/]")
     table.add_row(f"perplexity per {result.tokenizer} token", f"{result.perplexity:.2f}")
-    table.add_row("scored", f"{result.tokens:,} tokens, {result.bytes:,} bytes, {result.stories:,} stories")
+    table.add_row(
+        "scored", f"{result.tokens:,} tokens, {result.bytes:,} bytes, {result.stories:,} stories"
+    )
     table.add_row("valid", result.valid or "")
-    table.add_row("checks", f"causal (max change {result.checks.max_causal_change:.1e} nats), "
-                            f"normalised (max error {result.checks.max_normalisation_error:.1e})")
-    table.add_row("time", f"load {result.load_s:.1f} s, score {result.score_s:.1f} s, "
-                          f"sample {result.sample_s:.1f} s, total {result.wall_s:.1f} s")
+    table.add_row(
+        "checks",
+        f"causal (max change {result.checks.max_causal_change:.1e} nats), "
+        f"normalised (max error {result.checks.max_normalisation_error:.1e})",
+    )
+    table.add_row(
+        "time",
+        f"load {result.load_s:.1f} s, score {result.score_s:.1f} s, "
+        f"sample {result.sample_s:.1f} s, total {result.wall_s:.1f} s",
+    )
     console.print(table)
     for story in result.samples[:3]:
-        console.print(Panel(f"[bold]{story.prompt}[/]{story.continuation}", title=f"seed {story.seed}", expand=False))
+        console.print(
+            Panel(
+                f"[bold]{story.prompt}[/]{story.continuation}",
+                title=f"seed {story.seed}",
+                expand=False,
+            )
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,12 @@ from rich.console import Console
 
 def init(
     folder: Path = typer.Argument(Path("."), help="Folder for the workspace (created if missing)."),
-    data: Path | None = typer.Option(None, "--data", help="Folder with train*.txt and valid.txt to use as the data source.", envvar="VIBE_DATA"),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Folder with train*.txt and valid.txt to use as the data source.",
+        envvar="VIBE_DATA",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create a research workspace: notes/, experiments/, sandbox.toml, vibe-research.toml, git."""

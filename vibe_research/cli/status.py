@@ -27,22 +27,43 @@ def _interval(summary: Summary | None, digits: int) -> str:
 
 def _table(rows: list["LeaderboardRow"], confidence: float) -> Table:
     """Numbers and short cells keep their full width; the experiment and its title wrap instead."""
-    table = Table(title=f"Leaderboard (mean over seeds ± half the {confidence:.0%} t interval)", title_justify="left")
+    table = Table(
+        title=f"Leaderboard (mean over seeds ± half the {confidence:.0%} t interval)",
+        title_justify="left",
+    )
     cells = []
     for row in rows:
-        number = row.experiment.split("-", 1)[0]  # the page's name repeats the title; --json has it whole
+        number = row.experiment.split("-", 1)[
+            0
+        ]  # the page's name repeats the title; --json has it whole
         name = f"[bold green]★ {number}[/]" if row.best else number
-        decided = "" if row.verdict in (None, "baseline") else ", kept" if row.kept else ", discarded"
+        decided = (
+            "" if row.verdict in (None, "baseline") else ", kept" if row.kept else ", discarded"
+        )
         title = row.title + (f" (best: {row.setting})" if row.setting else "")
-        cells.append([str(row.rank), f"{name} {title}", _interval(row.bpb, 4), _interval(row.judge, 2),
-                      f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
-                      (row.verdict or "undecided") + decided, row.commit[:8] if row.commit else "–"])
+        cells.append(
+            [
+                str(row.rank),
+                f"{name} {title}",
+                _interval(row.bpb, 4),
+                _interval(row.judge, 2),
+                f"{row.win_rate:.0%}" if row.win_rate is not None else "–",
+                str(row.runs),
+                (row.verdict or "undecided") + decided,
+                row.commit[:8] if row.commit else "–",
+            ]
+        )
     for index, header in enumerate(COLUMNS):
         if header == "experiment":
             table.add_column(header, justify="left", overflow="fold", min_width=22, ratio=1)
             continue
         widest = max([len(header), *(len(cell[index]) for cell in cells)])
-        table.add_column(header, justify="left" if header in ("verdict", "commit") else "right", no_wrap=True, min_width=widest)
+        table.add_column(
+            header,
+            justify="left" if header in ("verdict", "commit") else "right",
+            no_wrap=True,
+            min_width=widest,
+        )
     for cell in cells:
         table.add_row(*cell)
     return table
@@ -51,16 +72,26 @@ def _table(rows: list["LeaderboardRow"], confidence: float) -> Table:
 def _unfinished(state: "ResearchState", ledger: "LedgerRead") -> list[str]:
     lines = []
     if state.open_experiment:
-        lines.append(f"[yellow]Unfinished:[/] {state.open_experiment.id}; `vibe-research continue` resumes it.")
+        lines.append(
+            f"[yellow]Unfinished:[/] {state.open_experiment.id}; `vibe-research continue` resumes it."
+        )
     if state.interrupted:
-        lines.append(f"[yellow]Interrupted runs:[/] {', '.join(run.run for _, run in state.interrupted)}")
+        lines.append(
+            f"[yellow]Interrupted runs:[/] {', '.join(run.run for _, run in state.interrupted)}"
+        )
     if ledger.torn_lines:
-        lines.append(f"[yellow]Skipped a torn ledger line[/] (line {', '.join(map(str, ledger.torn_lines))}), "
-                     "left by an interrupted write.")
+        lines.append(
+            f"[yellow]Skipped a torn ledger line[/] (line {', '.join(map(str, ledger.torn_lines))}), "
+            "left by an interrupted write."
+        )
     return lines
 
 
-def status(as_json: bool = typer.Option(False, "--json", help="Print the leaderboard and state as JSON on stdout.")) -> None:
+def status(
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the leaderboard and state as JSON on stdout."
+    ),
+) -> None:
     """Show the leaderboard (mean bpb and judge score over seeds with t intervals) and what is unfinished."""
     from vibe_research.research.ledger import read
     from vibe_research.research.state import leaderboard, rebuild_state
@@ -73,20 +104,33 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the leaderb
     state = rebuild_state(ledger.records)
     rows = leaderboard(state, settings.research.confidence)
     if as_json:
-        print(json.dumps({
-            "question": settings.research.question, "objective": settings.research.objective, "best": state.best,
-            "leaderboard": [row.model_dump() for row in rows],
-            "open_experiment": state.open_experiment.id if state.open_experiment else None,
-            "interrupted": [{"experiment": e.id, "run": run.run} for e, run in state.interrupted],
-            "torn_ledger_lines": ledger.torn_lines,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "question": settings.research.question,
+                    "objective": settings.research.objective,
+                    "best": state.best,
+                    "leaderboard": [row.model_dump() for row in rows],
+                    "open_experiment": state.open_experiment.id if state.open_experiment else None,
+                    "interrupted": [
+                        {"experiment": e.id, "run": run.run} for e, run in state.interrupted
+                    ],
+                    "torn_ledger_lines": ledger.torn_lines,
+                },
+                indent=2,
+            )
+        )
         return
     console = Console()
-    console.print(f"[bold]{settings.research.question}[/]  (objective: {settings.research.objective})")
+    console.print(
+        f"[bold]{settings.research.question}[/]  (objective: {settings.research.objective})"
+    )
     if rows:
         console.print(_table(rows, settings.research.confidence))
     else:
-        console.print("No experiments yet: run [bold]vibe-research continue[/] to measure the baseline.")
+        console.print(
+            "No experiments yet: run [bold]vibe-research continue[/] to measure the baseline."
+        )
     for line in _unfinished(state, ledger):
         console.print(line)
 

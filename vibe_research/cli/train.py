@@ -24,11 +24,25 @@ def _overrides(items: list[str]) -> dict[str, str]:
 
 
 def train(
-    entry: str | None = typer.Option(None, "--entry", help="Experiment file, relative to the workspace (default: [train] entry)."),
-    budget: float | None = typer.Option(None, "--budget", min=1, help="Seconds per training (default: [train] budget_s).", envvar="VIBE_BUDGET"),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the first run; the others follow (default: [train] first_seed)."),
+    entry: str | None = typer.Option(
+        None, "--entry", help="Experiment file, relative to the workspace (default: [train] entry)."
+    ),
+    budget: float | None = typer.Option(
+        None,
+        "--budget",
+        min=1,
+        help="Seconds per training (default: [train] budget_s).",
+        envvar="VIBE_BUDGET",
+    ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Seed of the first run; the others follow (default: [train] first_seed).",
+    ),
     runs: int = typer.Option(1, "--runs", min=1, max=16, help="How many runs, one seed each."),
-    set_: list[str] = typer.Option([], "--set", help="Override one knob of the experiment: key=value (repeatable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override one knob of the experiment: key=value (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON."),
 ) -> None:
     """Train an experiment in the sandbox, evaluate every run, and show the results."""
@@ -45,11 +59,23 @@ def train(
     policy = load_policy(workspace.sandbox_file)
     entry = entry or settings.train.entry
     if not (workspace.root / entry).is_file():
-        raise UserError(f"{entry}: no such experiment file in {workspace.root}; pass --entry with a path relative to the workspace")
+        raise UserError(
+            f"{entry}: no such experiment file in {workspace.root}; pass --entry with a path relative to the workspace"
+        )
     first = settings.train.first_seed if seed is None else seed
-    cache_dir = Path(os.environ["VIBE_CACHE_DIR"]) if os.environ.get("VIBE_CACHE_DIR") else workspace.cache
-    specs = plan_runs(workspace.root, workspace.runs, cache_dir.resolve(), entry, budget or settings.train.budget_s,
-                      list(range(first, first + runs)), _overrides(set_), settings.judge.samples_per_run)
+    cache_dir = (
+        Path(os.environ["VIBE_CACHE_DIR"]) if os.environ.get("VIBE_CACHE_DIR") else workspace.cache
+    )
+    specs = plan_runs(
+        workspace.root,
+        workspace.runs,
+        cache_dir.resolve(),
+        entry,
+        budget or settings.train.budget_s,
+        list(range(first, first + runs)),
+        _overrides(set_),
+        settings.judge.samples_per_run,
+    )
     if settings.train.executor == "ray":
         from vibe_research.runs.ray_executor import RayExecutor
 
@@ -71,15 +97,35 @@ def train(
 
 def _print_table(results: list) -> None:
     table = Table(title="runs")
-    for column in ("run", "seed", "outcome", "steps", "tokens/s", "loss", "bpb", "seconds", "reason"):
-        table.add_column(column, justify="right" if column in ("seed", "steps", "tokens/s", "loss", "bpb", "seconds") else "left")
+    for column in (
+        "run",
+        "seed",
+        "outcome",
+        "steps",
+        "tokens/s",
+        "loss",
+        "bpb",
+        "seconds",
+        "reason",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("seed", "steps", "tokens/s", "loss", "bpb", "seconds")
+            else "left",
+        )
     for result in results:
         summary, loss = result.summary, result.summary.last_loss
         table.add_row(
-            result.run_id, str(result.spec.seed), ("[green]" if result.outcome == "ok" else "[red]") + result.outcome,
-            str(summary.steps), f"{summary.tokens_per_s:,.0f}" if summary.tokens_per_s else "",
-            f"{loss:.3f}" if loss is not None else "", f"{result.bpb:.4f}" if result.bpb is not None else "",
-            f"{result.duration_s:.0f}", result.reason[:120],
+            result.run_id,
+            str(result.spec.seed),
+            ("[green]" if result.outcome == "ok" else "[red]") + result.outcome,
+            str(summary.steps),
+            f"{summary.tokens_per_s:,.0f}" if summary.tokens_per_s else "",
+            f"{loss:.3f}" if loss is not None else "",
+            f"{result.bpb:.4f}" if result.bpb is not None else "",
+            f"{result.duration_s:.0f}",
+            result.reason[:120],
         )
     Console().print(table)
 

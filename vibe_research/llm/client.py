@@ -84,15 +84,26 @@ class LLMClient:
         self._unpriced_warned: set[str] = set()
         self._api: Any = None
 
-    def structured(self, messages: list[dict[str, str]], model_cls: type[Reply], model: str) -> Reply:
+    def structured(
+        self, messages: list[dict[str, str]], model_cls: type[Reply], model: str
+    ) -> Reply:
         """Ask `model` and return its reply validated as `model_cls`, after at most one repair round."""
         content = self._complete(messages, model_cls, model)
         try:
             return parse_reply(content, model_cls)
         except ValueError as exc:
             problem = describe_parse_error(exc)
-        log.warning("%s reply did not fit %s (%s); asking once for a repair", model, model_cls.__name__, problem)
-        repair = [*messages, {"role": "assistant", "content": content}, {"role": "user", "content": render("repair.md", error=problem)}]
+        log.warning(
+            "%s reply did not fit %s (%s); asking once for a repair",
+            model,
+            model_cls.__name__,
+            problem,
+        )
+        repair = [
+            *messages,
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": render("repair.md", error=problem)},
+        ]
         content = self._complete(repair, model_cls, model)
         try:
             return parse_reply(content, model_cls)
@@ -102,7 +113,9 @@ class LLMClient:
                 'try a stronger model in vibe-research.toml [llm] or llm.backend = "offline"'
             ) from exc
 
-    def _complete(self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str) -> str:
+    def _complete(
+        self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str
+    ) -> str:
         """One reply's text, retrying 429, 5xx and timeouts with exponential backoff."""
         attempts = self.settings.max_retries + 1
         wait = 0.0
@@ -113,36 +126,59 @@ class LLMClient:
             except _Retryable as exc:
                 last = str(exc)
                 log.warning("%s: %s (attempt %d of %d)", model, last, attempt + 1, attempts)
-                wait = min(self.settings.max_backoff_s, max(self.settings.retry_backoff_s * 2**attempt, exc.retry_after_s or 0.0))
+                wait = min(
+                    self.settings.max_backoff_s,
+                    max(self.settings.retry_backoff_s * 2**attempt, exc.retry_after_s or 0.0),
+                )
         raise LLMError(
             f"{model} at {self._where()}: {last} on all {attempts} attempts; "
             "check the server, or raise llm.max_retries / llm.timeout_s in vibe-research.toml"
         )
 
-    def _call(self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, attempt: int) -> str:
+    def _call(
+        self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, attempt: int
+    ) -> str:
         import openai
 
         mode = self._mode
         sent = messages if mode == "json_schema" else with_schema_instruction(messages, model_cls)
         self._check_budget(sent, model)
-        call = {"model": model, "reply_schema": model_cls.__name__, "mode": mode, "attempt": attempt, "messages": sent}
+        call = {
+            "model": model,
+            "reply_schema": model_cls.__name__,
+            "mode": mode,
+            "attempt": attempt,
+            "messages": sent,
+        }
         started = time.monotonic()
         try:
-            response = self._client().chat.completions.create(**self._request(sent, model_cls, model, mode))
+            response = self._client().chat.completions.create(
+                **self._request(sent, model_cls, model, mode)
+            )
         except openai.APIError as exc:
             self._record(call, started, None, _error_text(exc), None)
             if mode == "json_schema" and getattr(exc, "status_code", None) in (400, 422):
-                log.info("%s rejected a JSON-schema response format (%s); sending the schema in the prompt", self._where(), _error_text(exc))
+                log.info(
+                    "%s rejected a JSON-schema response format (%s); sending the schema in the prompt",
+                    self._where(),
+                    _error_text(exc),
+                )
                 self._mode = "text"
                 return self._call(messages, model_cls, model, attempt)
             raise self._classify(exc, model) from exc
         content = (response.choices[0].message.content or "") if response.choices else ""
         self._record(call, started, content, None, response.usage)
         if response.choices and response.choices[0].finish_reason == "length":
-            log.warning("%s stopped at llm.max_output_tokens = %d; raise it if replies come back cut off", model, self.settings.max_output_tokens)
+            log.warning(
+                "%s stopped at llm.max_output_tokens = %d; raise it if replies come back cut off",
+                model,
+                self.settings.max_output_tokens,
+            )
         return content
 
-    def _request(self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, mode: Mode) -> dict[str, Any]:
+    def _request(
+        self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, mode: Mode
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -150,7 +186,11 @@ class LLMClient:
             "max_tokens": self.settings.max_output_tokens,
         }
         if mode == "json_schema":
-            schema = {"name": model_cls.__name__, "schema": model_cls.model_json_schema(), "strict": False}
+            schema = {
+                "name": model_cls.__name__,
+                "schema": model_cls.model_json_schema(),
+                "strict": False,
+            }
             request["response_format"] = {"type": "json_schema", "json_schema": schema}
         return request
 
@@ -166,7 +206,10 @@ class LLMClient:
                 )
             # Local servers ignore the key, but the client insists on one.
             self._api = openai.OpenAI(
-                base_url=self.settings.base_url, api_key=key or "unused", timeout=self.settings.timeout_s, max_retries=0
+                base_url=self.settings.base_url,
+                api_key=key or "unused",
+                timeout=self.settings.timeout_s,
+                max_retries=0,
             )
         return self._api
 
@@ -195,23 +238,38 @@ class LLMClient:
         if price is None:
             if model not in self._unpriced_warned:
                 self._unpriced_warned.add(model)
-                log.warning('no price for %s: its calls count as $0; add [llm.prices."%s"] to vibe-research.toml', model, model)
+                log.warning(
+                    'no price for %s: its calls count as $0; add [llm.prices."%s"] to vibe-research.toml',
+                    model,
+                    model,
+                )
             return 0.0
-        return (prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok) / 1e6
+        return (
+            prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok
+        ) / 1e6
 
     def _check_budget(self, messages: list[dict[str, str]], model: str) -> None:
         cap = self.settings.max_usd
         if cap is None:
             return
         # The worst case: the prompt as counted here and a reply as long as allowed.
-        estimate = self._cost(model, count_message_tokens(messages), self.settings.max_output_tokens)
+        estimate = self._cost(
+            model, count_message_tokens(messages), self.settings.max_output_tokens
+        )
         if self.totals.cost_usd + estimate > cap:
             raise BudgetExceeded(
                 f"llm.max_usd = ${cap:g} would be passed: ${self.totals.cost_usd:.4f} spent (see {self.log_path}), "
                 f"next call up to ${estimate:.4f}; raise llm.max_usd in vibe-research.toml"
             )
 
-    def _record(self, call: dict[str, Any], started: float, content: str | None, error: str | None, usage: Any) -> None:
+    def _record(
+        self,
+        call: dict[str, Any],
+        started: float,
+        content: str | None,
+        error: str | None,
+        usage: Any,
+    ) -> None:
         """Count the call into the totals and append it to the call log."""
         prompt_tokens, completion_tokens = _token_counts(usage, call["messages"], content)
         record = CallRecord(
@@ -230,7 +288,9 @@ class LLMClient:
             handle.write(record.model_dump_json() + "\n")
 
 
-def _token_counts(usage: Any, messages: list[dict[str, str]], content: str | None) -> tuple[int, int]:
+def _token_counts(
+    usage: Any, messages: list[dict[str, str]], content: str | None
+) -> tuple[int, int]:
     """The server's own usage figures; counted here where it sent none (some local servers)."""
     if usage is not None:
         return usage.prompt_tokens or 0, usage.completion_tokens or 0
@@ -260,13 +320,18 @@ def totals_from_log(log_path: Path) -> Totals:
     return totals
 
 
-def with_schema_instruction(messages: list[dict[str, str]], model_cls: type[BaseModel]) -> list[dict[str, str]]:
+def with_schema_instruction(
+    messages: list[dict[str, str]], model_cls: type[BaseModel]
+) -> list[dict[str, str]]:
     """The messages with the JSON schema spelled out in the system message, for servers without
     structured outputs. It joins the first system message because some chat templates allow only one."""
     schema = json.dumps(model_cls.model_json_schema(), indent=1)
     instruction = render("json_reply.md", name=model_cls.__name__, schema=schema)
     if messages and messages[0]["role"] == "system":
-        return [{"role": "system", "content": f"{messages[0]['content'].rstrip()}\n\n{instruction}"}, *messages[1:]]
+        return [
+            {"role": "system", "content": f"{messages[0]['content'].rstrip()}\n\n{instruction}"},
+            *messages[1:],
+        ]
     return [{"role": "system", "content": instruction}, *messages]
 
 
@@ -291,12 +356,17 @@ def parse_reply(content: str, model_cls: type[Reply]) -> Reply:
     if start < 0:
         raise ValueError("the reply holds no JSON object")
     # Without a closing brace the JSON parser's own message says where the object broke off.
-    return model_cls.model_validate_json(content[start : end + 1] if end > start else content[start:])
+    return model_cls.model_validate_json(
+        content[start : end + 1] if end > start else content[start:]
+    )
 
 
 def describe_parse_error(exc: ValueError) -> str:
     """The validation error as the model should read it: every problem with its field path."""
     if not isinstance(exc, ValidationError):
         return str(exc)
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()[:8]]
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+        for e in exc.errors()[:8]
+    ]
     return "; ".join(problems)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from vibe_research.llm.schemas import Edit
 
 _START = re.compile(r"^CONFIG\s*(?::[^=]*)?=\s*\{\s*(#.*)?$")
-_ENTRY = re.compile(r'^\s*"(?P<key>[A-Za-z_]\w*)"\s*:\s*(?P<value>.+?)\s*,?\s*(?:#\s*(?P<comment>.*))?$')
+_ENTRY = re.compile(
+    r'^\s*"(?P<key>[A-Za-z_]\w*)"\s*:\s*(?P<value>.+?)\s*,?\s*(?:#\s*(?P<comment>.*))?$'
+)
 _CHOICES = re.compile(r"[\w:.+-]+(?:\s*\|\s*[\w:.+-]+)+")
 
 Value = bool | int | float | str
@@ -29,14 +31,22 @@ class ConfigLine:
     def edit(self, path: str, value: Value) -> Edit:
         """An exact one-line edit setting this key to `value`."""
         start, end = self.value_span
-        return Edit(path=path, search=self.line, replace=self.line[:start] + literal(value) + self.line[end:])
+        return Edit(
+            path=path,
+            search=self.line,
+            replace=self.line[:start] + literal(value) + self.line[end:],
+        )
 
     def choices(self) -> list[Value]:
         """Alternatives the comment lists as `a | b | c`, in the type of the current value."""
         found = _CHOICES.search(self.comment)
         if not found:
             return []
-        return [v for v in (_as_type(self.value, raw.strip()) for raw in found.group().split("|")) if v is not None]
+        return [
+            v
+            for v in (_as_type(self.value, raw.strip()) for raw in found.group().split("|"))
+            if v is not None
+        ]
 
 
 def read_config(text: str) -> dict[str, ConfigLine]:
@@ -57,7 +67,9 @@ def read_config(text: str) -> dict[str, ConfigLine]:
         except (ValueError, SyntaxError):
             continue  # an expression, not a literal: the planner leaves it alone
         if isinstance(value, bool | int | float | str):
-            entries[match.group("key")] = ConfigLine(match.group("key"), value, line, match.span("value"), match.group("comment") or "")
+            entries[match.group("key")] = ConfigLine(
+                match.group("key"), value, line, match.span("value"), match.group("comment") or ""
+            )
     return entries
 
 

@@ -28,9 +28,15 @@ class ResearchContext:
     def after_failure(self, proposal: Proposal, error: str) -> "ResearchContext":
         """The context for a second try: the failed proposal and its exact error are history."""
         retry = render("fix.md", error=error.strip())
-        failed = Tried(title=proposal.title, verdict="failed to apply or smoke-run", move=proposal.move)
+        failed = Tried(
+            title=proposal.title, verdict="failed to apply or smoke-run", move=proposal.move
+        )
         return replace(
             self,
-            messages=[*self.messages, {"role": "assistant", "content": proposal.model_dump_json()}, {"role": "user", "content": retry}],
+            messages=[
+                *self.messages,
+                {"role": "assistant", "content": proposal.model_dump_json()},
+                {"role": "user", "content": retry},
+            ],
             history=[*self.history, failed],
         )

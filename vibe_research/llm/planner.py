@@ -55,7 +55,9 @@ class OfflinePlanner:
                 idea=move.idea,
                 why=f"{move.why}. {_evidence(move, context.history)}",
                 expected_effect=_expected(move, gains),
-                cost_minutes=round(sum(len(run.seeds) for run in move.runs) * context.budget_s / 60, 1),
+                cost_minutes=round(
+                    sum(len(run.seeds) for run in move.runs) * context.budget_s / 60, 1
+                ),
                 risk=move.risk,
                 move=move.key,
             )
@@ -80,14 +82,24 @@ def retriable(context: ResearchContext, ranked: list[Move]) -> list[Move]:
     still name one (after fixing what made it fail)."""
     measured, failures = _outcomes(context.history)
     offered = {move.key for move in ranked}
-    return [move for move in catalogue(context)
-            if move.identity in failures and move.identity not in measured and move.key not in offered]
+    return [
+        move
+        for move in catalogue(context)
+        if move.identity in failures and move.identity not in measured and move.key not in offered
+    ]
 
 
 def _outcomes(history: list[Tried]) -> tuple[set[str], Counter[str]]:
     """The settings measured so far, and how often each failed move's setting failed."""
-    measured = {setting for item in history if item.move and not _failed(item) for setting in measured_settings(item.move)}
-    failures = Counter(measured_settings(item.move)[0] for item in history if item.move and _failed(item))
+    measured = {
+        setting
+        for item in history
+        if item.move and not _failed(item)
+        for setting in measured_settings(item.move)
+    }
+    failures = Counter(
+        measured_settings(item.move)[0] for item in history if item.move and _failed(item)
+    )
     return measured, failures
 
 
@@ -121,30 +133,45 @@ def _score(move: Move, gains: dict[str, list[float]]) -> float:
     return move.prior
 
 
-def _choose(ranked: list[Move], context: ResearchContext, retry: list[Move] | None = None) -> tuple[Move, str]:
+def _choose(
+    ranked: list[Move], context: ResearchContext, retry: list[Move] | None = None
+) -> tuple[Move, str]:
     """The move to propose, and a sentence on how the researcher's choice was honoured. An idea
     matches the untried moves first, then those that only ever failed (`retry`)."""
     if context.pick is not None and context.pick.move:
         picked = next((move for move in ranked if move.key == context.pick.move), None)
         if picked is not None:
             return picked, ""
-        return ranked[0], f"The picked move {context.pick.move} is tried or no longer applies; this is the top-ranked one instead."
+        return (
+            ranked[0],
+            f"The picked move {context.pick.move} is tried or no longer applies; this is the top-ranked one instead.",
+        )
     wish = context.idea or (f"{context.pick.title} {context.pick.idea}" if context.pick else "")
     if not wish:
         return ranked[0], ""
     # the move naming most of the idea's words; among equals, the better ranked
     retry = retry or []
     candidates = [*ranked, *retry]
-    hits = [sum(bool(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE)) for word in move.words) for move in candidates]
+    hits = [
+        sum(bool(re.search(rf"\b{re.escape(word)}\b", wish, re.IGNORECASE)) for word in move.words)
+        for move in candidates
+    ]
     if max(hits) > 0:
         chosen = candidates[hits.index(max(hits))]
         again = " It failed before and is tried again on this request." if chosen in retry else ""
         return chosen, f"Chosen for the researcher's idea: {wish!r}.{again}"
-    return ranked[0], f"The offline planner has no move for the idea {wish!r}; this is its top-ranked move. An LLM backend can act on free text."
+    return (
+        ranked[0],
+        f"The offline planner has no move for the idea {wish!r}; this is its top-ranked move. An LLM backend can act on free text.",
+    )
 
 
 def _evidence(move: Move, history: list[Tried]) -> str:
-    seen = [item for item in history if item.move and item.move.partition("/")[0] == move.family and item.delta_bpb is not None]
+    seen = [
+        item
+        for item in history
+        if item.move and item.move.partition("/")[0] == move.family and item.delta_bpb is not None
+    ]
     if not seen:
         return "No evidence yet in this family; the expected effect is the catalogue's prior."
     best = min(seen, key=lambda item: item.delta_bpb or 0.0)

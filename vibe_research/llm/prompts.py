@@ -7,7 +7,9 @@ from string import Template
 
 @cache
 def _template(name: str) -> Template:
-    return Template(resources.files("vibe_research").joinpath("prompts", name).read_text(encoding="utf-8"))
+    return Template(
+        resources.files("vibe_research").joinpath("prompts", name).read_text(encoding="utf-8")
+    )
 
 
 def render(template: str, **values: str) -> str:

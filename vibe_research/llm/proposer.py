@@ -37,7 +37,9 @@ class LLMProposer:
 
     def suggest(self, context: ResearchContext) -> Suggestions:
         suggestions = self.client.structured(context.messages, Suggestions, self.model)
-        return Suggestions(items=[item.model_copy(update={"move": None}) for item in suggestions.items])
+        return Suggestions(
+            items=[item.model_copy(update={"move": None}) for item in suggestions.items]
+        )
 
 
 def resolve_backend(settings: LLMSettings) -> str:

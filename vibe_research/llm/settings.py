@@ -31,11 +31,17 @@ class LLMSettings(BaseModel):
     judge_model: str = "gpt-4.1-mini"
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
-    retry_backoff_s: float = Field(default=2.0, ge=0, description="first wait before a retry; doubles each time")
+    retry_backoff_s: float = Field(
+        default=2.0, ge=0, description="first wait before a retry; doubles each time"
+    )
     max_backoff_s: float = Field(default=60.0, ge=0)
     temperature: float = Field(default=0.7, ge=0, le=2)
-    max_output_tokens: int = Field(default=4_096, ge=64, description="completion cap per call; also the cost estimate")
-    max_usd: float | None = Field(default=5.0, ge=0, description="spend cap over the workspace's LLM call log")
+    max_output_tokens: int = Field(
+        default=4_096, ge=64, description="completion cap per call; also the cost estimate"
+    )
+    max_usd: float | None = Field(
+        default=5.0, ge=0, description="spend cap over the workspace's LLM call log"
+    )
     prompt_token_budget: int = Field(default=24_000, ge=1_000)
     prices: dict[str, Price] = Field(default_factory=dict)
 

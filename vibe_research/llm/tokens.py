@@ -24,7 +24,10 @@ def gpt2_encoding() -> Tokenizer | None:
     explicit = os.environ.get(GPT2_RANKS_ENV)
     cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR")
     # tiktoken names its cache entries by the sha1 of the download URL.
-    cached = bool(cache_dir) and (Path(cache_dir) / hashlib.sha1(R50K_URL.encode()).hexdigest()).is_file()
+    cached = (
+        bool(cache_dir)
+        and (Path(cache_dir) / hashlib.sha1(R50K_URL.encode()).hexdigest()).is_file()
+    )
     if not explicit and not cached:
         _warn_estimating()
         return None

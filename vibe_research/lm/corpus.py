@@ -94,14 +94,20 @@ def load_corpus(source: DataSource, root: Path) -> Corpus:
 
 def _files_valid(source: DataSource, root: Path) -> Stories:
     if not source.valid:
-        raise UserError("[data] source is files but `valid` is not set: name a validation file in vibe-research.toml")
+        raise UserError(
+            "[data] source is files but `valid` is not set: name a validation file in vibe-research.toml"
+        )
     return files_split("valid", [source.valid], source.text_column, root)
 
 
-def files_split(split: Split, patterns: list[str], text_column: str, root: Path, limit: int | None = None) -> Stories:
+def files_split(
+    split: Split, patterns: list[str], text_column: str, root: Path, limit: int | None = None
+) -> Stories:
     """Stories from paths or globs of .txt (`<|endoftext|>` layout), .jsonl or .parquet files; the first `limit`."""
     if not patterns:
-        raise UserError(f"no {split} files configured: set [data] train in vibe-research.toml, or VIBE_DATA")
+        raise UserError(
+            f"no {split} files configured: set [data] train in vibe-research.toml, or VIBE_DATA"
+        )
     paths = _expand(patterns, root)
     texts: list[str] = []
     digest = hashlib.sha256(f"files:{text_column}:{limit}".encode())
@@ -112,9 +118,15 @@ def files_split(split: Split, patterns: list[str], text_column: str, root: Path,
     texts = texts[:limit]
     description = ", ".join(str(path) for path in paths)
     if not texts:
-        raise UserError(f"{description}: no stories found (empty corpus); point [data] at files that hold stories")
+        raise UserError(
+            f"{description}: no stories found (empty corpus); point [data] at files that hold stories"
+        )
     return Stories(
-        split, "files", description, digest.hexdigest()[:16], len(texts),
+        split,
+        "files",
+        description,
+        digest.hexdigest()[:16],
+        len(texts),
         lambda size: (texts[i : i + size] for i in range(0, len(texts), size)),
     )
 
@@ -126,7 +138,9 @@ def _expand(patterns: list[str], root: Path) -> list[Path]:
         full = full if full.is_absolute() else root / full
         matches = sorted(Path(match) for match in glob.glob(str(full)))
         if not matches:
-            raise UserError(f"{full}: no such file (or the glob matches nothing); fix the path in [data] or VIBE_DATA")
+            raise UserError(
+                f"{full}: no such file (or the glob matches nothing); fix the path in [data] or VIBE_DATA"
+            )
         paths.extend(match for match in matches if match not in paths)
     return paths
 
@@ -138,7 +152,9 @@ def read_story_file(path: Path, text_column: str = "text") -> list[str]:
     readers = {".txt": _read_txt, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
     reader = readers.get(path.suffix.lower())
     if reader is None:
-        raise UserError(f"{path}: unsupported file type {path.suffix!r}; use .txt, .jsonl or .parquet")
+        raise UserError(
+            f"{path}: unsupported file type {path.suffix!r}; use .txt, .jsonl or .parquet"
+        )
     return [story for story in (text.strip() for text in reader(path, text_column)) if story]
 
 
@@ -147,7 +163,9 @@ def _decode(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); convert the file to UTF-8") from exc
+        raise UserError(
+            f"{path}: not UTF-8 text (bad byte at offset {exc.start}); convert the file to UTF-8"
+        ) from exc
 
 
 def _read_txt(path: Path, text_column: str) -> list[str]:
@@ -167,9 +185,13 @@ def _read_jsonl(path: Path, text_column: str) -> list[str]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); write one JSON object per line") from exc
+            raise UserError(
+                f"{path}:{number}: not valid JSON ({exc.msg}); write one JSON object per line"
+            ) from exc
         if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
-            raise UserError(f"{path}:{number}: no string field {text_column!r}; set [data] text_column")
+            raise UserError(
+                f"{path}:{number}: no string field {text_column!r}; set [data] text_column"
+            )
         texts.append(row[text_column])
     return texts
 
@@ -183,7 +205,9 @@ def _read_parquet(path: Path, text_column: str) -> list[str]:
     except pyarrow.ArrowInvalid as exc:
         raise UserError(f"{path}: not a readable parquet file ({exc})") from exc
     if text_column not in table.column_names:
-        raise UserError(f"{path}: no column {text_column!r} (has {table.column_names}); set [data] text_column")
+        raise UserError(
+            f"{path}: no column {text_column!r} (has {table.column_names}); set [data] text_column"
+        )
     return [text for text in table.column(text_column).to_pylist() if isinstance(text, str)]
 
 
@@ -200,16 +224,24 @@ def hub_split(source: DataSource, split: Split) -> Stories:
     except (OSError, ValueError, ConnectionError) as exc:
         raise UserError(
             f"cannot load {source.hub_dataset} split {name} from the hub ({type(exc).__name__}: {exc}); "
-            "check the network or use local files ([data] source = \"files\" or VIBE_DATA)"
+            'check the network or use local files ([data] source = "files" or VIBE_DATA)'
         ) from exc
     if source.text_column not in data.column_names:
-        raise UserError(f"{source.hub_dataset}: no column {source.text_column!r}; set [data] text_column")
+        raise UserError(
+            f"{source.hub_dataset}: no column {source.text_column!r}; set [data] text_column"
+        )
     column = source.text_column
-    description = f"hub {source.hub_dataset} {name}" + (f" @ {source.hub_revision}" if source.hub_revision else "")
+    description = f"hub {source.hub_dataset} {name}" + (
+        f" @ {source.hub_revision}" if source.hub_revision else ""
+    )
     # datasets' own fingerprint identifies the cached arrow data (dataset, revision, split).
     fingerprint = hashlib.sha256(f"{description}:{data._fingerprint}".encode()).hexdigest()[:16]
     return Stories(
-        split, "hub", description, fingerprint, len(data),
+        split,
+        "hub",
+        description,
+        fingerprint,
+        len(data),
         lambda size: (batch[column] for batch in data.iter(batch_size=size)),
     )
 
@@ -224,7 +256,9 @@ def _offline_unless_reachable() -> None:
         return
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=HUB_PROBE_TIMEOUT_S).close()
+        socket.create_connection(
+            (endpoint.hostname, endpoint.port or 443), timeout=HUB_PROBE_TIMEOUT_S
+        ).close()
     except OSError:
         log.debug("%s does not answer; reading the datasets cache only", endpoint.hostname)
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -237,7 +271,13 @@ def synthetic_split(source: DataSource, split: Split) -> Stories:
     count = source.synthetic_train_stories if split == "train" else source.synthetic_valid_stories
     stream = f"{source.seed}:{split}"
     return Stories(
-        split, "synthetic", f"synthetic stories (seed {source.seed}, {count} {split})",
-        hashlib.sha256(f"synthetic:{GENERATOR_VERSION}:{stream}:{count}".encode()).hexdigest()[:16], count,
-        lambda size: (generate_stories(stream, start, min(size, count - start)) for start in range(0, count, size)),
+        split,
+        "synthetic",
+        f"synthetic stories (seed {source.seed}, {count} {split})",
+        hashlib.sha256(f"synthetic:{GENERATOR_VERSION}:{stream}:{count}".encode()).hexdigest()[:16],
+        count,
+        lambda size: (
+            generate_stories(stream, start, min(size, count - start))
+            for start in range(0, count, size)
+        ),
     )

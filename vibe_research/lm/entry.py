@@ -25,7 +25,9 @@ def load_model(entry: Path, run_dir: Path) -> LanguageModel:
     """Import `entry`, call its `load_model(run_dir)`, and check the model's declared interface."""
     entry = entry.resolve()
     if not entry.is_file():
-        raise UserError(f"{entry}: no such experiment file; pass --entry with the file that defines load_model")
+        raise UserError(
+            f"{entry}: no such experiment file; pass --entry with the file that defines load_model"
+        )
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder; pass the folder a training run wrote")
     sys.path.insert(0, str(entry.parent))
@@ -53,7 +55,9 @@ def check_interface(model: object) -> None:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ModelRejected(f"the model's {name} is {value!r}; it must be a {kind.__name__}")
     if model.vocab_size < 2 or model.context_length < 1:
-        raise ModelRejected(f"vocab_size {model.vocab_size} / context_length {model.context_length} out of range")
+        raise ModelRejected(
+            f"vocab_size {model.vocab_size} / context_length {model.context_length} out of range"
+        )
     if not callable(getattr(model, "logprobs", None)):
         raise ModelRejected("the model has no logprobs(tokens) method")
     try:
@@ -72,7 +76,13 @@ def call_logprobs(model: LanguageModel, tokens: "torch.Tensor") -> "torch.Tensor
     except Exception as exc:  # untrusted code: a crash is the model's failure
         raise ModelRejected(f"logprobs raised {type(exc).__name__}: {exc}") from exc
     expected = (*tokens.shape, model.vocab_size)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected or not out.is_floating_point():
+    if (
+        not isinstance(out, torch.Tensor)
+        or tuple(out.shape) != expected
+        or not out.is_floating_point()
+    ):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelRejected(f"logprobs must return a float tensor of shape [B, T, V] = {list(expected)}, got {got}")
+        raise ModelRejected(
+            f"logprobs must return a float tensor of shape [B, T, V] = {list(expected)}, got {got}"
+        )
     return out.cpu()

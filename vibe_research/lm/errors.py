@@ -34,7 +34,9 @@ def load_toml_model(path: Path, model: type[Model], overrides: dict | None = Non
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{path}: malformed TOML: {exc}; fix the file or delete it to use defaults") from exc
+            raise UserError(
+                f"{path}: malformed TOML: {exc}; fix the file or delete it to use defaults"
+            ) from exc
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
     for dotted, value in (overrides or {}).items():

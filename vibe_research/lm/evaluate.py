@@ -15,6 +15,7 @@ bytes of the story texts.
 """
 
 import argparse
+import itertools
 import logging
 import math
 import os
@@ -123,8 +124,10 @@ def check_contract(model: LanguageModel, probe: "torch.Tensor") -> ContractCheck
         moved = call_logprobs(model, perturbed).double()[:, :cut]
         change = max(change, _max_difference(base[:, :cut], moved))
     return ContractChecks(
-        causal=change <= CAUSAL_TOLERANCE, normalised=norm_error <= NORM_TOLERANCE,
-        max_causal_change=change, max_normalisation_error=norm_error,
+        causal=change <= CAUSAL_TOLERANCE,
+        normalised=norm_error <= NORM_TOLERANCE,
+        max_causal_change=change,
+        max_normalisation_error=norm_error,
     )
 
 
@@ -140,12 +143,14 @@ def _max_difference(a: "torch.Tensor", b: "torch.Tensor") -> float:
 def story_windows(stream: np.ndarray, eot: int, context_length: int) -> list[tuple[int, int]]:
     """(start, length) of every scoring window: inputs stream[start:start+length], targets shifted by one."""
     if len(stream) < 2 or stream[0] != eot:
-        raise UserError("the validation stream must start with the end-of-story token and hold a story")
+        raise UserError(
+            "the validation stream must start with the end-of-story token and hold a story"
+        )
     bounds = np.flatnonzero(stream == eot)
     bounds = bounds if bounds[-1] == len(stream) - 1 else np.append(bounds, len(stream) - 1)
     return [
         (start, min(context_length, int(end) - start))
-        for begin, end in zip(bounds[:-1], bounds[1:])
+        for begin, end in itertools.pairwise(bounds)
         for start in range(int(begin), int(end), context_length)
     ]
 
@@ -154,7 +159,9 @@ def score(model: LanguageModel, stream: np.ndarray, tokenizer: Tokenizer) -> Sco
     """Summed negative log-likelihood of every token after the first, in story-aligned windows."""
     import torch
 
-    windows = sorted(story_windows(stream, tokenizer.eot, model.context_length), key=lambda w: -w[1])
+    windows = sorted(
+        story_windows(stream, tokenizer.eot, model.context_length), key=lambda w: -w[1]
+    )
     nats = 0.0
     for group in _batches(windows, model.vocab_size):
         width = group[0][1]
@@ -165,12 +172,24 @@ def score(model: LanguageModel, stream: np.ndarray, tokenizer: Tokenizer) -> Sco
             inputs[row, :length] = torch.from_numpy(stream[start : start + length])
             targets[row, :length] = torch.from_numpy(stream[start + 1 : start + length + 1])
             mask[row, :length] = True
-        picked = call_logprobs(model, inputs).gather(-1, targets.unsqueeze(-1)).squeeze(-1).double()[mask]
+        picked = (
+            call_logprobs(model, inputs)
+            .gather(-1, targets.unsqueeze(-1))
+            .squeeze(-1)
+            .double()[mask]
+        )
         if not bool(torch.isfinite(picked).all()):
-            raise ModelRejected("logprobs gave a NaN, +inf or zero probability (-inf) for a validation token")
+            raise ModelRejected(
+                "logprobs gave a NaN, +inf or zero probability (-inf) for a validation token"
+            )
         nats -= float(picked.sum())
     scored = stream[1:]
-    return Score(nats, len(scored), int(tokenizer.token_bytes[scored].sum()), int((scored == tokenizer.eot).sum()))
+    return Score(
+        nats,
+        len(scored),
+        int(tokenizer.token_bytes[scored].sum()),
+        int((scored == tokenizer.eot).sum()),
+    )
 
 
 def _batches(windows: list[tuple[int, int]], vocab_size: int) -> Iterator[list[tuple[int, int]]]:
@@ -196,17 +215,28 @@ def valid_stream(tokenizer: Tokenizer, cache_dir: Path | None, valid: Path | Non
         tokens = np.asarray(split.tokens, dtype=np.int64)
         return ValidStream(tokens, split.manifest.source, split.manifest.source_fingerprint)
     stories = files_split("valid", [str(valid)], "text", Path.cwd())
-    chunks = [array for array, _, _ in encode_stream(stories, tokenizer, stream_dtype(tokenizer.vocab_size))]
-    return ValidStream(np.concatenate(chunks).astype(np.int64), stories.description, stories.fingerprint)
+    chunks = [
+        array
+        for array, _, _ in encode_stream(stories, tokenizer, stream_dtype(tokenizer.vocab_size))
+    ]
+    return ValidStream(
+        np.concatenate(chunks).astype(np.int64), stories.description, stories.fingerprint
+    )
 
 
 def evaluate(
-    entry: Path, run_dir: Path, cache_dir: Path | None = None, valid: Path | None = None,
-    samples: int = 8, max_tokens: int = 256,
+    entry: Path,
+    run_dir: Path,
+    cache_dir: Path | None = None,
+    valid: Path | None = None,
+    samples: int = 8,
+    max_tokens: int = 256,
 ) -> EvalResult:
     """Check and score one trained model. UserError for bad input; a broken model gives ok=False."""
     start = time.perf_counter()
-    result = EvalResult(ok=False, entry=str(entry), run_dir=str(run_dir), lm_fingerprint=fingerprint())
+    result = EvalResult(
+        ok=False, entry=str(entry), run_dir=str(run_dir), lm_fingerprint=fingerprint()
+    )
     try:
         model = load_model(entry, run_dir)
         import torch  # after load_model, which checks the paths first: bad input fails at once
@@ -232,13 +262,23 @@ def evaluate(
     return result
 
 
-def _measure(model: LanguageModel, tokenizer: Tokenizer, stream: np.ndarray, samples: int, max_tokens: int,
-             result: EvalResult) -> None:
+def _measure(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    stream: np.ndarray,
+    samples: int,
+    max_tokens: int,
+    result: EvalResult,
+) -> None:
     """Fill in the scores and samples of a model that passed the contract checks."""
     started = time.perf_counter()
     totals = score(model, stream, tokenizer)
     result.score_s = time.perf_counter() - started
-    result.bpb, result.perplexity, result.nll_bits = totals.bpb, totals.perplexity, totals.nats / math.log(2)
+    result.bpb, result.perplexity, result.nll_bits = (
+        totals.bpb,
+        totals.perplexity,
+        totals.nats / math.log(2),
+    )
     result.tokens, result.bytes, result.stories = totals.tokens, totals.bytes, totals.stories
     started = time.perf_counter()
     result.samples = story_samples(model, tokenizer, samples, max_tokens) if samples else []
@@ -250,7 +290,9 @@ def _run_checks(model: LanguageModel, stream: np.ndarray, result: EvalResult) ->
 
     length = min(model.context_length, PROBE_LENGTH, (len(stream) - 1) // PROBE_ROWS)
     if length < 1:
-        raise UserError("the validation stream is too short to probe the model; use more validation stories")
+        raise UserError(
+            "the validation stream is too short to probe the model; use more validation stories"
+        )
     probe = torch.from_numpy(stream[: PROBE_ROWS * length].reshape(PROBE_ROWS, length).copy())
     result.checks = check_contract(model, probe)
     checks = result.checks
@@ -267,12 +309,25 @@ def _run_checks(model: LanguageModel, stream: np.ndarray, result: EvalResult) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vibe_research.lm.evaluate", description="Measure a trained model.")
-    parser.add_argument("--entry", type=Path, required=True, help="experiment file defining load_model(run_dir)")
+    parser = argparse.ArgumentParser(
+        prog="python -m vibe_research.lm.evaluate", description="Measure a trained model."
+    )
+    parser.add_argument(
+        "--entry", type=Path, required=True, help="experiment file defining load_model(run_dir)"
+    )
     parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--cache-dir", type=Path, help="token cache (default: VIBE_CACHE_DIR or the workspace's)")
-    parser.add_argument("--valid", type=Path, help="score this story file instead of the cached valid split")
-    parser.add_argument("--samples", type=int, default=8, help=f"story beginnings to sample, 0 to {len(STORY_BEGINNINGS)}")
+    parser.add_argument(
+        "--cache-dir", type=Path, help="token cache (default: VIBE_CACHE_DIR or the workspace's)"
+    )
+    parser.add_argument(
+        "--valid", type=Path, help="score this story file instead of the cached valid split"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=8,
+        help=f"story beginnings to sample, 0 to {len(STORY_BEGINNINGS)}",
+    )
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens per sample at most")
     parser.add_argument("--out", type=Path, help="also write the result JSON here")
     args = parser.parse_args(argv)
@@ -281,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         # The entry runs in this process; entries that read the cache (tokenizers, n-gram tables) find it here.
         os.environ["VIBE_CACHE_DIR"] = str(args.cache_dir)
     try:
-        result = evaluate(args.entry, args.run_dir, args.cache_dir, args.valid, args.samples, args.max_tokens)
+        result = evaluate(
+            args.entry, args.run_dir, args.cache_dir, args.valid, args.samples, args.max_tokens
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -50,4 +50,6 @@ def _plain(value: Any) -> Any:
         return None if isinstance(item, float) and math.isnan(item) else item
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"run event field of type {type(value).__name__} is not JSON; pass numbers, strings, lists, dicts")
+    raise TypeError(
+        f"run event field of type {type(value).__name__} is not JSON; pass numbers, strings, lists, dicts"
+    )

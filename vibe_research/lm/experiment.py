@@ -66,11 +66,15 @@ def parse_args(defaults: dict[str, Value], argv: list[str] | None = None) -> Exp
         if not isinstance(value, Value):
             raise TypeError(f"default {key}={value!r}: knobs must be bool, int, float or str")
     parser = _Parser(description="Train one model within a wall-clock budget.")
-    parser.add_argument("--out", type=Path, help="run folder to write the model and config.json into")
+    parser.add_argument(
+        "--out", type=Path, help="run folder to write the model and config.json into"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for the whole process")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
-    parser.add_argument("--describe", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument(
+        "--describe", action="store_true", help="print the resolved config as JSON and exit"
+    )
     args = parser.parse_args(argv)
     config = resolve(defaults, args.overrides)
     if args.describe:

@@ -91,24 +91,44 @@ def sample(
         if not active:
             break
         for group in _groups(active, model.context_length, model.vocab_size):
-            last = _last_logprobs(model, [sequences[i][-model.context_length :] for i in group], tokenizer.eot)
+            last = _last_logprobs(
+                model, [sequences[i][-model.context_length :] for i in group], tokenizer.eot
+            )
             for row, i in enumerate(group):
                 token = _pick(last[row], generators[i], temperature, top_k)
                 sequences[i].append(token)
                 finished[i] = token == tokenizer.eot
     samples = []
-    for prompt, seed, sequence, start, done in zip(prompts, seeds, sequences, prompt_lengths, finished):
+    for prompt, seed, sequence, start, done in zip(
+        prompts, seeds, sequences, prompt_lengths, finished, strict=False
+    ):
         generated = sequence[start:]
         continuation = tokenizer.decode(generated[:-1] if done else generated)
-        samples.append(Sample(prompt=prompt, seed=seed, text=prompt + continuation, continuation=continuation,
-                              tokens=len(generated), finished=done))
+        samples.append(
+            Sample(
+                prompt=prompt,
+                seed=seed,
+                text=prompt + continuation,
+                continuation=continuation,
+                tokens=len(generated),
+                finished=done,
+            )
+        )
     return samples
 
 
-def story_samples(model: LanguageModel, tokenizer: Tokenizer, count: int, max_tokens: int = 256) -> list[Sample]:
+def story_samples(
+    model: LanguageModel, tokenizer: Tokenizer, count: int, max_tokens: int = 256
+) -> list[Sample]:
     """The first `count` fixed story beginnings, each with its fixed seed, at temperature 1."""
     prompts = list(STORY_BEGINNINGS[:count])
-    return sample(model, tokenizer, prompts, [SAMPLE_SEED + i for i in range(len(prompts))], max_tokens=max_tokens)
+    return sample(
+        model,
+        tokenizer,
+        prompts,
+        [SAMPLE_SEED + i for i in range(len(prompts))],
+        max_tokens=max_tokens,
+    )
 
 
 def _groups(items: list[int], context_length: int, vocab_size: int) -> Iterator[list[int]]:
@@ -129,7 +149,9 @@ def _last_logprobs(model: LanguageModel, windows: list[list[int]], pad: int) -> 
     return logprobs[torch.arange(len(windows)), lengths - 1].float()
 
 
-def _pick(logprobs: "torch.Tensor", generator: "torch.Generator", temperature: float, top_k: int | None) -> int:
+def _pick(
+    logprobs: "torch.Tensor", generator: "torch.Generator", temperature: float, top_k: int | None
+) -> int:
     import torch
 
     if temperature == 0:
@@ -143,7 +165,9 @@ def _pick(logprobs: "torch.Tensor", generator: "torch.Generator", temperature: f
 
 def main(argv: list[str] | None = None) -> int:
 
-    parser = argparse.ArgumentParser(prog="python -m vibe_research.lm.generate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vibe_research.lm.generate", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--entry", type=Path, required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path)
@@ -157,8 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.entry, args.run_dir)
         tokenizer = load_tokenizer(model.tokenizer, args.cache_dir)
-        [result] = sample(model, tokenizer, [args.prompt], [args.seed], temperature=args.temperature,
-                          top_k=args.top_k, max_tokens=args.max_tokens)
+        [result] = sample(
+            model,
+            tokenizer,
+            [args.prompt],
+            [args.seed],
+            temperature=args.temperature,
+            top_k=args.top_k,
+            max_tokens=args.max_tokens,
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

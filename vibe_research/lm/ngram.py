@@ -36,8 +36,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MAX_ORDER = 6
 PAD = -1  # "no token" in the contexts given to `distributions`
-FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # D1, D2, D3+ when counts of counts cannot give valid ones (KenLM's fallback)
-TABLE_ENTRIES = 1 << 25  # largest (V + 2) x V one-token-context table kept for distributions (V <= ~5800)
+FALLBACK_DISCOUNTS = (
+    0.5,
+    1.0,
+    1.5,
+)  # D1, D2, D3+ when counts of counts cannot give valid ones (KenLM's fallback)
+TABLE_ENTRIES = (
+    1 << 25
+)  # largest (V + 2) x V one-token-context table kept for distributions (V <= ~5800)
 ARPA_ZERO = -99.0  # log10 probability ARPA files use for "never"
 
 
@@ -61,7 +67,9 @@ class OrderCounts:
     keys: np.ndarray  # int64[G], sorted: context id * W + word
     raw: np.ndarray  # int64[G]: occurrences
     suffix: np.ndarray  # int64[G]: id of the (n-1)-gram of the last n-1 tokens
-    opening: np.ndarray  # int64[G]: occurrences at a story (or stream) start, which no token extends left
+    opening: (
+        np.ndarray
+    )  # int64[G]: occurrences at a story (or stream) start, which no token extends left
 
 
 class KneserNey:
@@ -80,7 +88,9 @@ class KneserNey:
         self.keys = keys  # per order: int64 sorted keys (order 1: arange(W))
         self.logp = logp  # per order: float64 ln p of each n-gram (order 1: BOS is -inf)
         self.backoff = backoff  # per order < N: float64 ln backoff weight as a context (0: none)
-        self._tables: dict[str, np.ndarray] = {}  # dtype name -> one-token-context table, built on first use
+        self._tables: dict[
+            str, np.ndarray
+        ] = {}  # dtype name -> one-token-context table, built on first use
 
     @property
     def order(self) -> int:
@@ -124,8 +134,13 @@ class KneserNey:
         keep no n-grams of their own (their mass backs off). interpolate: False gives backoff KN.
         """
         meta = NgramMeta(
-            format_version=FORMAT_VERSION, order=order, vocab_size=vocab_size, eot=eot,
-            discount=_discount_name(discount), prune=prune, interpolate=interpolate,
+            format_version=FORMAT_VERSION,
+            order=order,
+            vocab_size=vocab_size,
+            eot=eot,
+            discount=_discount_name(discount),
+            prune=prune,
+            interpolate=interpolate,
         )
         _check_settings(meta)
         stream = _checked_stream(tokens, vocab_size, "build")
@@ -137,7 +152,9 @@ class KneserNey:
         logp, backoff = _smooth(adjusted, counts, discounts, vocab_size, interpolate)
         keys = [np.arange(vocab_size + 1, dtype=np.int64)] + [c.keys for c in counts]
         if prune > 0:
-            keys, logp, backoff = _prune(keys, logp, backoff, _context_counts(unigram_raw, counts), prune, vocab_size + 1)
+            keys, logp, backoff = _prune(
+                keys, logp, backoff, _context_counts(unigram_raw, counts), prune, vocab_size + 1
+            )
         return cls(meta, discounts, keys, logp, backoff)
 
     # ----------------------------------------------------------------------------------------
@@ -157,7 +174,9 @@ class KneserNey:
         for k in range(1, self.order):
             context = contexts[k - 1][0, :-1]  # the k tokens before each predicted position
             found = self._lookup(k + 1, context, words)
-            backed_off = np.where(context >= 0, logp + self.backoff[k - 1][np.maximum(context, 0)], logp)
+            backed_off = np.where(
+                context >= 0, logp + self.backoff[k - 1][np.maximum(context, 0)], logp
+            )
             logp = np.where(found >= 0, self.logp[k][np.maximum(found, 0)], backed_off)
         return np.concatenate(([np.nan], logp))
 
@@ -170,7 +189,9 @@ class KneserNey:
         """
         contexts = np.asarray(contexts, dtype=np.int64)
         if contexts.ndim != 2 or contexts.shape[1] != self.order - 1:
-            raise UserError(f"distributions takes contexts of shape [B, {self.order - 1}], got {list(contexts.shape)}")
+            raise UserError(
+                f"distributions takes contexts of shape [B, {self.order - 1}], got {list(contexts.shape)}"
+            )
         _check_ids(contexts, self.vocab_size, "distributions", allow_pad=True)
         ids = [ctx[:, -1] for ctx in self._context_ids(contexts)]
         return self._fill(ids, len(contexts), dtype)
@@ -182,7 +203,9 @@ class KneserNey:
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         if tokens.ndim != 2:
-            raise UserError(f"next_token_distributions takes tokens of shape [B, T], got {list(tokens.shape)}")
+            raise UserError(
+                f"next_token_distributions takes tokens of shape [B, T], got {list(tokens.shape)}"
+            )
         _check_ids(tokens, self.vocab_size, "next_token_distributions", allow_pad=False)
         batch, length = tokens.shape
         ids = [ctx.reshape(-1) for ctx in self._context_ids(tokens)]
@@ -194,8 +217,12 @@ class KneserNey:
         -1 where the k tokens cross a PAD or an eot (except as their first token, then BOS) or
         run off the row start, or where that context was never seen.
         """
-        span = _usable_span(tokens, self.eot)  # [B, T]: tokens a context ending at each column may use
-        first = tokens if self.eot is None else np.where(tokens == self.eot, self.vocab_size, tokens)
+        span = _usable_span(
+            tokens, self.eot
+        )  # [B, T]: tokens a context ending at each column may use
+        first = (
+            tokens if self.eot is None else np.where(tokens == self.eot, self.vocab_size, tokens)
+        )
         ids = [np.where(span >= 1, first, -1)]
         for k in range(2, self.order):
             previous = np.full_like(tokens, -1)
@@ -209,12 +236,19 @@ class KneserNey:
         keys = self.keys[order - 1]
         query = context * self.width + words
         at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-        hit = (context >= 0) & (keys[at] == query) if len(keys) else np.zeros(query.shape, dtype=bool)
+        hit = (
+            (context >= 0) & (keys[at] == query) if len(keys) else np.zeros(query.shape, dtype=bool)
+        )
         return np.where(hit, at, -1)
 
-    def _fill(self, contexts: list[np.ndarray], rows: int, dtype: type, table: bool = True) -> np.ndarray:
+    def _fill(
+        self, contexts: list[np.ndarray], rows: int, dtype: type, table: bool = True
+    ) -> np.ndarray:
         """[rows, V] distributions given, per context length k, the context ids of every row."""
-        weights = [np.where(ids >= 0, self.backoff[k][np.maximum(ids, 0)], 0.0) for k, ids in enumerate(contexts)]
+        weights = [
+            np.where(ids >= 0, self.backoff[k][np.maximum(ids, 0)], 0.0)
+            for k, ids in enumerate(contexts)
+        ]
         # scale[k]: ln of the product of backoff weights of contexts longer than k tokens.
         scale = np.zeros((self.order, rows))
         for k in range(self.order - 2, -1, -1):
@@ -232,7 +266,9 @@ class KneserNey:
         flat = out.reshape(-1)
         for k in range(first, self.order):
             row, child = _children(self.keys[k], contexts[k - 1], self.width)
-            flat[row * self.vocab_size + self.keys[k][child] % self.width] = np.exp(self.logp[k][child] + scale[k][row])
+            flat[row * self.vocab_size + self.keys[k][child] % self.width] = np.exp(
+                self.logp[k][child] + scale[k][row]
+            )
         return out
 
     def _one_token_table(self, dtype: type) -> np.ndarray:
@@ -267,7 +303,9 @@ class KneserNey:
             with np.load(path, allow_pickle=False) as data:
                 meta = NgramMeta.model_validate_json(str(data["meta"]))
                 if meta.format_version != FORMAT_VERSION:
-                    raise UserError(f"{path}: n-gram format {meta.format_version}, this code reads {FORMAT_VERSION}; rebuild it")
+                    raise UserError(
+                        f"{path}: n-gram format {meta.format_version}, this code reads {FORMAT_VERSION}; rebuild it"
+                    )
                 keys = [data[f"keys{n + 1}"] for n in range(meta.order)]
                 logp = [data[f"logp{n + 1}"] for n in range(meta.order)]
                 backoff = [data[f"backoff{n + 1}"] for n in range(meta.order - 1)]
@@ -275,7 +313,9 @@ class KneserNey:
         except FileNotFoundError as exc:
             raise UserError(f"{path}: no n-gram model there; build one first") from exc
         except (OSError, ValueError, KeyError, ValidationError, zipfile.BadZipFile) as exc:
-            raise UserError(f"{path}: not an n-gram model file ({type(exc).__name__}); rebuild it") from exc
+            raise UserError(
+                f"{path}: not an n-gram model file ({type(exc).__name__}); rebuild it"
+            ) from exc
 
     def write_arpa(self, path: Path, token_names: Sequence[str] | None = None) -> None:
         """Write the model as an ARPA file, atomically; KenLM reads it and scores as `logprob_stream`.
@@ -303,16 +343,23 @@ class KneserNey:
         words = [self.keys[0][:, None]]
         for n in range(1, self.order):
             keys = self.keys[n]
-            words.append(np.concatenate([words[-1][keys // self.width], (keys % self.width)[:, None]], axis=1))
+            words.append(
+                np.concatenate(
+                    [words[-1][keys // self.width], (keys % self.width)[:, None]], axis=1
+                )
+            )
         return words
 
     def _arpa_lines(self, n: int, table: np.ndarray, names: np.ndarray) -> list[str]:
         log10p = np.where(np.isinf(self.logp[n - 1]), ARPA_ZERO, self.logp[n - 1] / math.log(10))
         grams = [" ".join(row) for row in names[table].tolist()]
         if n == self.order:
-            return [f"{p:.7f}\t{gram}\n" for p, gram in zip(log10p.tolist(), grams)]
+            return [f"{p:.7f}\t{gram}\n" for p, gram in zip(log10p.tolist(), grams, strict=False)]
         log10b = (self.backoff[n - 1] / math.log(10)).tolist()
-        return [f"{p:.7f}\t{gram}\t{b:.7f}\n" for p, gram, b in zip(log10p.tolist(), grams, log10b)]
+        return [
+            f"{p:.7f}\t{gram}\t{b:.7f}\n"
+            for p, gram, b in zip(log10p.tolist(), grams, log10b, strict=False)
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +400,9 @@ def _check_ids(tokens: np.ndarray, vocab_size: int, what: str, allow_pad: bool) 
         return
     low, high = int(tokens.min()), int(tokens.max())
     if high >= vocab_size or low < (PAD if allow_pad else 0):
-        raise UserError(f"{what}: token ids must lie in [0, {vocab_size}), got {low}..{high}; was the model built for this tokenizer?")
+        raise UserError(
+            f"{what}: token ids must lie in [0, {vocab_size}), got {low}..{high}; was the model built for this tokenizer?"
+        )
 
 
 def _arpa_names(token_names: Sequence[str] | None, vocab_size: int, eot: int | None) -> np.ndarray:
@@ -367,7 +416,9 @@ def _arpa_names(token_names: Sequence[str] | None, vocab_size: int, eot: int | N
     reserved = {"<s>", "</s>", "<unk>"}
     for i, name in enumerate(names[:vocab_size]):
         if i != eot and (not name or name in reserved or any(c.isspace() for c in name)):
-            raise UserError(f"token name {name!r} (id {i}) cannot be an ARPA word: names must be non-empty, without whitespace, not <s>, </s> or <unk>")
+            raise UserError(
+                f"token name {name!r} (id {i}) cannot be an ARPA word: names must be non-empty, without whitespace, not <s>, </s> or <unk>"
+            )
     if len(set(names)) != len(names):
         raise UserError("token names must be unique to be ARPA words")
     return np.array(names, dtype=object)
@@ -390,7 +441,9 @@ def _usable_span(tokens: np.ndarray, eot: int | None) -> np.ndarray:
     return columns + 1 - np.maximum.accumulate(start, axis=1)
 
 
-def count_ngrams(stream: np.ndarray, order: int, vocab_size: int, eot: int | None) -> tuple[np.ndarray, list[OrderCounts]]:
+def count_ngrams(
+    stream: np.ndarray, order: int, vocab_size: int, eot: int | None
+) -> tuple[np.ndarray, list[OrderCounts]]:
     """The counting stage of `build`: raw unigram counts (int64[W], BOS last, never counted) and,
     for n = 2..order, the unique n-grams with their raw counts. `stream`: int64 ids below
     vocab_size, as `build` checks them."""
@@ -443,7 +496,9 @@ def _rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return ordered[starts], inverse, raw, perm[starts]
 
 
-def _adjusted_counts(unigram_raw: np.ndarray, counts: list[OrderCounts], width: int) -> list[np.ndarray]:
+def _adjusted_counts(
+    unigram_raw: np.ndarray, counts: list[OrderCounts], width: int
+) -> list[np.ndarray]:
     """Kneser-Ney counts per order: raw at the top order and for n-grams opening a story;
     below it, the number of distinct tokens seen just before (continuation counts)."""
     sizes = [width] + [len(c.keys) for c in counts]
@@ -455,7 +510,9 @@ def _adjusted_counts(unigram_raw: np.ndarray, counts: list[OrderCounts], width: 
     return adjusted[::-1]
 
 
-def _discounts(adjusted: np.ndarray, discount: str | float, order: int) -> tuple[float, float, float]:
+def _discounts(
+    adjusted: np.ndarray, discount: str | float, order: int
+) -> tuple[float, float, float]:
     """(D1, D2, D3+) of one order: fixed, or Chen & Goodman's estimate from counts of counts."""
     if discount != "modified":
         return (float(discount),) * 3
@@ -465,12 +522,21 @@ def _discounts(adjusted: np.ndarray, discount: str | float, order: int) -> tuple
         estimate = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
         if all(0 < d < c for c, d in enumerate(estimate, start=1)):
             return estimate
-    log.warning("order %d: counts of counts %s give no valid discounts; using %s", order, (n1, n2, n3, n4), FALLBACK_DISCOUNTS)
+    log.warning(
+        "order %d: counts of counts %s give no valid discounts; using %s",
+        order,
+        (n1, n2, n3, n4),
+        FALLBACK_DISCOUNTS,
+    )
     return FALLBACK_DISCOUNTS
 
 
 def _smooth(
-    adjusted: list[np.ndarray], counts: list[OrderCounts], discounts: np.ndarray, vocab_size: int, interpolate: bool
+    adjusted: list[np.ndarray],
+    counts: list[OrderCounts],
+    discounts: np.ndarray,
+    vocab_size: int,
+    interpolate: bool,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """ln p of every n-gram and ln backoff weight of every context, order by order."""
     unigram = adjusted[0].astype(np.float64)
@@ -497,7 +563,10 @@ def _smooth(
         else:
             # Backoff KN: the spare mass spreads over the lower order's tokens this context never saw.
             unseen = 1.0 - np.bincount(context, weights=lower, minlength=size)
-            p, weight = own, np.divide(gamma, np.maximum(unseen, 1e-300), out=np.zeros(size), where=seen)
+            p, weight = (
+                own,
+                np.divide(gamma, np.maximum(unseen, 1e-300), out=np.zeros(size), where=seen),
+            )
         logp.append(np.log(p))
         with np.errstate(divide="ignore"):
             backoff.append(np.where(seen, np.log(weight), 0.0))
@@ -514,19 +583,26 @@ def _context_counts(unigram_raw: np.ndarray, counts: list[OrderCounts]) -> list[
     """Per order n < N, int64: how often each n-gram occurs as the context of a prediction."""
     sizes = [len(unigram_raw)] + [len(c.keys) for c in counts]
     width = len(unigram_raw)
-    return [np.bincount(c.keys // width, weights=c.raw, minlength=sizes[n]).astype(np.int64) for n, c in enumerate(counts)]
+    return [
+        np.bincount(c.keys // width, weights=c.raw, minlength=sizes[n]).astype(np.int64)
+        for n, c in enumerate(counts)
+    ]
 
 
 def _prune(
-    keys: list[np.ndarray], logp: list[np.ndarray], backoff: list[np.ndarray],
-    context_counts: list[np.ndarray], prune: int, width: int,
+    keys: list[np.ndarray],
+    logp: list[np.ndarray],
+    backoff: list[np.ndarray],
+    context_counts: list[np.ndarray],
+    prune: int,
+    width: int,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Drop the n-grams of contexts seen at most `prune` times; their mass backs off whole.
 
     Context counts only shrink as a context grows, so what is kept stays closed under taking
     prefixes and suffixes, as ARPA queries need.
     """
-    backoff = [np.where(c > prune, b, 0.0) for c, b in zip(context_counts, backoff)]
+    backoff = [np.where(c > prune, b, 0.0) for c, b in zip(context_counts, backoff, strict=False)]
     new_keys, new_logp, new_backoff = [keys[0]], [logp[0]], [backoff[0]] if backoff else []
     renumber = np.arange(width, dtype=np.int64)  # old id -> new id of the order below
     for n in range(1, len(keys)):

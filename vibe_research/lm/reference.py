@@ -50,7 +50,11 @@ class UnigramModel:
     def __init__(self, tokenizer: str, counts: np.ndarray, context_length: int) -> None:
         import torch
 
-        self.tokenizer, self.vocab_size, self.context_length = tokenizer, len(counts), context_length
+        self.tokenizer, self.vocab_size, self.context_length = (
+            tokenizer,
+            len(counts),
+            context_length,
+        )
         self.log_probs = torch.from_numpy(unigram_log_probs(counts))  # float64[V]
 
     def logprobs(self, tokens: "torch.Tensor") -> "torch.Tensor":
@@ -107,7 +111,15 @@ def main() -> None:
             np.save(handle, unigram_counts(train.tokens, vocab_size))
     atomic.write_text(experiment.out / MODEL_FILE, json.dumps(config | {"vocab_size": vocab_size}))
     params = vocab_size if config["kind"] == "unigram" else 0
-    emit("done", params=params, steps=1, tokens=tokens, device="cpu", dtype="float64", elapsed_s=experiment.elapsed())
+    emit(
+        "done",
+        params=params,
+        steps=1,
+        tokens=tokens,
+        device="cpu",
+        dtype="float64",
+        elapsed_s=experiment.elapsed(),
+    )
 
 
 if __name__ == "__main__":

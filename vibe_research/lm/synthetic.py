@@ -27,13 +27,34 @@ class Character:
 
 
 HEROES = [
-    Character("Lily", "girl", "she"), Character("Tom", "boy", "he"), Character("Mia", "girl", "she"),
-    Character("Ben", "boy", "he"), Character("Sue", "girl", "she"), Character("Max", "boy", "he"),
-    Character("Anna", "girl", "she"), Character("Sam", "boy", "he"), Character("Lucy", "girl", "she"),
-    Character("Tim", "boy", "he"), Character("Spot", "dog", "he"), Character("Kitty", "cat", "she"),
-    Character("Pip", "bird", "he"), Character("Daisy", "bunny", "she"), Character("Bob", "frog", "he"),
+    Character("Lily", "girl", "she"),
+    Character("Tom", "boy", "he"),
+    Character("Mia", "girl", "she"),
+    Character("Ben", "boy", "he"),
+    Character("Sue", "girl", "she"),
+    Character("Max", "boy", "he"),
+    Character("Anna", "girl", "she"),
+    Character("Sam", "boy", "he"),
+    Character("Lucy", "girl", "she"),
+    Character("Tim", "boy", "he"),
+    Character("Spot", "dog", "he"),
+    Character("Kitty", "cat", "she"),
+    Character("Pip", "bird", "he"),
+    Character("Daisy", "bunny", "she"),
+    Character("Bob", "frog", "he"),
 ]
-TRAITS = ["happy", "curious", "brave", "shy", "kind", "silly", "little", "cheerful", "gentle", "busy"]
+TRAITS = [
+    "happy",
+    "curious",
+    "brave",
+    "shy",
+    "kind",
+    "silly",
+    "little",
+    "cheerful",
+    "gentle",
+    "busy",
+]
 PLACES = [
     ("the park", "The sun was warm and the grass was green."),
     ("the garden", "There were red flowers and tall trees."),
@@ -44,7 +65,18 @@ PLACES = [
     ("the backyard", "There was a swing and a big sandbox."),
     ("the hill", "From the top you could see the whole town."),
 ]
-THINGS = ["ball", "kite", "teddy bear", "red hat", "toy car", "shiny stone", "blue cup", "doll", "balloon", "book"]
+THINGS = [
+    "ball",
+    "kite",
+    "teddy bear",
+    "red hat",
+    "toy car",
+    "shiny stone",
+    "blue cup",
+    "doll",
+    "balloon",
+    "book",
+]
 FOODS = ["cookies", "apples", "cake", "sandwiches", "berries", "pie"]
 FEELINGS_BAD = ["sad", "scared", "worried", "upset"]
 MORALS = [
@@ -60,7 +92,10 @@ MORALS = [
 
 def generate_stories(stream: str, start: int, count: int) -> list[str]:
     """Stories start .. start+count-1 of the named stream (e.g. "0:train")."""
-    return [story(random.Random(f"{GENERATOR_VERSION}:{stream}:{index}")) for index in range(start, start + count)]
+    return [
+        story(random.Random(f"{GENERATOR_VERSION}:{stream}:{index}"))
+        for index in range(start, start + count)
+    ]
 
 
 def story(rng: random.Random) -> str:
@@ -91,66 +126,80 @@ ENDINGS = [
 ]
 
 
-def _lost(rng: random.Random, hero: Character, friend: Character, place: str, thing: str) -> tuple[str, str]:
-    spot = rng.choice(["under a big rock", "behind a tree", "in a bush", "next to the water", "in the tall grass"])
+def _lost(
+    rng: random.Random, hero: Character, friend: Character, place: str, thing: str
+) -> tuple[str, str]:
+    spot = rng.choice(
+        ["under a big rock", "behind a tree", "in a bush", "next to the water", "in the tall grass"]
+    )
     return (
         f"{hero.name} had {hero.possessive} favorite {thing}. But when {hero.pronoun} looked again, "
         f"the {thing} was gone! {hero.name} felt {rng.choice(FEELINGS_BAD)} and started to cry.",
-        f"\"Do not cry,\" said {friend.name}. \"I will help you look.\" They looked everywhere. "
+        f'"Do not cry," said {friend.name}. "I will help you look." They looked everywhere. '
         f"At last, {friend.name} found the {thing} {spot}. {hero.name} hugged {friend.name} and said, "
-        f"\"Thank you! You are a good friend.\"",
+        f'"Thank you! You are a good friend."',
     )
 
 
-def _share(rng: random.Random, hero: Character, friend: Character, place: str, thing: str) -> tuple[str, str]:
+def _share(
+    rng: random.Random, hero: Character, friend: Character, place: str, thing: str
+) -> tuple[str, str]:
     food = rng.choice(FOODS)
     return (
-        f"{hero.name} had a bag of {food}. {friend.name} was hungry and asked, \"Can I have some, please?\" "
-        f"But {hero.name} said, \"No, they are mine!\" {friend.name} felt {rng.choice(FEELINGS_BAD)} and walked away.",
+        f'{hero.name} had a bag of {food}. {friend.name} was hungry and asked, "Can I have some, please?" '
+        f'But {hero.name} said, "No, they are mine!" {friend.name} felt {rng.choice(FEELINGS_BAD)} and walked away.',
         f"Soon {hero.name} felt bad. Eating alone was not fun. {hero.pronoun.capitalize()} ran to {friend.name} "
-        f"and said, \"I am sorry. Let's share the {food}.\" {friend.name} smiled, "
+        f'and said, "I am sorry. Let\'s share the {food}." {friend.name} smiled, '
         f"and the {food} tasted even better together.",
     )
 
 
-def _stuck(rng: random.Random, hero: Character, friend: Character, place: str, thing: str) -> tuple[str, str]:
+def _stuck(
+    rng: random.Random, hero: Character, friend: Character, place: str, thing: str
+) -> tuple[str, str]:
     height = rng.choice(["up in a tall tree", "on top of the roof of a shed", "high on a shelf"])
     helper = rng.choice(["a kind old man", "a big girl", "Mom", "Dad", "a tall man with a ladder"])
     return (
         f"They were playing with {hero.possessive} {thing} when it flew {height}. "
         f"{hero.name} jumped and jumped, but {hero.pronoun} could not reach it.",
-        f"{friend.name} had an idea. \"Let's ask for help!\" They found {helper}, who reached up and got "
-        f"the {thing} down. \"Thank you!\" they said, and they went back to play, more careful this time.",
+        f'{friend.name} had an idea. "Let\'s ask for help!" They found {helper}, who reached up and got '
+        f'the {thing} down. "Thank you!" they said, and they went back to play, more careful this time.',
     )
 
 
-def _storm(rng: random.Random, hero: Character, friend: Character, place: str, thing: str) -> tuple[str, str]:
+def _storm(
+    rng: random.Random, hero: Character, friend: Character, place: str, thing: str
+) -> tuple[str, str]:
     return (
         f"They wanted to have a picnic. But then dark clouds came and it started to rain. "
         f"There was a loud boom of thunder, and {hero.name} was {rng.choice(FEELINGS_BAD)}.",
-        f"{friend.name} held {hero.possessive} hand. \"We can be brave together,\" {friend.pronoun} said. "
+        f'{friend.name} held {hero.possessive} hand. "We can be brave together," {friend.pronoun} said. '
         f"They ran under a big tree and waited. Soon the rain stopped and a rainbow came out. "
         f"They had their picnic after all, and it was the best picnic ever.",
     )
 
 
-def _broken(rng: random.Random, hero: Character, friend: Character, place: str, thing: str) -> tuple[str, str]:
+def _broken(
+    rng: random.Random, hero: Character, friend: Character, place: str, thing: str
+) -> tuple[str, str]:
     return (
         f"{friend.name} wanted to see the {thing}. {hero.name} did not want to share, and they both pulled. "
         f"Oh no! The {thing} broke. Both of them were {rng.choice(FEELINGS_BAD)}.",
-        f"{hero.name} said, \"I am sorry I did not share.\" {friend.name} said, \"I am sorry I pulled.\" "
+        f'{hero.name} said, "I am sorry I did not share." {friend.name} said, "I am sorry I pulled." '
         f"They took the {thing} home, and {hero.possessive} mom helped them fix it with glue. "
         f"Then they took turns playing with it.",
     )
 
 
-def _new_friend(rng: random.Random, hero: Character, friend: Character, place: str, thing: str) -> tuple[str, str]:
+def _new_friend(
+    rng: random.Random, hero: Character, friend: Character, place: str, thing: str
+) -> tuple[str, str]:
     stranger = rng.choice(HEROES)
     return (
         f"There they saw a new {stranger.kind} sitting all alone. {stranger.pronoun.capitalize()} looked "
         f"{rng.choice(FEELINGS_BAD)}. {hero.name} was shy and did not know what to say.",
-        f"{friend.name} said, \"Let's say hello.\" So {hero.name} walked over and said, \"Hi! Do you want to "
-        f"play with my {thing}?\" The {stranger.kind} smiled a big smile. Now they had a new friend to play with.",
+        f'{friend.name} said, "Let\'s say hello." So {hero.name} walked over and said, "Hi! Do you want to '
+        f'play with my {thing}?" The {stranger.kind} smiled a big smile. Now they had a new friend to play with.',
     )
 
 

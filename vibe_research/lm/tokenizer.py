@@ -28,7 +28,9 @@ GPT2_RANKS_ENV = "VIBE_GPT2_RANKS"
 # sha256 of r50k_base.tiktoken, the hash tiktoken itself checks for the GPT-2 ranks.
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 # The GPT-2 split pattern; `bytes` uses it too so long texts split into short pieces.
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+GPT2_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
 BPE_SPEC = re.compile(r"bpe:(\d+)")
 BPE_MIN, BPE_MAX = 257, 1 << 20  # 256 byte tokens + eot at least; ids must fit a uint32 stream
 METADATA_VERSION = 1
@@ -52,7 +54,10 @@ class Tokenizer:
     def __init__(self, spec: str, ranks: dict[bytes, int], pattern: str) -> None:
         self.spec = spec
         self.encoding = tiktoken.Encoding(
-            name=spec_slug(spec), pat_str=pattern, mergeable_ranks=ranks, special_tokens={EOT_TEXT: len(ranks)}
+            name=spec_slug(spec),
+            pat_str=pattern,
+            mergeable_ranks=ranks,
+            special_tokens={EOT_TEXT: len(ranks)},
         )
         self.fingerprint = _fingerprint(ranks, pattern)
 
@@ -78,7 +83,8 @@ class Tokenizer:
     def token_bytes(self) -> np.ndarray:
         """int64[V]: UTF-8 bytes each id stands for; the eot special stands for 0 bytes."""
         table = np.array(
-            [len(self.encoding.decode_single_token_bytes(i)) for i in range(self.vocab_size)], dtype=np.int64
+            [len(self.encoding.decode_single_token_bytes(i)) for i in range(self.vocab_size)],
+            dtype=np.int64,
         )
         table[self.eot] = 0
         return table
@@ -110,12 +116,17 @@ def load_tokenizer(spec: str, cache_dir: Path | None = None) -> Tokenizer:
         return Tokenizer(spec, {bytes([i]): i for i in range(256)}, GPT2_PATTERN)
     ranks_file, metadata = _read_bpe_metadata(spec, cache_root(cache_dir))
     if metadata is None:
-        raise UserError(f"tokenizer {spec} is not trained yet: run `vibe-research data prepare --tokenizer {spec}`")
+        raise UserError(
+            f"tokenizer {spec} is not trained yet: run `vibe-research data prepare --tokenizer {spec}`"
+        )
     return _load_bpe(spec, ranks_file, metadata)
 
 
 def ensure_tokenizer(
-    spec: str, cache_dir: Path | None, source_fingerprint: str, train_texts: Callable[[], Iterable[str]]
+    spec: str,
+    cache_dir: Path | None,
+    source_fingerprint: str,
+    train_texts: Callable[[], Iterable[str]],
 ) -> Tokenizer:
     """Load `spec`, first training it on `train_texts()` if it is a BPE missing or fitted to other data."""
     check_spec(spec)
@@ -127,7 +138,9 @@ def ensure_tokenizer(
     return train_bpe(spec, train_texts(), ranks_file, source_fingerprint)
 
 
-def train_bpe(spec: str, texts: Iterable[str], ranks_file: Path, source_fingerprint: str) -> Tokenizer:
+def train_bpe(
+    spec: str, texts: Iterable[str], ranks_file: Path, source_fingerprint: str
+) -> Tokenizer:
     """Train a byte-level BPE of vocab N (N-1 ranks + eot) with rustbpe; save ranks and metadata atomically."""
     import rustbpe
 
@@ -140,8 +153,13 @@ def train_bpe(spec: str, texts: Iterable[str], ranks_file: Path, source_fingerpr
     if len(ranks) < vocab_size - 1:
         # Small corpora (the synthetic stories) run out of pairs to merge: the tokenizer is smaller
         # than asked, and every model built on it reads its real size from the token cache.
-        log.warning("%s: the training text supports only %d tokens, so this tokenizer has %d; more text gives all %d",
-                    spec, len(ranks) + 1, len(ranks) + 1, vocab_size)
+        log.warning(
+            "%s: the training text supports only %d tokens, so this tokenizer has %d; more text gives all %d",
+            spec,
+            len(ranks) + 1,
+            len(ranks) + 1,
+            vocab_size,
+        )
         vocab_size = len(ranks) + 1
     text = "".join(f"{base64.b64encode(token).decode()} {rank}\n" for token, rank in ranks.items())
     atomic.write_text(ranks_file, text)
@@ -190,9 +208,13 @@ def _gpt2_ranks() -> tuple[dict[bytes, int], str]:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise UserError(f"{GPT2_RANKS_ENV}={explicit}: no such file; point it at r50k_base.tiktoken")
+            raise UserError(
+                f"{GPT2_RANKS_ENV}={explicit}: no such file; point it at r50k_base.tiktoken"
+            )
         try:
-            return load_tiktoken_bpe(str(path), expected_hash=GPT2_RANKS_SHA256), openai_public.r50k_pat_str
+            return load_tiktoken_bpe(
+                str(path), expected_hash=GPT2_RANKS_SHA256
+            ), openai_public.r50k_pat_str
         except ValueError as exc:
             raise UserError(f"{path}: not the GPT-2 r50k_base ranks ({exc})") from exc
     try:

@@ -9,7 +9,7 @@ cache without one is never read.
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -75,7 +75,9 @@ def open_split(split: Split, tokenizer_spec: str, cache_dir: Path | None = None)
             f"no {split} tokens for {tokenizer_spec} in {folder}: "
             f"run `vibe-research data prepare --tokenizer {tokenizer_spec}`"
         )
-    return TokenSplit(folder, manifest, np.memmap(folder / "tokens.bin", dtype=manifest.dtype, mode="r"))
+    return TokenSplit(
+        folder, manifest, np.memmap(folder / "tokens.bin", dtype=manifest.dtype, mode="r")
+    )
 
 
 def read_manifest(folder: Path) -> TokenManifest | None:
@@ -117,36 +119,57 @@ def prepare_split(
         if count == 0:
             raise UserError(f"{stories.description}: no stories found (empty corpus)")
     manifest = TokenManifest(
-        split=stories.split, tokenizer=tokenizer.spec, tokenizer_fingerprint=tokenizer.fingerprint,
-        vocab_size=tokenizer.vocab_size, eot=tokenizer.eot, dtype=dtype, source_kind=stories.kind,
-        source=stories.description, source_fingerprint=stories.fingerprint, stories=count, tokens=tokens,
-        bytes=text_bytes, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        split=stories.split,
+        tokenizer=tokenizer.spec,
+        tokenizer_fingerprint=tokenizer.fingerprint,
+        vocab_size=tokenizer.vocab_size,
+        eot=tokenizer.eot,
+        dtype=dtype,
+        source_kind=stories.kind,
+        source=stories.description,
+        source_fingerprint=stories.fingerprint,
+        stories=count,
+        tokens=tokens,
+        bytes=text_bytes,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     atomic.write_text(folder / "manifest.json", manifest.model_dump_json(indent=2))
-    log.info("%s %s: %d stories, %d tokens in %s", stories.split, tokenizer.spec, count, tokens, folder)
+    log.info(
+        "%s %s: %d stories, %d tokens in %s", stories.split, tokenizer.spec, count, tokens, folder
+    )
     return open_split(stories.split, tokenizer.spec, cache_dir), True
 
 
 def _write_stream(
-    stories: Stories, tokenizer: Tokenizer, path: Path, dtype: str, progress: Callable[[int], None] | None
+    stories: Stories,
+    tokenizer: Tokenizer,
+    path: Path,
+    dtype: str,
+    progress: Callable[[int], None] | None,
 ) -> tuple[int, int, int]:
     """Write `[eot] s1 [eot] s2 [eot] ...` to `path`; return (stories, tokens, story bytes)."""
     count, tokens, text_bytes = 0, 0, 0
     with path.open("wb") as out:
         for array, batch_stories, batch_bytes in encode_stream(stories, tokenizer, dtype):
             out.write(array.tobytes())
-            count, tokens, text_bytes = count + batch_stories, tokens + len(array), text_bytes + batch_bytes
+            count, tokens, text_bytes = (
+                count + batch_stories,
+                tokens + len(array),
+                text_bytes + batch_bytes,
+            )
             if progress is not None:
                 progress(batch_stories)
     return count, tokens, text_bytes
 
 
-def encode_stream(stories: Stories, tokenizer: Tokenizer, dtype: str) -> Iterator[tuple[np.ndarray, int, int]]:
+def encode_stream(
+    stories: Stories, tokenizer: Tokenizer, dtype: str
+) -> Iterator[tuple[np.ndarray, int, int]]:
     """The stream in chunks: (ids, stories in the chunk, their UTF-8 bytes); the first chunk starts with eot."""
     table = tokenizer.token_bytes
     yield np.array([tokenizer.eot], dtype=dtype), 0, 0
     for batch in stories.batches(BATCH_STORIES):
-        ids = [story + [tokenizer.eot] for story in tokenizer.encode_batch(batch)]
+        ids = [[*story, tokenizer.eot] for story in tokenizer.encode_batch(batch)]
         array = np.fromiter((i for story in ids for i in story), dtype=dtype)
         batch_bytes = sum(len(text.encode("utf-8")) for text in batch)
         # A lossless tokenizer's ids stand for exactly the text's bytes; bits per byte depends on it.

@@ -41,18 +41,26 @@ def _spans(text: str, source: str) -> dict[str, tuple[int, int]]:
         verb, name = match.groups()
         if verb == "begin":
             if open_name is not None:
-                raise UserError(f"{source}: block '{open_name}' is not closed before '{name}' begins; "
-                                f"restore the line `{end(open_name)}`")
+                raise UserError(
+                    f"{source}: block '{open_name}' is not closed before '{name}' begins; "
+                    f"restore the line `{end(open_name)}`"
+                )
             if name in spans:
-                raise UserError(f"{source}: block '{name}' appears twice; delete one copy, markers included")
+                raise UserError(
+                    f"{source}: block '{name}' appears twice; delete one copy, markers included"
+                )
             open_name, open_at = name, match.end()
         else:
             if name != open_name:
-                raise UserError(f"{source}: `{match.group(0)}` has no matching begin; restore `{begin(name)}` or delete the line")
+                raise UserError(
+                    f"{source}: `{match.group(0)}` has no matching begin; restore `{begin(name)}` or delete the line"
+                )
             spans[name] = (open_at, match.start())
             open_name = None
     if open_name is not None:
-        raise UserError(f"{source}: block '{open_name}' is never closed; restore the line `{end(open_name)}`")
+        raise UserError(
+            f"{source}: block '{open_name}' is never closed; restore the line `{end(open_name)}`"
+        )
     return spans
 
 

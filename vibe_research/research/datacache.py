@@ -3,9 +3,9 @@
 from collections.abc import Callable
 
 from vibe_research.lm.corpus import load_corpus
+from vibe_research.lm.errors import UserError
 from vibe_research.lm.tokenizer import check_spec, ensure_tokenizer
 from vibe_research.lm.tokens import TokenSplit, open_split, prepare_split
-from vibe_research.lm.errors import UserError
 from vibe_research.settings import Settings
 from vibe_research.workspace import Workspace
 
@@ -22,12 +22,15 @@ def caches_ready(workspace: Workspace, spec: str) -> bool:
     return True
 
 
-def prepare_caches(workspace: Workspace, settings: Settings, spec: str,
-                   progress: ProgressFactory | None = None) -> list[tuple[TokenSplit, bool]]:
+def prepare_caches(
+    workspace: Workspace, settings: Settings, spec: str, progress: ProgressFactory | None = None
+) -> list[tuple[TokenSplit, bool]]:
     """Train the tokenizer if needed and tokenize both splits; (split, built) for train and valid."""
     spec = check_spec(spec)
     corpus = load_corpus(settings.data, workspace.root)
-    tokenizer = ensure_tokenizer(spec, workspace.cache, corpus.train.fingerprint, corpus.train.texts)
+    tokenizer = ensure_tokenizer(
+        spec, workspace.cache, corpus.train.fingerprint, corpus.train.texts
+    )
     done = []
     for stories in (corpus.train, corpus.valid):
         advance = progress(f"{stories.split} stories ({spec})", stories.count) if progress else None

@@ -67,14 +67,22 @@ def resolve_target(root: Path, experiments: Path, path: str) -> Path:
     """The real file an edit path names, which must lie under experiments/."""
     pure = PurePosixPath(path)
     if not path or pure.is_absolute() or Path(path).is_absolute():
-        raise EditRejected(f"edit path {path!r} must be relative to the workspace, like experiments/train.py")
+        raise EditRejected(
+            f"edit path {path!r} must be relative to the workspace, like experiments/train.py"
+        )
     if ".." in pure.parts:
-        raise EditRejected(f"edit path {path!r} uses '..'; edits may only change files under experiments/")
+        raise EditRejected(
+            f"edit path {path!r} uses '..'; edits may only change files under experiments/"
+        )
     if pure.parts[0] != "experiments":
-        raise EditRejected(f"edit path {path!r} is outside experiments/; only files under experiments/ may change")
+        raise EditRejected(
+            f"edit path {path!r} is outside experiments/; only files under experiments/ may change"
+        )
     target = (root / pure).resolve()
     if not target.is_relative_to(experiments) or target == experiments:
-        raise EditRejected(f"edit path {path!r} leads outside experiments/ through a symlink; edit the file under experiments/ instead")
+        raise EditRejected(
+            f"edit path {path!r} leads outside experiments/ through a symlink; edit the file under experiments/ instead"
+        )
     if target.is_dir():
         raise EditRejected(f"edit path {path!r} is a folder; name a file")
     return target
@@ -91,10 +99,14 @@ def _read(target: Path, path: str) -> str | None:
 
 def _apply_one(text: str | None, edit: Edit) -> tuple[str, Match]:
     if edit.search == edit.replace:
-        raise EditRejected(f"{edit.path}: search and replace are the same; a no-op edit is not a change")
+        raise EditRejected(
+            f"{edit.path}: search and replace are the same; a no-op edit is not a change"
+        )
     if text is None:
         if edit.search:
-            raise EditRejected(f"{edit.path} does not exist; to create it, give an empty search block")
+            raise EditRejected(
+                f"{edit.path} does not exist; to create it, give an empty search block"
+            )
         return edit.replace, "new file"
     if not edit.search:
         raise EditRejected(f"{edit.path} exists; an empty search block only creates new files")
@@ -102,7 +114,9 @@ def _apply_one(text: str | None, edit: Edit) -> tuple[str, Match]:
     if count == 1:
         return text.replace(edit.search, edit.replace, 1), "exact"
     if count > 1:
-        raise EditRejected(f"{edit.path}: the search block matches {count} times; add surrounding lines so it matches once")
+        raise EditRejected(
+            f"{edit.path}: the search block matches {count} times; add surrounding lines so it matches once"
+        )
     return _replace_loosely(text, edit), "whitespace"
 
 
@@ -115,11 +129,19 @@ def _replace_loosely(text: str, edit: Edit) -> str:
     lines = text.splitlines(keepends=True)
     wanted = edit.search.strip("\n").splitlines()
     key = [_norm(line) for line in wanted]
-    starts = [i for i in range(len(lines) - len(key) + 1) if [_norm(line) for line in lines[i : i + len(key)]] == key]
+    starts = [
+        i
+        for i in range(len(lines) - len(key) + 1)
+        if [_norm(line) for line in lines[i : i + len(key)]] == key
+    ]
     if not starts:
-        raise EditRejected(f"{edit.path}: the search block is not in the file, not even ignoring whitespace; copy it exactly from the current file")
+        raise EditRejected(
+            f"{edit.path}: the search block is not in the file, not even ignoring whitespace; copy it exactly from the current file"
+        )
     if len(starts) > 1:
-        raise EditRejected(f"{edit.path}: the search block matches {len(starts)} times (ignoring whitespace); add surrounding lines so it matches once")
+        raise EditRejected(
+            f"{edit.path}: the search block matches {len(starts)} times (ignoring whitespace); add surrounding lines so it matches once"
+        )
     start, end = starts[0], starts[0] + len(key)
     file_indent = _indent(lines[start])
     search_indent = _indent(wanted[0])
@@ -131,7 +153,9 @@ def _replace_loosely(text: str, edit: Edit) -> str:
     new_block = "\n".join(replaced) + tail if replaced else ""
     result = "".join(lines[:start]) + new_block + "".join(lines[end:])
     if result == text:
-        raise EditRejected(f"{edit.path}: the edit leaves the file unchanged; a no-op edit is not a change")
+        raise EditRejected(
+            f"{edit.path}: the edit leaves the file unchanged; a no-op edit is not a change"
+        )
     return result
 
 
@@ -147,7 +171,9 @@ def _check_compiles(target: Path, text: str, root: Path) -> None:
         # What py_compile checks, without leaving a .pyc next to the experiment.
         compile(text, name, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        raise EditRejected(f"{name}:{exc.lineno}: {exc.msg} after the edits; nothing was changed") from exc
+        raise EditRejected(
+            f"{name}:{exc.lineno}: {exc.msg} after the edits; nothing was changed"
+        ) from exc
     except ValueError as exc:
         raise EditRejected(f"{name}: {exc} after the edits; nothing was changed") from exc
 

@@ -8,7 +8,14 @@ the verdict, and what comes next.
 from vibe_research.research.blocks import block
 from vibe_research.research.figures import has_loss_curves, loss_figure_name
 from vibe_research.research.ledger import Sample
-from vibe_research.research.markdown import interval, num, page_link, short_commit, table, verdict_word
+from vibe_research.research.markdown import (
+    interval,
+    num,
+    page_link,
+    short_commit,
+    table,
+    verdict_word,
+)
 from vibe_research.research.state import ExperimentState, ResearchState, RunState, compare_with_best
 from vibe_research.research.stats import Comparison, Difference, describe, p_text, summarize
 
@@ -22,12 +29,19 @@ def _summary_block(experiment: ExperimentState) -> str:
         return "_No proposal recorded for this experiment._"
     when = proposal.at.strftime("%Y-%m-%d %H:%M UTC")
     source = proposal.source + (f" (move `{proposal.move}`)" if proposal.move else "")
-    lines = [f"**{verdict_word(experiment).capitalize()}** · proposed by {source} on {when} · "
-             f"commit {short_commit(proposal.commit)} · trains `{proposal.entry}`", ""]
+    lines = [
+        f"**{verdict_word(experiment).capitalize()}** · proposed by {source} on {when} · "
+        f"commit {short_commit(proposal.commit)} · trains `{proposal.entry}`",
+        "",
+    ]
     if proposal.idea:
         lines += [f"*Prompted by:* {proposal.idea}", ""]
     lines += [f"**Hypothesis.** {proposal.hypothesis}"]
-    for label, text in (("Why", proposal.rationale), ("Expected effect", proposal.expected_effect), ("Risk", proposal.risk)):
+    for label, text in (
+        ("Why", proposal.rationale),
+        ("Expected effect", proposal.expected_effect),
+        ("Risk", proposal.risk),
+    ):
         if text:
             lines += ["", f"**{label}.** {text}"]
     return "\n".join(lines)
@@ -52,15 +66,37 @@ def _runs_block(experiment: ExperimentState) -> str:
     rows = []
     for run in experiment.runs.values():
         end, evaluation = run.end, run.evaluation
-        outcome = "interrupted" if run.end is None else end.outcome + (f": {end.reason}" if end.reason else "")
-        rows.append([
-            run.run, *([f"`{run.setting}`" if run.setting else "defaults"] if settings else []), num(run.seed),
-            num(end.steps if end else None), num(end.tokens if end else None),
-            num(end.tokens_per_s, 0) if end else "–", num(evaluation.bpb if evaluation else None, 4),
-            num(evaluation.perplexity if evaluation else None, 2), _judge_mean(run), outcome,
-        ])
-    headers = ["run", *(["setting"] if settings else []), "seed", "steps", "tokens", "tokens/s", "bpb", "perplexity",
-               "judge", "outcome"]
+        outcome = (
+            "interrupted"
+            if run.end is None
+            else end.outcome + (f": {end.reason}" if end.reason else "")
+        )
+        rows.append(
+            [
+                run.run,
+                *([f"`{run.setting}`" if run.setting else "defaults"] if settings else []),
+                num(run.seed),
+                num(end.steps if end else None),
+                num(end.tokens if end else None),
+                num(end.tokens_per_s, 0) if end else "–",
+                num(evaluation.bpb if evaluation else None, 4),
+                num(evaluation.perplexity if evaluation else None, 2),
+                _judge_mean(run),
+                outcome,
+            ]
+        )
+    headers = [
+        "run",
+        *(["setting"] if settings else []),
+        "seed",
+        "steps",
+        "tokens",
+        "tokens/s",
+        "bpb",
+        "perplexity",
+        "judge",
+        "outcome",
+    ]
     text = table(headers, rows)
     for line in (_provenance(experiment), _overhead(experiment)):
         if line:
@@ -76,8 +112,10 @@ def _failure(run: RunState) -> str:
         return ""
     tail = "\n".join(run.end.log_tail.rstrip().splitlines()[-LOG_LINES_SHOWN:])
     fence = "````" if "```" in tail else "```"
-    return (f"\n\n<details><summary>{run.run}: {run.end.outcome}, last lines of its log</summary>\n\n"
-            f"{fence}text\n{tail}\n{fence}\n\n</details>")
+    return (
+        f"\n\n<details><summary>{run.run}: {run.end.outcome}, last lines of its log</summary>\n\n"
+        f"{fence}text\n{tail}\n{fence}\n\n</details>"
+    )
 
 
 def _provenance(experiment: ExperimentState) -> str:
@@ -85,7 +123,11 @@ def _provenance(experiment: ExperimentState) -> str:
     ends = [run.end for run in experiment.runs.values() if run.end]
     facts: dict[str, set[str]] = {}
     for end in ends:
-        for label, value in (("device", end.device), ("lm fingerprint", end.lm_fingerprint), *end.versions.items()):
+        for label, value in (
+            ("device", end.device),
+            ("lm fingerprint", end.lm_fingerprint),
+            *end.versions.items(),
+        ):
             if value:
                 facts.setdefault(label, set()).add(value)
     budgets = {f"{run.start.budget_s:g} s" for run in experiment.runs.values() if run.start}
@@ -101,7 +143,10 @@ def _overhead(experiment: ExperimentState) -> str:
     record = experiment.overhead[-1]
     outside = sum(record.seconds.values())
     share = f" ({outside / record.turn_s:.1%})" if record.turn_s > 0 else ""
-    phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in sorted(record.seconds.items(), key=lambda item: -item[1]))
+    phases = ", ".join(
+        f"{phase} {seconds:.1f} s"
+        for phase, seconds in sorted(record.seconds.items(), key=lambda item: -item[1])
+    )
     return f"The turn took {record.turn_s:.0f} s, {outside:.1f} s of it outside training and evaluation{share}: {phases}."
 
 
@@ -110,15 +155,20 @@ def _difference_line(difference: Difference | None, unit: str) -> str:
         return f"- {unit}: not measured on both sides"
     if difference.low is None or difference.high is None:
         return f"- {unit}: {describe(difference)} → {difference.verdict}"
-    return (f"- {unit}: {difference.diff:+.4f}, {difference.confidence:.0%} interval "
-            f"[{difference.low:+.4f}, {difference.high:+.4f}], Welch t-test, n={difference.n_candidate} vs "
-            f"{difference.n_best}, {p_text(difference.p_value)} → {difference.verdict}")
+    return (
+        f"- {unit}: {difference.diff:+.4f}, {difference.confidence:.0%} interval "
+        f"[{difference.low:+.4f}, {difference.high:+.4f}], Welch t-test, n={difference.n_candidate} vs "
+        f"{difference.n_best}, {p_text(difference.p_value)} → {difference.verdict}"
+    )
 
 
 def _comparison_lines(comparison: Comparison, against: str) -> list[str]:
-    return ["", f"{against} (objective: {comparison.objective}; candidate minus best):",
-            _difference_line(comparison.bpb, "bpb (lower is better)"),
-            _difference_line(comparison.judge, "judge (higher is better)")]
+    return [
+        "",
+        f"{against} (objective: {comparison.objective}; candidate minus best):",
+        _difference_line(comparison.bpb, "bpb (lower is better)"),
+        _difference_line(comparison.judge, "judge (higher is better)"),
+    ]
 
 
 def _variants_table(experiment: ExperimentState) -> str:
@@ -129,45 +179,73 @@ def _variants_table(experiment: ExperimentState) -> str:
         perplexities = [run.evaluation.perplexity for run in runs if run.evaluation]
         judges = [run.judgement.overall for run in runs if run.judgement and run.judgement.scores]
         name = f"`{setting}`" if setting else "defaults"
-        rows.append([f"**{name}**" if setting == experiment.chosen else name, str(len(bpbs)),
-                     num(sum(bpbs) / len(bpbs), 4), num(sum(perplexities) / len(perplexities), 2),
-                     num(sum(judges) / len(judges), 2) if judges else "–"])
+        rows.append(
+            [
+                f"**{name}**" if setting == experiment.chosen else name,
+                str(len(bpbs)),
+                num(sum(bpbs) / len(bpbs), 4),
+                num(sum(perplexities) / len(perplexities), 2),
+                num(sum(judges) / len(judges), 2) if judges else "–",
+            ]
+        )
     return table(["setting", "seeds", "mean bpb", "mean perplexity", "mean judge"], rows)
 
 
 def _statistics_block(state: ResearchState, experiment: ExperimentState, confidence: float) -> str:
     lines = []
     if experiment.is_sweep and experiment.variants:
-        lines += [_variants_table(experiment), "",
-                  f"The sweep stands for its best setting, `{experiment.chosen}`: the lines below and the verdict use its runs.", ""]
+        lines += [
+            _variants_table(experiment),
+            "",
+            f"The sweep stands for its best setting, `{experiment.chosen}`: the lines below and the verdict use its runs.",
+            "",
+        ]
     if experiment.bpbs:
         bpb = summarize(experiment.bpbs, confidence)
-        lines.append(f"- bpb over seeds: {interval(bpb, 4)}" + (f", std {bpb.std:.4f}" if bpb.std is not None else ""))
+        lines.append(
+            f"- bpb over seeds: {interval(bpb, 4)}"
+            + (f", std {bpb.std:.4f}" if bpb.std is not None else "")
+        )
     if experiment.judge_scores:
-        lines.append(f"- judge score over seeds: {interval(summarize(experiment.judge_scores, confidence), 2)}")
+        lines.append(
+            f"- judge score over seeds: {interval(summarize(experiment.judge_scores, confidence), 2)}"
+        )
     decision = experiment.decision
     if decision and decision.comparison and decision.against:
-        lines += _comparison_lines(decision.comparison, f"Against the best at the time, {page_link(decision.against, from_readme=False)}")
-    elif decision is None and (reference := state.reference(experiment.id)) \
-            and (live := compare_with_best(state, experiment.id, "both", confidence)):
-        lines += _comparison_lines(live, f"Not decided yet; so far, against {page_link(reference.id, from_readme=False)}")
+        lines += _comparison_lines(
+            decision.comparison,
+            f"Against the best at the time, {page_link(decision.against, from_readme=False)}",
+        )
+    elif (
+        decision is None
+        and (reference := state.reference(experiment.id))
+        and (live := compare_with_best(state, experiment.id, "both", confidence))
+    ):
+        lines += _comparison_lines(
+            live, f"Not decided yet; so far, against {page_link(reference.id, from_readme=False)}"
+        )
     elif decision and decision.verdict == "baseline":
-        lines += ["", "This is the baseline: later experiments are compared with it until one beats it."]
+        lines += [
+            "",
+            "This is the baseline: later experiments are compared with it until one beats it.",
+        ]
     return "\n".join(lines) if lines else "_No measurements yet._"
 
 
 def _story(sample: Sample) -> str:
     text = sample.text
     if text.startswith(sample.prompt):
-        text = text[len(sample.prompt):]
+        text = text[len(sample.prompt) :]
     story = f"**{sample.prompt.strip()}**{' ' if text[:1] not in ('', ' ', ',', '.') else ''}{text.strip()}"
     return "\n".join(f"> {line}" if line else ">" for line in story.splitlines())
 
 
 def _showcase_run(experiment: ExperimentState) -> RunState | None:
     """The measured run with the median bpb: its samples are typical, neither lucky nor unlucky."""
-    runs = sorted((run for run in experiment.chosen_runs if run.evaluation and run.evaluation.samples),
-                  key=lambda run: run.evaluation.bpb if run.evaluation else 0.0)
+    runs = sorted(
+        (run for run in experiment.chosen_runs if run.evaluation and run.evaluation.samples),
+        key=lambda run: run.evaluation.bpb if run.evaluation else 0.0,
+    )
     return runs[len(runs) // 2] if runs else None
 
 
@@ -175,13 +253,23 @@ def _samples_block(experiment: ExperimentState) -> str:
     run = _showcase_run(experiment)
     if run is None or run.evaluation is None:
         return "_No samples yet._"
-    scores = {(score.prompt, score.seed): score for score in run.judgement.scores} if run.judgement else {}
+    scores = (
+        {(score.prompt, score.seed): score for score in run.judgement.scores}
+        if run.judgement
+        else {}
+    )
     setting = f", {run.setting}" if experiment.is_sweep else ""
     parts = [f"From run {run.run} (seed {run.seed}{setting}, median bpb of the seeds):"]
     for sample in run.evaluation.samples[:SAMPLES_SHOWN]:
         score = scores.get((sample.prompt, sample.seed))
-        caption = (f"*grammar {score.grammar:.0f}, creativity {score.creativity:.0f}, consistency "
-                   f"{score.consistency:.0f}, plot {score.plot:.0f}*") if score else ""
+        caption = (
+            (
+                f"*grammar {score.grammar:.0f}, creativity {score.creativity:.0f}, consistency "
+                f"{score.consistency:.0f}, plot {score.plot:.0f}*"
+            )
+            if score
+            else ""
+        )
         parts.append(_story(sample) + (f"\n\n{caption}" if caption else ""))
     return "\n\n".join(parts)
 
@@ -192,21 +280,35 @@ def _judge_block(experiment: ExperimentState) -> str:
         return "_Not judged yet._"
     scores = [score for run in judged for score in run.judgement.scores if run.judgement]
     first = judged[0].judgement
-    means = {field: sum(getattr(s, field) for s in scores) / len(scores)
-             for field in ("grammar", "creativity", "consistency", "plot")}
+    means = {
+        field: sum(getattr(s, field) for s in scores) / len(scores)
+        for field in ("grammar", "creativity", "consistency", "plot")
+    }
     of = f" of {experiment.chosen}" if experiment.is_sweep else ""
-    paragraphs = [f"Judge: {first.judge} (rubric {first.rubric_version}), {len(scores)} samples over {len(judged)} seeds{of}. "
-                  "Means: " + ", ".join(f"{field} {value:.1f}" for field, value in means.items()) + "."]
-    pairwise = [run.judgement.pairwise for run in judged if run.judgement and run.judgement.pairwise]
+    paragraphs = [
+        f"Judge: {first.judge} (rubric {first.rubric_version}), {len(scores)} samples over {len(judged)} seeds{of}. "
+        "Means: " + ", ".join(f"{field} {value:.1f}" for field, value in means.items()) + "."
+    ]
+    pairwise = [
+        run.judgement.pairwise for run in judged if run.judgement and run.judgement.pairwise
+    ]
     if pairwise:
         wins = sum(p.wins for p in pairwise)
         total = sum(p.comparisons for p in pairwise)
-        paragraphs.append(f"Pairwise against {pairwise[0].against}: {wins:g} points of {total} shared beginnings "
-                          "(each judged in both orders, a win 1, a tie 0.5); win rate per seed " + ", ".join(f"{p.win_rate:.0%} [{p.low:.0%}, {p.high:.0%}]" for p in pairwise) + ".")
+        paragraphs.append(
+            f"Pairwise against {pairwise[0].against}: {wins:g} points of {total} shared beginnings "
+            "(each judged in both orders, a win 1, a tie 0.5); win rate per seed "
+            + ", ".join(f"{p.win_rate:.0%} [{p.low:.0%}, {p.high:.0%}]" for p in pairwise)
+            + "."
+        )
     showcase = _showcase_run(experiment) or judged[0]
-    rationales = [s for s in (showcase.judgement.scores if showcase.judgement else []) if s.rationale][:SAMPLES_SHOWN]
+    rationales = [
+        s for s in (showcase.judgement.scores if showcase.judgement else []) if s.rationale
+    ][:SAMPLES_SHOWN]
     if rationales:
-        paragraphs.append("\n".join(f"- *{score.prompt.strip()}*: {score.rationale}" for score in rationales))
+        paragraphs.append(
+            "\n".join(f"- *{score.prompt.strip()}*: {score.rationale}" for score in rationales)
+        )
     return "\n\n".join(paragraphs)
 
 
@@ -217,13 +319,28 @@ def _verdict_block(experiment: ExperimentState) -> str:
         if interrupted:
             return f"_Not decided: {len(interrupted)} run(s) were interrupted; `vibe-research continue` offers to rerun them._"
         return "_Not decided yet._"
-    changed_code = experiment.proposal is not None and experiment.proposal.commit is not None \
+    changed_code = (
+        experiment.proposal is not None
+        and experiment.proposal.commit is not None
         and experiment.proposal.source != "baseline"
+    )
     if changed_code:
-        action = "kept: the change stays in experiments/" if decision.kept else "discarded: the change was reverted by a new commit"
+        action = (
+            "kept: the change stays in experiments/"
+            if decision.kept
+            else "discarded: the change was reverted by a new commit"
+        )
     else:
-        action = "kept: later experiments are measured against it" if decision.kept else "discarded (runs only: nothing to revert)"
-    lines = [f"**{decision.verdict}**, {action}" + (f" ({short_commit(decision.commit)})" if decision.commit else "") + "."]
+        action = (
+            "kept: later experiments are measured against it"
+            if decision.kept
+            else "discarded (runs only: nothing to revert)"
+        )
+    lines = [
+        f"**{decision.verdict}**, {action}"
+        + (f" ({short_commit(decision.commit)})" if decision.commit else "")
+        + "."
+    ]
     if decision.by == "researcher":
         lines.append("The researcher overrode the automatic verdict.")
     if decision.reason:
@@ -239,13 +356,24 @@ def _next_block(experiment: ExperimentState) -> str:
         picked = experiment.pick.choice if experiment.pick else None
         for number, item in enumerate(experiment.suggestions.items, start=1):
             cost = f"~{item.cost_minutes:g} min" if item.cost_minutes is not None else ""
-            facts = "; ".join(part for part in (f"expected: {item.expected_effect}" if item.expected_effect else "",
-                                                cost, f"risk: {item.risk}" if item.risk else "") if part)
+            facts = "; ".join(
+                part
+                for part in (
+                    f"expected: {item.expected_effect}" if item.expected_effect else "",
+                    cost,
+                    f"risk: {item.risk}" if item.risk else "",
+                )
+                if part
+            )
             mark = " ← **picked**" if picked == number else ""
-            lines.append(f"{number}. **{item.title}**: {item.idea}" + (f" *Why:* {item.why}" if item.why else "")
-                         + (f" ({facts})" if facts else "") + mark)
+            lines.append(
+                f"{number}. **{item.title}**: {item.idea}"
+                + (f" *Why:* {item.why}" if item.why else "")
+                + (f" ({facts})" if facts else "")
+                + mark
+            )
     if experiment.pick and experiment.pick.choice is None:
-        lines += ["", f"The researcher's own idea: \"{experiment.pick.idea}\""]
+        lines += ["", f'The researcher\'s own idea: "{experiment.pick.idea}"']
     elif experiment.pick and experiment.pick.by == "auto":
         lines += ["", "Picked automatically (unattended run)."]
     for note in experiment.notes:
@@ -265,7 +393,9 @@ PAGE_SECTIONS = (
 )
 
 
-def page_blocks(state: ResearchState, experiment: ExperimentState, confidence: float = 0.95) -> dict[str, str]:
+def page_blocks(
+    state: ResearchState, experiment: ExperimentState, confidence: float = 0.95
+) -> dict[str, str]:
     return {
         "summary": _summary_block(experiment),
         "change": _change_block(experiment),
@@ -285,5 +415,10 @@ def new_page(experiment: ExperimentState, bodies: dict[str, str]) -> str:
         if heading:
             parts += [f"## {heading}", ""]
         parts += [block(name, bodies[name]), ""]
-    parts += ["## Your notes", "", "_Write here: text outside the vibe markers is yours and is never rewritten._", ""]
+    parts += [
+        "## Your notes",
+        "",
+        "_Write here: text outside the vibe markers is yours and is never rewritten._",
+        "",
+    ]
     return "\n".join(parts)

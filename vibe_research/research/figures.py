@@ -43,19 +43,32 @@ def _save(figure: "Figure", path: Path) -> bool:
     return True
 
 
-def _plot_runs(axes: "Axes", experiment: "ExperimentState", color: str, label: str, style: str) -> list[float]:
+def _plot_runs(
+    axes: "Axes", experiment: "ExperimentState", color: str, label: str, style: str
+) -> list[float]:
     """One line per run, one legend entry per experiment; returns the losses after the first tenth of training."""
     runs = [run for run in experiment.runs.values() if run.end and run.end.loss_curve]
     tails: list[float] = []
     for index, run in enumerate(runs):
         curve = run.end.loss_curve if run.end else []
-        axes.plot([p.elapsed_s for p in curve], [p.loss for p in curve], style, color=color, linewidth=1.3,
-                  alpha=0.85, label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})" if index == 0 else None)
-        tails += [p.loss for p in curve[len(curve) // 10:]]
+        axes.plot(
+            [p.elapsed_s for p in curve],
+            [p.loss for p in curve],
+            style,
+            color=color,
+            linewidth=1.3,
+            alpha=0.85,
+            label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+            if index == 0
+            else None,
+        )
+        tails += [p.loss for p in curve[len(curve) // 10 :]]
     return tails
 
 
-def draw_loss_curves(experiment: "ExperimentState", best: "ExperimentState | None", path: Path) -> bool:
+def draw_loss_curves(
+    experiment: "ExperimentState", best: "ExperimentState | None", path: Path
+) -> bool:
     """Training loss against wall-clock seconds for each run, the current best's runs dashed in grey."""
     import matplotlib
 
@@ -109,7 +122,12 @@ def _leaders(state: "ResearchState") -> list[tuple[int, "ExperimentState"]]:
     best = None
     for experiment in sorted(state.experiments.values(), key=lambda e: e.number):
         decision = experiment.decision
-        if decision and decision.kept and experiment.bpbs and (best is None or _mean(experiment.bpbs) < _mean(best.bpbs)):
+        if (
+            decision
+            and decision.kept
+            and experiment.bpbs
+            and (best is None or _mean(experiment.bpbs) < _mean(best.bpbs))
+        ):
             best = experiment
         if best is not None and experiment.bpbs:
             leaders.append((experiment.number, best))
@@ -127,7 +145,9 @@ def _progress_points(state: "ResearchState", metric: str) -> list[_Point]:
         half = (summary.high - summary.mean) if summary.high is not None else 0.0
         decision = experiment.decision
         colour = PENDING if decision is None else KEPT if decision.kept else DISCARDED
-        points.append(_Point(experiment.number, summary.mean, half, colour, _marker(experiment.entry)))
+        points.append(
+            _Point(experiment.number, summary.mean, half, colour, _marker(experiment.entry))
+        )
     return points
 
 
@@ -137,16 +157,34 @@ def _label(experiment: "ExperimentState", width: int = 40) -> str:
     title = "baseline" if baseline else experiment.title
     if experiment.is_sweep and experiment.chosen:
         title = f"{title} ({experiment.chosen})"
-    return f"{experiment.number} {title if len(title) <= width else title[:width - 1] + '…'}"
+    return f"{experiment.number} {title if len(title) <= width else title[: width - 1] + '…'}"
 
 
-def _draw_metric(axes: "Axes", points: list[_Point], label: str, line: list[tuple[int, float]]) -> None:
+def _draw_metric(
+    axes: "Axes", points: list[_Point], label: str, line: list[tuple[int, float]]
+) -> None:
     for point in points:
         hollow = point.colour != KEPT
-        axes.errorbar(point.number, point.mean, yerr=point.half or None, fmt=point.marker, color=point.colour,
-                      markerfacecolor="white" if hollow else point.colour, markersize=7, capsize=3, linewidth=1.2)
+        axes.errorbar(
+            point.number,
+            point.mean,
+            yerr=point.half or None,
+            fmt=point.marker,
+            color=point.colour,
+            markerfacecolor="white" if hollow else point.colour,
+            markersize=7,
+            capsize=3,
+            linewidth=1.2,
+        )
     if line:
-        axes.step([n for n, _ in line], [v for _, v in line], where="post", color=KEPT, alpha=0.4, linewidth=1.5)
+        axes.step(
+            [n for n, _ in line],
+            [v for _, v in line],
+            where="post",
+            color=KEPT,
+            alpha=0.4,
+            linewidth=1.5,
+        )
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
     axes.margins(x=0.06, y=0.12)
@@ -162,25 +200,70 @@ def draw_progress(state: "ResearchState", path: Path) -> bool:
     from matplotlib.lines import Line2D
 
     measured = sorted((e for e in state.experiments.values() if e.bpbs), key=lambda e: e.number)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(max(7.5, 0.55 * len(measured) + 3), 6.4), sharex=True,
-                                         layout="constrained")
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(max(7.5, 0.55 * len(measured) + 3), 6.4), sharex=True, layout="constrained"
+    )
     try:
         leaders = _leaders(state)
         bpb_line = [(number, _mean(leader.bpbs)) for number, leader in leaders]
-        judge_line = [(number, _mean(leader.judge_scores)) for number, leader in leaders if leader.judge_scores]
-        _draw_metric(top, _progress_points(state, "bpb"), "validation bpb (lower: better)", bpb_line)
-        _draw_metric(bottom, _progress_points(state, "judge"), "judge, 1-10 (higher: better)", judge_line)
-        bottom.set_xticks([e.number for e in measured], [_label(e) for e in measured], rotation=35, ha="right", fontsize=7.5)
+        judge_line = [
+            (number, _mean(leader.judge_scores))
+            for number, leader in leaders
+            if leader.judge_scores
+        ]
+        _draw_metric(
+            top, _progress_points(state, "bpb"), "validation bpb (lower: better)", bpb_line
+        )
+        _draw_metric(
+            bottom, _progress_points(state, "judge"), "judge, 1-10 (higher: better)", judge_line
+        )
+        bottom.set_xticks(
+            [e.number for e in measured],
+            [_label(e) for e in measured],
+            rotation=35,
+            ha="right",
+            fontsize=7.5,
+        )
         bottom.set_xlabel("experiment")
         top.set_title("Progress: mean over seeds with 95% t intervals", fontsize=11)
-        handles = [Line2D([], [], marker="o", linestyle="", color=KEPT, label="kept"),
-                   Line2D([], [], marker="o", linestyle="", color=DISCARDED, markerfacecolor="white", label="discarded"),
-                   Line2D([], [], color=KEPT, alpha=0.4, label="best so far")]
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=KEPT, label="kept"),
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                color=DISCARDED,
+                markerfacecolor="white",
+                label="discarded",
+            ),
+            Line2D([], [], color=KEPT, alpha=0.4, label="best so far"),
+        ]
         if any(point.colour == PENDING for point in _progress_points(state, "bpb")):
-            handles.insert(2, Line2D([], [], marker="o", linestyle="", color=PENDING, markerfacecolor="white", label="undecided"))
+            handles.insert(
+                2,
+                Line2D(
+                    [],
+                    [],
+                    marker="o",
+                    linestyle="",
+                    color=PENDING,
+                    markerfacecolor="white",
+                    label="undecided",
+                ),
+            )
         scripts = sorted({Path(e.entry).name for e in measured})
-        handles += [Line2D([], [], marker=_marker(name), linestyle="", color="#555555", label=name) for name in scripts]
-        figure.legend(handles=handles, fontsize=8, frameon=False, ncol=len(handles), loc="outside upper center")
+        handles += [
+            Line2D([], [], marker=_marker(name), linestyle="", color="#555555", label=name)
+            for name in scripts
+        ]
+        figure.legend(
+            handles=handles,
+            fontsize=8,
+            frameon=False,
+            ncol=len(handles),
+            loc="outside upper center",
+        )
         return _save(figure, path)
     finally:
         plt.close(figure)
@@ -202,7 +285,9 @@ def render_figures(figures: Path, state: "ResearchState") -> list[Path]:
         changed.append(figures / PROGRESS_FIGURE)
     for experiment in state.experiments.values():
         path = figures / loss_figure_name(experiment.id)
-        if has_loss_curves(experiment) and draw_loss_curves(experiment, _reference(state, experiment), path):
+        if has_loss_curves(experiment) and draw_loss_curves(
+            experiment, _reference(state, experiment), path
+        ):
             changed.append(path)
     log.debug("figures: %d file(s) changed", len(changed))
     return changed

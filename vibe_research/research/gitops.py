@@ -36,9 +36,11 @@ class DirtyExperiments(UserError):
 
     def __init__(self, paths: list[str]) -> None:
         shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-        super().__init__(f"uncommitted changes in experiments/ ({shown}): record them as a manual experiment "
-                         "(`vibe-research continue --manual \"what you changed\"`), commit them yourself, or discard them with "
-                         "`git checkout -- experiments/`")
+        super().__init__(
+            f"uncommitted changes in experiments/ ({shown}): record them as a manual experiment "
+            '(`vibe-research continue --manual "what you changed"`), commit them yourself, or discard them with '
+            "`git checkout -- experiments/`"
+        )
         self.paths = paths
 
 
@@ -56,7 +58,9 @@ def open_repo(root: Path) -> "git.Repo":
     try:
         return git.Repo(root)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise UserError(f"{root} is not a git repository: run `vibe-research init` there, or `git init`") from exc
+        raise UserError(
+            f"{root} is not a git repository: run `vibe-research init` there, or `git init`"
+        ) from exc
 
 
 def _identity_env(repo: "git.Repo") -> dict[str, str]:
@@ -65,7 +69,12 @@ def _identity_env(repo: "git.Repo") -> dict[str, str]:
     if reader.has_option("user", "email") and reader.has_option("user", "name"):
         return {}
     name, email = FALLBACK_IDENTITY["name"], FALLBACK_IDENTITY["email"]
-    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
 
 
 def message(subject: str, body: str, experiment: str, verdict: str) -> str:
@@ -86,7 +95,9 @@ def check_ready(root: Path, experiments: str = "experiments") -> None:
         if (git_dir / marker).exists():
             raise UserError(f"{root}: {problem}; then run vibe-research again")
     if repo.head.is_detached:
-        raise UserError(f"{root}: HEAD is detached: check out a branch (`git switch main`) so experiments are committed on it")
+        raise UserError(
+            f"{root}: HEAD is detached: check out a branch (`git switch main`) so experiments are committed on it"
+        )
     dirty = changed_paths(repo, experiments)
     if dirty:
         raise DirtyExperiments(dirty)
@@ -102,15 +113,27 @@ def _commit(repo: "git.Repo", folder: str, text: str) -> str:
     """Commit `folder` alone, whatever else is staged; hooks are skipped because a formatter or
     linter rewriting files mid-loop would commit something other than what was measured."""
     repo.git.add("--all", "--", folder)
-    repo.git.commit("--quiet", "--no-verify", "-m", text, "--", folder, env={**os.environ, **_identity_env(repo)})
+    repo.git.commit(
+        "--quiet",
+        "--no-verify",
+        "-m",
+        text,
+        "--",
+        folder,
+        env={**os.environ, **_identity_env(repo)},
+    )
     return repo.head.commit.hexsha
 
 
-def commit_proposal(root: Path, experiment: str, title: str, body: str, folder: str = "experiments") -> str:
+def commit_proposal(
+    root: Path, experiment: str, title: str, body: str, folder: str = "experiments"
+) -> str:
     """Commit the applied edits under experiments/ as one commit (verdict pending); its sha."""
     repo = open_repo(root)
     if not changed_paths(repo, folder):
-        raise UserError(f"proposal {experiment} changed nothing under {folder}/: there is nothing to commit or measure")
+        raise UserError(
+            f"proposal {experiment} changed nothing under {folder}/: there is nothing to commit or measure"
+        )
     sha = _commit(repo, folder, message(title, body, experiment, "pending"))
     log.info("committed %s as %s", experiment, sha[:8])
     return sha
@@ -121,11 +144,18 @@ def commit_manual(root: Path, experiment: str, title: str, folder: str = "experi
     repo = open_repo(root)
     if not changed_paths(repo, folder):
         raise UserError(f"no uncommitted changes under {folder}/ to record as a manual experiment")
-    return _commit(repo, folder, message(title, "Changes made by hand, recorded as a manual experiment.",
-                                         experiment, "pending"))
+    return _commit(
+        repo,
+        folder,
+        message(
+            title, "Changes made by hand, recorded as a manual experiment.", experiment, "pending"
+        ),
+    )
 
 
-def revert(root: Path, sha: str, experiment: str, verdict: str, reason: str, folder: str = "experiments") -> str:
+def revert(
+    root: Path, sha: str, experiment: str, verdict: str, reason: str, folder: str = "experiments"
+) -> str:
     """Undo a proposal's commit with a new commit (history keeps the attempt); its sha."""
     import git
 
@@ -134,25 +164,33 @@ def revert(root: Path, sha: str, experiment: str, verdict: str, reason: str, fol
         repo.git.revert("--no-commit", sha)
     except git.GitCommandError as exc:
         repo.git.revert("--abort")
-        raise UserError(f"cannot revert {sha[:8]} ({experiment}) cleanly: later commits changed the same lines; "
-                        "revert it by hand and commit, then run vibe-research again") from exc
+        raise UserError(
+            f"cannot revert {sha[:8]} ({experiment}) cleanly: later commits changed the same lines; "
+            "revert it by hand and commit, then run vibe-research again"
+        ) from exc
     subject = f"Revert {experiment}: {verdict}"
     try:
         reverted = _commit(repo, folder, message(subject, reason, experiment, verdict))
     except git.GitCommandError as exc:
         repo.git.revert("--abort")  # never leave a half-made revert staged in the researcher's tree
-        raise UserError(f"cannot commit the revert of {sha[:8]} ({experiment}) under {folder}/: "
-                        f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}") from exc
+        raise UserError(
+            f"cannot commit the revert of {sha[:8]} ({experiment}) under {folder}/: "
+            f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}"
+        ) from exc
     log.info("reverted %s (%s) as %s", experiment, sha[:8], reverted[:8])
     return reverted
 
 
-def commit_notes(root: Path, experiment: str, verdict: str, summary: str, folder: str = "notes") -> str | None:
+def commit_notes(
+    root: Path, experiment: str, verdict: str, summary: str, folder: str = "notes"
+) -> str | None:
     """Commit notes/ (ledger, pages, figures) after an experiment; None when nothing changed."""
     repo = open_repo(root)
     if not changed_paths(repo, folder):
         return None
-    return _commit(repo, folder, message(f"Notes: {experiment} ({verdict})", summary, experiment, verdict))
+    return _commit(
+        repo, folder, message(f"Notes: {experiment} ({verdict})", summary, experiment, verdict)
+    )
 
 
 def tag_best(root: Path, experiment: str, sha: str, summary: str) -> str:
@@ -161,8 +199,10 @@ def tag_best(root: Path, experiment: str, sha: str, summary: str) -> str:
     name = f"best/{experiment}"
     if name in repo.tags:
         if repo.tags[name].commit.hexsha != sha:
-            raise UserError(f"tag {name} already points at {repo.tags[name].commit.hexsha[:8]}, not {sha[:8]}: "
-                            "tags are never moved; delete it by hand if it is wrong")
+            raise UserError(
+                f"tag {name} already points at {repo.tags[name].commit.hexsha[:8]}, not {sha[:8]}: "
+                "tags are never moved; delete it by hand if it is wrong"
+            )
         return name
     repo.git.tag("--annotate", "-m", summary, name, sha, env={**os.environ, **_identity_env(repo)})
     return name
@@ -180,12 +220,21 @@ def head(root: Path) -> str:
 def commits_for(root: Path, experiment: str) -> list[TrailerCommit]:
     """The loop's commits for `experiment`, oldest first, found by trailer (to resume after a crash)."""
     repo = open_repo(root)
-    out = repo.git.log("--reverse", "--format=%H%x1f%s%x1f%(trailers:key=Vibe-Experiment,valueonly)%x1f"
-                       "%(trailers:key=Vibe-Verdict,valueonly)%x1e")
+    out = repo.git.log(
+        "--reverse",
+        "--format=%H%x1f%s%x1f%(trailers:key=Vibe-Experiment,valueonly)%x1f"
+        "%(trailers:key=Vibe-Verdict,valueonly)%x1e",
+    )
     commits = []
     for entry in out.split("\x1e"):
         fields = entry.strip().split("\x1f")
         if len(fields) == 4 and fields[2].strip() == experiment:
-            commits.append(TrailerCommit(sha=fields[0], experiment=experiment, verdict=fields[3].strip() or None,
-                                         subject=fields[1]))
+            commits.append(
+                TrailerCommit(
+                    sha=fields[0],
+                    experiment=experiment,
+                    verdict=fields[3].strip() or None,
+                    subject=fields[1],
+                )
+            )
     return commits

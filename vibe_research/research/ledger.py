@@ -35,7 +35,9 @@ class _Record(BaseModel):
     v: int = LEDGER_VERSION
     at: datetime = Field(default_factory=_now)
     # the stem of the experiment's notes page, so nothing in it may leave notes/experiments/
-    experiment: str = Field(pattern=r"^[0-9]{4,}-[a-z0-9-]+$", description="NNNN-slug, see experiment_id()")
+    experiment: str = Field(
+        pattern=r"^[0-9]{4,}-[a-z0-9-]+$", description="NNNN-slug, see experiment_id()"
+    )
 
 
 class PlannedRun(BaseModel):
@@ -58,13 +60,17 @@ class ProposalRecord(_Record):
     diff: str = ""
     commit: str | None = None
     entry: str = Field(default=DEFAULT_ENTRY, description="the experiment script its runs train")
-    move: str | None = Field(default=None, description="the offline planner's key for this kind of change")
+    move: str | None = Field(
+        default=None, description="the offline planner's key for this kind of change"
+    )
     runs: list[PlannedRun] = Field(default_factory=list)
 
 
 class RunStartRecord(_Record):
     kind: Literal["run_start"] = "run_start"
-    run: str = Field(description="run id, unique in the ledger (also its folder name under .vibe/runs)")
+    run: str = Field(
+        description="run id, unique in the ledger (also its folder name under .vibe/runs)"
+    )
     seed: int
     overrides: dict[str, str] = Field(default_factory=dict)
     budget_s: float
@@ -91,17 +97,25 @@ class RunEndRecord(_Record):
     elapsed_s: float | None = None
     loss_curve: list[LossPoint] = Field(default_factory=list)
     log_tail: str = ""
-    lm_fingerprint: str | None = Field(default=None, description="of vibe_research.lm, the evaluator that measured it")
-    versions: dict[str, str] = Field(default_factory=dict, description="python, torch, ... the run used")
+    lm_fingerprint: str | None = Field(
+        default=None, description="of vibe_research.lm, the evaluator that measured it"
+    )
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="python, torch, ... the run used"
+    )
 
 
 MAX_LOSS_POINTS = 200  # per run: a readable curve, and a ledger line of a few kilobytes
 
 
-def loss_points(curve: list[tuple[float, int, float | None]], limit: int = MAX_LOSS_POINTS) -> list[LossPoint]:
+def loss_points(
+    curve: list[tuple[float, int, float | None]], limit: int = MAX_LOSS_POINTS
+) -> list[LossPoint]:
     """(elapsed_s, step, loss) triples as the runner reports them, thinned evenly to `limit` points;
     steps that reported no loss are dropped. The last point is always kept."""
-    points = [LossPoint(elapsed_s=t, step=step, loss=loss) for t, step, loss in curve if loss is not None]
+    points = [
+        LossPoint(elapsed_s=t, step=step, loss=loss) for t, step, loss in curve if loss is not None
+    ]
     if len(points) <= limit:
         return points
     stride = len(points) / (limit - 1)
@@ -113,7 +127,9 @@ class Sample(BaseModel):
     prompt: str
     seed: int
     text: str = Field(description="the prompt and its continuation")
-    finished: bool | None = Field(default=None, description="ended with the end-of-story token, not the token limit")
+    finished: bool | None = Field(
+        default=None, description="ended with the end-of-story token, not the token limit"
+    )
 
 
 class EvaluationRecord(_Record):
@@ -165,7 +181,9 @@ class JudgementRecord(_Record):
     @property
     def overall(self) -> float:
         """Mean rubric score over samples: the judge score that statistics compare."""
-        return sum(s.overall for s in self.scores) / len(self.scores) if self.scores else float("nan")
+        return (
+            sum(s.overall for s in self.scores) / len(self.scores) if self.scores else float("nan")
+        )
 
 
 class DecisionRecord(_Record):
@@ -202,7 +220,9 @@ class PickRecord(_Record):
     """What the researcher chose after an experiment: a numbered suggestion or their own words."""
 
     kind: Literal["pick"] = "pick"
-    choice: int | None = Field(default=None, description="1-based index into the suggestions; None for an own idea")
+    choice: int | None = Field(
+        default=None, description="1-based index into the suggestions; None for an own idea"
+    )
     title: str = ""
     idea: str = ""
     by: Literal["researcher", "auto"] = "researcher"
@@ -224,8 +244,16 @@ class OverheadRecord(_Record):
 
 
 Record = Annotated[
-    ProposalRecord | RunStartRecord | RunEndRecord | EvaluationRecord | JudgementRecord | DecisionRecord
-    | SuggestionsRecord | PickRecord | NoteRecord | OverheadRecord,
+    ProposalRecord
+    | RunStartRecord
+    | RunEndRecord
+    | EvaluationRecord
+    | JudgementRecord
+    | DecisionRecord
+    | SuggestionsRecord
+    | PickRecord
+    | NoteRecord
+    | OverheadRecord,
     Field(discriminator="kind"),
 ]
 _RECORD = TypeAdapter(Record)
@@ -288,7 +316,12 @@ def read(path: Path) -> LedgerRead:
             data = json.loads(raw)
         except ValueError:
             torn.append(number)
-            log.warning("%s:%d: skipped a torn record (%d bytes) left by an interrupted write", path, number, len(raw))
+            log.warning(
+                "%s:%d: skipped a torn record (%d bytes) left by an interrupted write",
+                path,
+                number,
+                len(raw),
+            )
             continue
         records.append(_parse(path, number, data))
     return LedgerRead(records=records, torn_lines=torn)
@@ -297,13 +330,17 @@ def read(path: Path) -> LedgerRead:
 def _parse(path: Path, number: int, data: object) -> Record:
     version = data.get("v") if isinstance(data, dict) else None
     if isinstance(version, int) and version > LEDGER_VERSION:
-        raise UserError(f"{path}:{number}: ledger format v{version} is newer than this vibe-research "
-                        f"(v{LEDGER_VERSION}); upgrade vibe-research to read it")
+        raise UserError(
+            f"{path}:{number}: ledger format v{version} is newer than this vibe-research "
+            f"(v{LEDGER_VERSION}); upgrade vibe-research to read it"
+        )
     try:
         return _RECORD.validate_python(data)
     except ValidationError as exc:
-        raise UserError(f"{path}:{number}: not a valid ledger record ({validation_error_line('record', exc)}); "
-                        f"the ledger is append-only: restore it with `git checkout -- {path}`") from exc
+        raise UserError(
+            f"{path}:{number}: not a valid ledger record ({validation_error_line('record', exc)}); "
+            f"the ledger is append-only: restore it with `git checkout -- {path}`"
+        ) from exc
 
 
 def experiment_id(number: int, title: str) -> str:

@@ -77,14 +77,24 @@ def build_env(workspace: Workspace, settings: Settings, ui: TurnUI) -> Env:
     proposer = make_proposer(settings.llm, workspace.llm_log)
     client = LLMClient(settings.llm, workspace.llm_log) if proposer.name != "offline" else None
     if not caches_ready(workspace, settings.data.tokenizer):
-        ui.say(f"building the {settings.data.tokenizer} token caches the judge and the baseline need")
+        ui.say(
+            f"building the {settings.data.tokenizer} token caches the judge and the baseline need"
+        )
         prepare_caches(workspace, settings, settings.data.tokenizer)
     judge = make_judge(settings, workspace, client)
-    return Env(workspace=workspace, settings=settings, executor=executor, proposer=proposer, judge=judge,
-               judge_cache=JudgeCache(workspace.cache / "judge"), ui=ui)
+    return Env(
+        workspace=workspace,
+        settings=settings,
+        executor=executor,
+        proposer=proposer,
+        judge=judge,
+        judge_cache=JudgeCache(workspace.cache / "judge"),
+        ui=ui,
+    )
 
 
 # ----- crash recovery ---------------------------------------------------------------------------
+
 
 def _pending(env: Env) -> Path:
     return env.workspace.state / PENDING
@@ -92,8 +102,11 @@ def _pending(env: Env) -> Path:
 
 def save_pending(env: Env) -> None:
     """Before edits land: HEAD and every experiments/ file, so a crash can put them back."""
-    files = {str(p.relative_to(env.root)): p.read_text(encoding="utf-8")
-             for p in sorted(env.workspace.experiments.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    files = {
+        str(p.relative_to(env.root)): p.read_text(encoding="utf-8")
+        for p in sorted(env.workspace.experiments.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     write_atomic(_pending(env), json.dumps({"head": gitops.head(env.root), "files": files}))
 
 
@@ -111,11 +124,23 @@ def recover(env: Env) -> None:
         recorded = {e.proposal.commit for e in env.state().experiments.values() if e.proposal}
         head = gitops.head(env.root)
         if head not in recorded:
-            env.ui.say(f"an interrupted turn committed {head[:8]} without recording it: reverting it")
-            gitops.revert(env.root, head, "interrupted", "failed", "the turn that made it was killed before recording it")
+            env.ui.say(
+                f"an interrupted turn committed {head[:8]} without recording it: reverting it"
+            )
+            gitops.revert(
+                env.root,
+                head,
+                "interrupted",
+                "failed",
+                "the turn that made it was killed before recording it",
+            )
     else:
         for path in env.workspace.experiments.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and str(path.relative_to(env.root)) not in saved["files"]:
+            if (
+                path.is_file()
+                and "__pycache__" not in path.parts
+                and str(path.relative_to(env.root)) not in saved["files"]
+            ):
                 path.unlink()
         for name, text in saved["files"].items():
             target = env.root / name
@@ -145,12 +170,16 @@ def missing_runs(experiment: ExperimentState) -> list[PlannedRun]:
     proposal = experiment.proposal
     if proposal is None:
         return []
-    done = [(r.start.seed, r.start.overrides) for r in experiment.runs.values()
-            if r.start and r.end and r.end.outcome not in ("interrupted",)]
+    done = [
+        (r.start.seed, r.start.overrides)
+        for r in experiment.runs.values()
+        if r.start and r.end and r.end.outcome not in ("interrupted",)
+    ]
     return [planned for planned in proposal.runs if (planned.seed, planned.overrides) not in done]
 
 
 # ----- turns ------------------------------------------------------------------------------------
+
 
 def ensure_tokens(env: Env, specs: list[RunSpec]) -> list[RunSpec]:
     """Each spec with the tokenizer its run reads, whose token caches are built first if missing.
@@ -178,7 +207,9 @@ def ensure_tokens(env: Env, specs: list[RunSpec]) -> list[RunSpec]:
     return ready
 
 
-def run_experiment(env: Env, experiment: str, entry: str, planned: list[PlannedRun], commit: str | None) -> None:
+def run_experiment(
+    env: Env, experiment: str, entry: str, planned: list[PlannedRun], commit: str | None
+) -> None:
     with env.watch.phase("data"):
         specs = ensure_tokens(env, make_specs(env, experiment, entry, planned))
     execute(env, experiment, specs, commit)
@@ -191,12 +222,30 @@ def baseline(env: Env) -> str:
     exp = experiment_id(state.next_number, "baseline")
     planned = [PlannedRun(seed=seed) for seed in env.seeds()]
     commit = gitops.head(env.root)
-    env.record(ProposalRecord(experiment=exp, title="Baseline: experiments/ as it stands", source="baseline",
-                              hypothesis="The starting point every later change is measured against.",
-                              rationale="No experiment is recorded yet.", commit=commit, entry=entry, runs=planned))
-    env.ui.say(f"[{exp}] measuring the baseline: {len(planned)} runs of {entry}, {env.settings.train.budget_s:g} s each")
+    env.record(
+        ProposalRecord(
+            experiment=exp,
+            title="Baseline: experiments/ as it stands",
+            source="baseline",
+            hypothesis="The starting point every later change is measured against.",
+            rationale="No experiment is recorded yet.",
+            commit=commit,
+            entry=entry,
+            runs=planned,
+        )
+    )
+    env.ui.say(
+        f"[{exp}] measuring the baseline: {len(planned)} runs of {entry}, {env.settings.train.budget_s:g} s each"
+    )
     if (error := smoke_run(env, entry, planned[0])) is not None:
-        env.record(DecisionRecord(experiment=exp, verdict="failed", kept=False, reason=f"the smoke run failed: {error}"))
+        env.record(
+            DecisionRecord(
+                experiment=exp,
+                verdict="failed",
+                kept=False,
+                reason=f"the smoke run failed: {error}",
+            )
+        )
         return exp
     run_experiment(env, exp, entry, planned, commit)
     return exp
@@ -213,8 +262,10 @@ def smoke_run(env: Env, entry: str, run: PlannedRun) -> str | None:
     compiles here, warming the cache every timed seed then reads alike) and stopped after its first
     step, or at smoke_budget_s; then loaded and scored. The error text, or None if all went well."""
     cap = env.settings.train.smoke_budget_s
-    specs = [spec.model_copy(update={"stop_after_steps": 1, "stop_after_s": cap})
-             for spec in make_specs(env, "smoke", entry, [run], samples=0)]
+    specs = [
+        spec.model_copy(update={"stop_after_steps": 1, "stop_after_s": cap})
+        for spec in make_specs(env, "smoke", entry, [run], samples=0)
+    ]
     env.ui.say(f"smoke run: {entry} until its first step (at most {cap:g} s)")
     with env.watch.phase("smoke"):
         specs = ensure_tokens(env, specs)
@@ -232,8 +283,14 @@ def propose(env: Env, direction: Direction) -> str:
     state = env.state()
     best_run = best_run_dir(env, state)
     with env.watch.phase("proposing"):
-        context = proposal_context(env.workspace, env.settings, history(state), pick=direction.pick,
-                                   idea=direction.idea, best_run=best_run)
+        context = proposal_context(
+            env.workspace,
+            env.settings,
+            history(state),
+            pick=direction.pick,
+            idea=direction.idea,
+            best_run=best_run,
+        )
     save_pending(env)
     try:
         outcome = propose_and_apply(env.proposer, context, env.root, lambda p: smoke_check(env, p))
@@ -247,9 +304,17 @@ def propose(env: Env, direction: Direction) -> str:
         clear_pending(env)
         exp = experiment_id(number, attempt.proposal.title)
         env.record(ProposalRecord(**_proposal_fields(env, exp, attempt.proposal, direction)))
-        env.record(DecisionRecord(experiment=exp, verdict="failed", kept=False,
-                                  reason=f"failed at the {attempt.stage} stage: {attempt.error}"))
-        env.ui.say(f"[{exp}] the proposal failed at the {attempt.stage} stage: {attempt.error.splitlines()[0]}")
+        env.record(
+            DecisionRecord(
+                experiment=exp,
+                verdict="failed",
+                kept=False,
+                reason=f"failed at the {attempt.stage} stage: {attempt.error}",
+            )
+        )
+        env.ui.say(
+            f"[{exp}] the proposal failed at the {attempt.stage} stage: {attempt.error.splitlines()[0]}"
+        )
         number += 1
     if not outcome.ok:
         return exp
@@ -272,17 +337,28 @@ def propose(env: Env, direction: Direction) -> str:
 
 def _proposal_fields(env: Env, exp: str, proposal: Proposal, direction: Direction) -> dict:
     entry, planned = planned_runs(proposal, env.seeds())
-    return dict(experiment=exp, title=proposal.title, hypothesis=proposal.hypothesis, rationale=proposal.rationale,
-                expected_effect=proposal.expected_effect, risk=proposal.risk,
-                source="offline" if env.proposer.name == "offline" else "llm", move=proposal.move,
-                idea=direction.idea or (direction.pick.title if direction.pick else ""), entry=entry, runs=planned)
+    return dict(
+        experiment=exp,
+        title=proposal.title,
+        hypothesis=proposal.hypothesis,
+        rationale=proposal.rationale,
+        expected_effect=proposal.expected_effect,
+        risk=proposal.risk,
+        source="offline" if env.proposer.name == "offline" else "llm",
+        move=proposal.move,
+        idea=direction.idea or (direction.pick.title if direction.pick else ""),
+        entry=entry,
+        runs=planned,
+    )
 
 
 def resume(env: Env, experiment: ExperimentState) -> str:
     """Finish an open experiment: record runs that finished, rerun the ones that did not."""
     adopted = adopt_finished_runs(env, experiment)
     if adopted:
-        env.ui.say(f"[{experiment.id}] recorded {len(adopted)} run(s) that finished before the interruption")
+        env.ui.say(
+            f"[{experiment.id}] recorded {len(adopted)} run(s) that finished before the interruption"
+        )
     experiment = env.state().experiments[experiment.id]
     todo = missing_runs(experiment)
     proposal = experiment.proposal
@@ -299,16 +375,31 @@ def rerun(env: Env, experiment_id_: str, extra: int) -> str:
     proposal = experiment.proposal
     if proposal is None:
         raise UserError(f"{experiment_id_} has no proposal to rerun")
-    reverts = [c for c in gitops.commits_for(env.root, experiment.id) if c.subject.startswith("Revert ")]
+    reverts = [
+        c for c in gitops.commits_for(env.root, experiment.id) if c.subject.startswith("Revert ")
+    ]
     if len(reverts) % 2 == 1:
-        gitops.revert(env.root, reverts[-1].sha, experiment.id, "rerun", "restored to run more seeds")
+        gitops.revert(
+            env.root, reverts[-1].sha, experiment.id, "rerun", "restored to run more seeds"
+        )
     used = [r.start.seed for r in experiment.runs.values() if r.start]
     # a sweep's further seeds go to its chosen setting
     chosen = experiment.chosen_runs
-    overrides = chosen[0].start.overrides if chosen and chosen[0].start else (proposal.runs[0].overrides if proposal.runs else {})
+    overrides = (
+        chosen[0].start.overrides
+        if chosen and chosen[0].start
+        else (proposal.runs[0].overrides if proposal.runs else {})
+    )
     planned = [PlannedRun(seed=seed, overrides=overrides) for seed in env.seeds(extra, after=used)]
-    env.record(ProposalRecord(**{**proposal.model_dump(exclude={"v", "at", "kind"}), "source": "rerun",
-                                 "runs": [*proposal.runs, *planned]}))
+    env.record(
+        ProposalRecord(
+            **{
+                **proposal.model_dump(exclude={"v", "at", "kind"}),
+                "source": "rerun",
+                "runs": [*proposal.runs, *planned],
+            }
+        )
+    )
     env.ui.say(f"[{experiment.id}] {extra} more seeds")
     run_experiment(env, experiment.id, proposal.entry, planned, proposal.commit)
     return experiment.id
@@ -326,15 +417,29 @@ def suggest(env: Env, exp: str) -> SuggestionsRecord | None:
     """Two or three next steps, recorded on the experiment they follow."""
     state = env.state()
     with env.watch.phase("suggesting"):
-        context = suggestion_context(env.workspace, env.settings, history(state), best_run=best_run_dir(env, state))
+        context = suggestion_context(
+            env.workspace, env.settings, history(state), best_run=best_run_dir(env, state)
+        )
         try:
             suggestions: Suggestions = env.proposer.suggest(context)
         except UserError as exc:
             env.ui.say(f"no suggestions: {exc}")
             return None
-    record = SuggestionsRecord(experiment=exp, items=[
-        SuggestionRecord(title=s.title, idea=s.idea, why=s.why, expected_effect=s.expected_effect,
-                         cost_minutes=s.cost_minutes, risk=s.risk, move=s.move) for s in suggestions.items])
+    record = SuggestionsRecord(
+        experiment=exp,
+        items=[
+            SuggestionRecord(
+                title=s.title,
+                idea=s.idea,
+                why=s.why,
+                expected_effect=s.expected_effect,
+                cost_minutes=s.cost_minutes,
+                risk=s.risk,
+                move=s.move,
+            )
+            for s in suggestions.items
+        ],
+    )
     env.record(record)
     return record
 
@@ -347,11 +452,18 @@ def write_notes(env: Env, exp: str, verdict: str) -> None:
 
 def has_baseline(state: ResearchState) -> bool:
     """Whether a baseline was measured (a failed one does not count: the next turn measures again)."""
-    return any(e.proposal and e.proposal.source == "baseline" and e.decision and e.decision.verdict == "baseline"
-               for e in state.experiments.values())
+    return any(
+        e.proposal
+        and e.proposal.source == "baseline"
+        and e.decision
+        and e.decision.verdict == "baseline"
+        for e in state.experiments.values()
+    )
 
 
-def run_turn(env: Env, direction: Direction | None, rerun_of: tuple[str, int] | None = None) -> tuple[str, DecisionRecord]:
+def run_turn(
+    env: Env, direction: Direction | None, rerun_of: tuple[str, int] | None = None
+) -> tuple[str, DecisionRecord]:
     """One whole turn; returns the experiment and its decision. Raises Interrupted after Ctrl-C."""
     env.watch = Stopwatch()
     state = env.state()
@@ -368,7 +480,11 @@ def run_turn(env: Env, direction: Direction | None, rerun_of: tuple[str, int] | 
     if decision is None or rerun_of is not None:
         decision = conclude(env, exp)
     suggest(env, exp)
-    env.record(OverheadRecord(experiment=exp, seconds=env.watch.overhead(), turn_s=round(env.watch.total(), 3)))
+    env.record(
+        OverheadRecord(
+            experiment=exp, seconds=env.watch.overhead(), turn_s=round(env.watch.total(), 3)
+        )
+    )
     write_notes(env, exp, decision.verdict)
     return exp, decision
 
@@ -380,7 +496,9 @@ def interrupted_turn(env: Env) -> None:
     open_experiment = state.open_experiment
     if open_experiment is not None:
         render_from_ledger(env.workspace, env.settings.research.question)
-        gitops.commit_notes(env.root, open_experiment.id, "interrupted", "Runs interrupted by Ctrl-C.")
+        gitops.commit_notes(
+            env.root, open_experiment.id, "interrupted", "Runs interrupted by Ctrl-C."
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -401,7 +519,9 @@ def exclusive(workspace: Workspace) -> Iterator[None]:
     if lock.exists():
         text = lock.read_text(encoding="utf-8").strip()
         if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
-            raise UserError(f"another `vibe-research continue` (pid {text}) is working in {workspace.root}: wait for it or stop it")
+            raise UserError(
+                f"another `vibe-research continue` (pid {text}) is working in {workspace.root}: wait for it or stop it"
+            )
     write_atomic(lock, str(os.getpid()))
     try:
         yield

@@ -13,8 +13,10 @@ from rich.table import Table
 from vibe_research.research.ledger import SuggestionsRecord
 from vibe_research.research.state import ExperimentState, ResearchState
 
-KEYS = "[bold]1-{n}[/] pick   [bold]e[/] your own idea   [bold]a N[/] N turns unattended   " \
-       "[bold]r[/] rerun with more seeds   [bold]k[/]/[bold]d[/] keep/discard against the verdict   [bold]q[/] quit"
+KEYS = (
+    "[bold]1-{n}[/] pick   [bold]e[/] your own idea   [bold]a N[/] N turns unattended   "
+    "[bold]r[/] rerun with more seeds   [bold]k[/]/[bold]d[/] keep/discard against the verdict   [bold]q[/] quit"
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,11 @@ def parse_choice(answer: str, suggestions: int) -> Choice | str:
         number = int(key)
         if 1 <= number <= suggestions:
             return Choice("pick", number)
-        return f"there are {suggestions} suggestions: pick 1 to {suggestions}" if suggestions else "no suggestions to pick from: use e"
+        return (
+            f"there are {suggestions} suggestions: pick 1 to {suggestions}"
+            if suggestions
+            else "no suggestions to pick from: use e"
+        )
     simple = {"r": "rerun", "k": "keep", "d": "discard", "q": "quit"}
     if key in simple:
         return Choice(simple[key])  # type: ignore[arg-type]
@@ -54,14 +60,33 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def results_table(experiment: ExperimentState) -> Table:
     table = Table(title=f"{experiment.id}: {experiment.title}", title_justify="left")
     sweep = experiment.is_sweep
-    for column in ("run", *(["setting"] if sweep else []), "seed", "outcome", "steps", "tok/s", "bpb", "ppl", "judge"):
-        table.add_column(column, justify="left" if column in ("run", "setting", "outcome") else "right")
+    for column in (
+        "run",
+        *(["setting"] if sweep else []),
+        "seed",
+        "outcome",
+        "steps",
+        "tok/s",
+        "bpb",
+        "ppl",
+        "judge",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("run", "setting", "outcome") else "right"
+        )
     for run in experiment.runs.values():
         end, ev, judged = run.end, run.evaluation, run.judgement
-        table.add_row(run.run, *([run.setting] if sweep else []), str(run.seed), end.outcome if end else "running?",
-                      f"{end.steps:,}" if end and end.steps else "", f"{end.tokens_per_s:,.0f}" if end and end.tokens_per_s else "",
-                      _fmt(ev.bpb if ev else None), _fmt(ev.perplexity if ev else None, 2),
-                      _fmt(judged.overall if judged and judged.scores else None, 2))
+        table.add_row(
+            run.run,
+            *([run.setting] if sweep else []),
+            str(run.seed),
+            end.outcome if end else "running?",
+            f"{end.steps:,}" if end and end.steps else "",
+            f"{end.tokens_per_s:,.0f}" if end and end.tokens_per_s else "",
+            _fmt(ev.bpb if ev else None),
+            _fmt(ev.perplexity if ev else None, 2),
+            _fmt(judged.overall if judged and judged.scores else None, 2),
+        )
     return table
 
 
@@ -69,24 +94,39 @@ def show_turn(console: Console, state: ResearchState, experiment: ExperimentStat
     console.print(results_table(experiment))
     decision = experiment.decision
     if decision:
-        colour = {"better": "green", "baseline": "cyan", "worse": "red", "failed": "red"}.get(decision.verdict, "yellow")
+        colour = {"better": "green", "baseline": "cyan", "worse": "red", "failed": "red"}.get(
+            decision.verdict, "yellow"
+        )
         kept = "kept" if decision.kept else "discarded"
-        console.print(f"[{colour}]{decision.verdict}[/] ({kept}): {decision.reason}", highlight=False)
+        console.print(
+            f"[{colour}]{decision.verdict}[/] ({kept}): {decision.reason}", highlight=False
+        )
     if experiment.overhead:
         last = experiment.overhead[-1]
         spent = sum(last.seconds.values())
-        console.print(f"turn: {last.turn_s:.0f} s, {spent:.1f} s ({spent / max(last.turn_s, 1e-9):.1%}) outside training and evaluation",
-                      style="dim", highlight=False)
+        console.print(
+            f"turn: {last.turn_s:.0f} s, {spent:.1f} s ({spent / max(last.turn_s, 1e-9):.1%}) outside training and evaluation",
+            style="dim",
+            highlight=False,
+        )
     if experiment.is_sweep and experiment.chosen:
-        console.print(f"best setting of the sweep: {experiment.chosen} (its runs stand for the experiment)", highlight=False)
+        console.print(
+            f"best setting of the sweep: {experiment.chosen} (its runs stand for the experiment)",
+            highlight=False,
+        )
     best = state.best_experiment
     if best and best.bpbs:
-        console.print(f"current best: {best.id} at {sum(best.bpbs) / len(best.bpbs):.4f} bpb ({best.entry})",
-                      style="bold", highlight=False)
+        console.print(
+            f"current best: {best.id} at {sum(best.bpbs) / len(best.bpbs):.4f} bpb ({best.entry})",
+            style="bold",
+            highlight=False,
+        )
     trainer = state.current_for(experiment.entry)
     if trainer and trainer.id != (best.id if best else None) and trainer.bpbs:
-        console.print(f"{experiment.entry} stands at {trainer.id}, {sum(trainer.bpbs) / len(trainer.bpbs):.4f} bpb",
-                      highlight=False)
+        console.print(
+            f"{experiment.entry} stands at {trainer.id}, {sum(trainer.bpbs) / len(trainer.bpbs):.4f} bpb",
+            highlight=False,
+        )
 
 
 def show_menu(console: Console, suggestions: SuggestionsRecord | None) -> int:
@@ -98,7 +138,13 @@ def show_menu(console: Console, suggestions: SuggestionsRecord | None) -> int:
             table.add_column(column, overflow="fold")
         for number, item in enumerate(items, start=1):
             cost = f"{item.cost_minutes:g} min" if item.cost_minutes is not None else ""
-            table.add_row(str(number), f"[bold]{item.title}[/]\n{item.idea}\n[dim]{item.why}[/]", item.expected_effect, cost, item.risk)
+            table.add_row(
+                str(number),
+                f"[bold]{item.title}[/]\n{item.idea}\n[dim]{item.why}[/]",
+                item.expected_effect,
+                cost,
+                item.risk,
+            )
         console.print(table)
     console.print(KEYS.format(n=len(items) or 0), highlight=False)
     return len(items)

@@ -10,7 +10,12 @@ from importlib import resources
 from pathlib import Path
 
 from vibe_research.lm.errors import UserError
-from vibe_research.research.blocks import remove_stale_temps, replace_blocks, strip_markers, write_atomic
+from vibe_research.research.blocks import (
+    remove_stale_temps,
+    replace_blocks,
+    strip_markers,
+    write_atomic,
+)
 from vibe_research.research.experiment_page import new_page, page_blocks
 from vibe_research.research.readme_page import readme_blocks
 from vibe_research.research.state import ResearchState
@@ -20,7 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def readme_template() -> str:
-    return (resources.files("vibe_research") / "templates" / "notes" / "README.md").read_text(encoding="utf-8")
+    return (resources.files("vibe_research") / "templates" / "notes" / "README.md").read_text(
+        encoding="utf-8"
+    )
 
 
 def read_page(path: Path) -> str:
@@ -28,10 +35,14 @@ def read_page(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 so its blocks can be updated") from exc
+        raise UserError(
+            f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 so its blocks can be updated"
+        ) from exc
 
 
-def render_notes(workspace: Workspace, state: ResearchState, question: str, confidence: float = 0.95) -> list[Path]:
+def render_notes(
+    workspace: Workspace, state: ResearchState, question: str, confidence: float = 0.95
+) -> list[Path]:
     """Re-render README and every experiment page from `state`; returns the files that changed."""
     for folder in (workspace.notes, workspace.experiments_pages, workspace.figures):
         for path in remove_stale_temps(folder):
@@ -39,12 +50,18 @@ def render_notes(workspace: Workspace, state: ResearchState, question: str, conf
     changed = []
     readme = workspace.notes / "README.md"
     current = read_page(readme) if readme.exists() else readme_template()
-    if write_atomic(readme, replace_blocks(current, readme_blocks(state, question, confidence), str(readme))):
+    if write_atomic(
+        readme, replace_blocks(current, readme_blocks(state, question, confidence), str(readme))
+    ):
         changed.append(readme)
     for experiment in state.experiments.values():
         page = workspace.experiments_pages / f"{experiment.id}.md"
         bodies = page_blocks(state, experiment, confidence)
-        text = replace_blocks(read_page(page), bodies, str(page)) if page.exists() else new_page(experiment, bodies)
+        text = (
+            replace_blocks(read_page(page), bodies, str(page))
+            if page.exists()
+            else new_page(experiment, bodies)
+        )
         if write_atomic(page, text):
             changed.append(page)
     log.debug("notes: %d file(s) changed", len(changed))
@@ -66,8 +83,9 @@ def export_markdown(workspace: Workspace, state: ResearchState) -> str:
     return "\n\n---\n\n".join(part.strip() for part in parts) + "\n"
 
 
-def render_from_ledger(workspace: Workspace, question: str, figures: bool = True,
-                       confidence: float = 0.95) -> tuple[ResearchState, list[Path]]:
+def render_from_ledger(
+    workspace: Workspace, question: str, figures: bool = True, confidence: float = 0.95
+) -> tuple[ResearchState, list[Path]]:
     """Read notes/ledger.jsonl, fold it, re-render every page (and figure); the state and changed files."""
     from vibe_research.research.figures import render_figures
     from vibe_research.research.ledger import read

@@ -37,7 +37,9 @@ class _Parts:
     cut: dict[str, int] = field(default_factory=dict)
 
     def sections(self) -> dict[str, str]:
-        pages = "\n\n".join(f"## {name}\n\n{text.strip()}" for name, text in self.pages) or "(none yet)"
+        pages = (
+            "\n\n".join(f"## {name}\n\n{text.strip()}" for name, text in self.pages) or "(none yet)"
+        )
         if self.cut.get("pages"):
             pages += f"\n\n({self.cut['pages']} older experiment pages left out to fit the token budget; see the list below.)"
         tried = "\n".join(self.tried) or "(nothing yet: the next experiment is the first)"
@@ -46,7 +48,11 @@ class _Parts:
         files = "\n\n".join(_fenced(path, text) for path, text in self.files)
         if self.cut.get("files"):
             files += f"\n\n({self.cut['files']} more files in experiments/ left out to fit the token budget.)"
-        readme = self.readme + ("\n\n(the rest of the README was left out to fit the token budget)" if self.cut.get("readme") else "")
+        readme = self.readme + (
+            "\n\n(the rest of the README was left out to fit the token budget)"
+            if self.cut.get("readme")
+            else ""
+        )
         return {"readme": readme, "pages": pages, "tried": tried, "files": files}
 
 
@@ -60,13 +66,19 @@ def proposal_context(
 ) -> ResearchContext:
     """What a proposer needs to propose the next experiment."""
     extra = {"direction": _direction(pick, idea), "seeds": ", ".join(map(str, _seeds(settings)))}
-    return _context(workspace, settings, history, "propose.md", extra, pick=pick, idea=idea, best_run=best_run)
+    return _context(
+        workspace, settings, history, "propose.md", extra, pick=pick, idea=idea, best_run=best_run
+    )
 
 
-def suggestion_context(workspace: Workspace, settings: Settings, history: list[Tried], best_run: str | None = None) -> ResearchContext:
+def suggestion_context(
+    workspace: Workspace, settings: Settings, history: list[Tried], best_run: str | None = None
+) -> ResearchContext:
     """What a proposer needs to offer the next two or three steps."""
     extra = {"run_minutes": f"{settings.train.budget_s / 60:g}"}
-    return _context(workspace, settings, history, "suggest.md", extra, pick=None, idea=None, best_run=best_run)
+    return _context(
+        workspace, settings, history, "suggest.md", extra, pick=None, idea=None, best_run=best_run
+    )
 
 
 def _seeds(settings: Settings) -> list[int]:
@@ -86,27 +98,47 @@ def _context(
 ) -> ResearchContext:
     files = read_experiment_files(workspace)
     parts = _Parts(
-        readme=_read(workspace.notes / "README.md") or "(no notes yet: the workspace has just been created)",
+        readme=_read(workspace.notes / "README.md")
+        or "(no notes yet: the workspace has just been created)",
         pages=_recent_pages(workspace.experiments_pages),
         tried=[item.line() for item in history],
         files=sorted(files.items(), key=lambda item: (item[0] != settings.train.entry, item[0])),
     )
-    system = render("system.md", question=settings.research.question, budget_s=f"{settings.train.budget_s:g}")
+    system = render(
+        "system.md", question=settings.research.question, budget_s=f"{settings.train.budget_s:g}"
+    )
     messages = fit_prompt(system, template, parts, extra, settings.llm.prompt_token_budget)
     return ResearchContext(
-        messages=messages, files=files, history=history, seeds=_seeds(settings),
-        budget_s=settings.train.budget_s, best_run=best_run, pick=pick, idea=idea,
+        messages=messages,
+        files=files,
+        history=history,
+        seeds=_seeds(settings),
+        budget_s=settings.train.budget_s,
+        best_run=best_run,
+        pick=pick,
+        idea=idea,
     )
 
 
-def fit_prompt(system: str, template: str, parts: _Parts, extra: dict[str, str], budget: int) -> list[Message]:
+def fit_prompt(
+    system: str, template: str, parts: _Parts, extra: dict[str, str], budget: int
+) -> list[Message]:
     """The chat messages, with parts cut (see the module doc) until they fit `budget` tokens."""
     cuts = _cuts(parts)
     while True:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": render(template, **parts.sections(), **extra)}]
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": render(template, **parts.sections(), **extra)},
+        ]
         tokens = count_message_tokens(messages)
         if tokens <= budget:
-            log.info("prompt %s: %d tokens (budget %d)%s", template, tokens, budget, f", cut {parts.cut}" if parts.cut else "")
+            log.info(
+                "prompt %s: %d tokens (budget %d)%s",
+                template,
+                tokens,
+                budget,
+                f", cut {parts.cut}" if parts.cut else "",
+            )
             return messages
         if not next(cuts, False):
             raise UserError(

@@ -44,7 +44,9 @@ class ProposalOutcome:
         return None if self.ok else self.attempts[-1].error
 
 
-def propose_and_apply(proposer: Proposer, context: ResearchContext, root: Path, smoke_check: SmokeCheck) -> ProposalOutcome:
+def propose_and_apply(
+    proposer: Proposer, context: ResearchContext, root: Path, smoke_check: SmokeCheck
+) -> ProposalOutcome:
     """Up to two proposals; the first that applies and survives the smoke run stays on disk."""
     attempts: list[Attempt] = []
     for number in range(1, TRIES + 1):
@@ -53,12 +55,16 @@ def propose_and_apply(proposer: Proposer, context: ResearchContext, root: Path, 
         attempts.append(attempt)
         if applied is not None:
             return ProposalOutcome(attempts, applied)
-        log.warning("proposal %d of %d failed at %s: %s", number, TRIES, attempt.stage, attempt.error)
+        log.warning(
+            "proposal %d of %d failed at %s: %s", number, TRIES, attempt.stage, attempt.error
+        )
         context = context.after_failure(proposal, attempt.error or "")
     return ProposalOutcome(attempts, None)
 
 
-def _attempt(proposal: Proposal, root: Path, smoke_check: SmokeCheck) -> tuple[Attempt, AppliedEdits | None]:
+def _attempt(
+    proposal: Proposal, root: Path, smoke_check: SmokeCheck
+) -> tuple[Attempt, AppliedEdits | None]:
     try:
         applied = apply_edits(root, proposal.edits)
     except EditRejected as exc:

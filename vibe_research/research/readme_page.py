@@ -1,7 +1,14 @@
 """The blocks of notes/README.md: the question, the current best, the leaderboard, the timeline."""
 
 from vibe_research.research.figures import PROGRESS_FIGURE
-from vibe_research.research.markdown import interval, num, page_link, short_commit, table, verdict_word
+from vibe_research.research.markdown import (
+    interval,
+    num,
+    page_link,
+    short_commit,
+    table,
+    verdict_word,
+)
 from vibe_research.research.state import ExperimentState, ResearchState, leaderboard, setting_pairs
 
 
@@ -16,22 +23,39 @@ def _best_block(state: ResearchState, confidence: float) -> str:
     decision = best.decision
     commit = best.proposal.commit if best.proposal else None
     lines = [
-        f"**{best.title}** ({page_link(best.id)}), " + (f"commit {short_commit(commit)}" if commit else "runs only, no change to experiments/")
+        f"**{best.title}** ({page_link(best.id)}), "
+        + (f"commit {short_commit(commit)}" if commit else "runs only, no change to experiments/")
         + (f", tag `{decision.tag}`" if decision and decision.tag else ""),
         "",
         f"- validation bits per byte: **{interval(row.bpb, 4)}** "
-        + (f"(mean over {row.runs} seeds, {confidence:.0%} t interval)" if row.runs > 1 else "(one run)"),
+        + (
+            f"(mean over {row.runs} seeds, {confidence:.0%} t interval)"
+            if row.runs > 1
+            else "(one run)"
+        ),
         f"- perplexity: {num(sum(perplexities) / len(perplexities), 2) if perplexities else '–'}"
         + (f" per {', '.join(tokenizers)} token" if tokenizers else ""),
         f"- judge score: {interval(row.judge, 2)} (1 to 10)",
     ]
     overrides = _overrides(best)
-    lines.append(f"- trains `{best.entry}`" + (f" with {overrides}" if overrides else ", its defaults at that commit"))
-    others = [(entry, state.experiments[e]) for entry, e in sorted(state.current.items()) if e != best.id]
+    lines.append(
+        f"- trains `{best.entry}`"
+        + (f" with {overrides}" if overrides else ", its defaults at that commit")
+    )
+    others = [
+        (entry, state.experiments[e]) for entry, e in sorted(state.current.items()) if e != best.id
+    ]
     if others:
-        lines += ["", "Where each other experiment script stands (its latest kept experiment, what its changes are measured against):", ""]
-        lines += [f"- `{entry}`: {page_link(e.id)} {e.title}"
-                  + (f", bpb {sum(e.bpbs) / len(e.bpbs):.4f} over {len(e.bpbs)} seeds" if e.bpbs else "") for entry, e in others]
+        lines += [
+            "",
+            "Where each other experiment script stands (its latest kept experiment, what its changes are measured against):",
+            "",
+        ]
+        lines += [
+            f"- `{entry}`: {page_link(e.id)} {e.title}"
+            + (f", bpb {sum(e.bpbs) / len(e.bpbs):.4f} over {len(e.bpbs)} seeds" if e.bpbs else "")
+            for entry, e in others
+        ]
     return "\n".join(lines)
 
 
@@ -46,17 +70,37 @@ def _leaderboard_block(state: ResearchState, confidence: float) -> str:
     rows = leaderboard(state, confidence)
     if not rows:
         return "_Nothing measured yet._"
-    body = [[
-        str(row.rank), ("★ " if row.best else "") + page_link(row.experiment),
-        row.title + (f" (best: `{row.setting}`)" if row.setting else ""),
-        interval(row.bpb, 4), interval(row.judge, 2),
-        f"{row.win_rate:.0%}" if row.win_rate is not None else "–", str(row.runs),
-        verdict_word(state.experiments[row.experiment]),
-    ] for row in rows]
+    body = [
+        [
+            str(row.rank),
+            ("★ " if row.best else "") + page_link(row.experiment),
+            row.title + (f" (best: `{row.setting}`)" if row.setting else ""),
+            interval(row.bpb, 4),
+            interval(row.judge, 2),
+            f"{row.win_rate:.0%}" if row.win_rate is not None else "–",
+            str(row.runs),
+            verdict_word(state.experiments[row.experiment]),
+        ]
+        for row in rows
+    ]
     level = f"{confidence:.0%} CI"
-    board = table(["#", "experiment", "title", f"bpb ({level})", f"judge ({level})", "win rate", "seeds", "verdict"], body)
+    board = table(
+        [
+            "#",
+            "experiment",
+            "title",
+            f"bpb ({level})",
+            f"judge ({level})",
+            "win rate",
+            "seeds",
+            "verdict",
+        ],
+        body,
+    )
     measured = any(row.bpb for row in rows)
-    return f"{board}\n\n![progress over experiments](figures/{PROGRESS_FIGURE})" if measured else board
+    return (
+        f"{board}\n\n![progress over experiments](figures/{PROGRESS_FIGURE})" if measured else board
+    )
 
 
 def _timeline_block(state: ResearchState) -> str:
@@ -67,10 +111,18 @@ def _timeline_block(state: ResearchState) -> str:
         first = experiment.proposal.at if experiment.proposal else None
         when = first.strftime("%Y-%m-%d %H:%M") if first else "????"
         bpb = experiment.bpbs
-        measured = f", bpb {sum(bpb) / len(bpb):.4f} over {len(bpb)} seed{'s' if len(bpb) != 1 else ''}" if bpb else ""
-        lines.append(f"- {when} · {page_link(experiment.id)} **{experiment.title}**: {verdict_word(experiment)}{measured}")
+        measured = (
+            f", bpb {sum(bpb) / len(bpb):.4f} over {len(bpb)} seed{'s' if len(bpb) != 1 else ''}"
+            if bpb
+            else ""
+        )
+        lines.append(
+            f"- {when} · {page_link(experiment.id)} **{experiment.title}**: {verdict_word(experiment)}{measured}"
+        )
         if experiment.interrupted_runs:
-            lines.append(f"  - interrupted: {', '.join(run.run for run in experiment.interrupted_runs)}")
+            lines.append(
+                f"  - interrupted: {', '.join(run.run for run in experiment.interrupted_runs)}"
+            )
         if experiment.pick:
             lines.append(f"  - next: {_pick_text(experiment)}")
     return "\n".join(lines)
@@ -82,7 +134,7 @@ def _pick_text(experiment: ExperimentState) -> str:
         return ""
     who = "picked automatically" if pick.by == "auto" else "the researcher picked"
     if pick.choice is None:
-        return f"the researcher's own idea: \"{pick.idea}\""
+        return f'the researcher\'s own idea: "{pick.idea}"'
     return f"{who} #{pick.choice}, {pick.title}"
 
 

@@ -34,8 +34,12 @@ def _planned_files(root: Path) -> dict[Path, Path | str]:
 def _data_block(data: Path) -> str:
     folder = data.expanduser().resolve()
     if not (folder / "valid.txt").is_file() or not list(folder.glob("train*.txt")):
-        raise UserError(f"--data {data}: expected a folder with train*.txt and valid.txt; point it at one (for example ../shared/data/tinystories)")
-    return f'source = "files"\ntrain = ["{folder / "train*.txt"}"]\nvalid = "{folder / "valid.txt"}"\n'
+        raise UserError(
+            f"--data {data}: expected a folder with train*.txt and valid.txt; point it at one (for example ../shared/data/tinystories)"
+        )
+    return (
+        f'source = "files"\ntrain = ["{folder / "train*.txt"}"]\nvalid = "{folder / "valid.txt"}"\n'
+    )
 
 
 def _settings_text(template: Path, data: Path | None) -> str:
@@ -43,9 +47,17 @@ def _settings_text(template: Path, data: Path | None) -> str:
     if data is None:
         return text
     head, sep, tail = text.partition("[data]\n")
-    text = head + sep + _data_block(data) + "\n".join(
-        line for line in tail.splitlines() if not line.startswith(("source =", "train =", "# valid ="))
-    ) + "\n"
+    text = (
+        head
+        + sep
+        + _data_block(data)
+        + "\n".join(
+            line
+            for line in tail.splitlines()
+            if not line.startswith(("source =", "train =", "# valid ="))
+        )
+        + "\n"
+    )
     tomllib.loads(text)  # the template edit must stay valid TOML
     return text
 
@@ -58,7 +70,9 @@ def init_workspace(root: Path, data: Path | None = None) -> Workspace:
     planned = _planned_files(root)
     clashes = [path for path in planned if path.exists()]
     if clashes:
-        raise UserError(f"{clashes[0]} already exists: init never overwrites; choose an empty folder")
+        raise UserError(
+            f"{clashes[0]} already exists: init never overwrites; choose an empty folder"
+        )
     settings = _settings_text(_template("vibe-research.toml"), data)
     for destination, source in planned.items():
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -70,11 +84,15 @@ def init_workspace(root: Path, data: Path | None = None) -> Workspace:
             destination.write_text(source, encoding="utf-8")
     (root / "notes" / "experiments").mkdir(exist_ok=True)
     (root / "notes" / "figures").mkdir(exist_ok=True)
-    repo = git.Repo(root) if (root / ".git").exists() else git.Repo.init(root, initial_branch="main")
+    repo = (
+        git.Repo(root) if (root / ".git").exists() else git.Repo.init(root, initial_branch="main")
+    )
     repo.index.add([str(path.relative_to(root)) for path in planned])
     if not repo.config_reader().has_option("user", "email"):
         with repo.config_writer() as config:
-            config.set_value("user", "name", "vibe-research").set_value("user", "email", "vibe-research@localhost")
+            config.set_value("user", "name", "vibe-research").set_value(
+                "user", "email", "vibe-research@localhost"
+            )
     repo.index.commit("Start the research workspace (vibe-research init)")
     log.debug("created workspace %s", root)
     return Workspace(root)

@@ -5,13 +5,25 @@ import logging
 from rich.console import Console
 
 from vibe_research.llm.schemas import Suggestion
+from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
-from vibe_research.research.ledger import DecisionRecord, PickRecord, PlannedRun, ProposalRecord, experiment_id
-from vibe_research.research.loop import has_baseline, interrupted_turn, run_experiment, run_turn, write_notes
+from vibe_research.research.ledger import (
+    DecisionRecord,
+    PickRecord,
+    PlannedRun,
+    ProposalRecord,
+    experiment_id,
+)
+from vibe_research.research.loop import (
+    has_baseline,
+    interrupted_turn,
+    run_experiment,
+    run_turn,
+    write_notes,
+)
 from vibe_research.research.menu import Choice, parse_choice, show_menu, show_turn
 from vibe_research.research.state import ExperimentState
 from vibe_research.research.turn import Direction, Env, Interrupted, decide
-from vibe_research.lm.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +34,18 @@ def manual(env: Env, title: str) -> str:
     exp = experiment_id(state.next_number, title)
     commit = gitops.commit_manual(env.root, exp, title)
     planned = [PlannedRun(seed=seed) for seed in env.seeds()]
-    env.record(ProposalRecord(experiment=exp, title=title, hypothesis="The researcher's own change.", source="manual",
-                              commit=commit, diff=gitops.diff_of(env.root, commit), entry=env.settings.train.entry,
-                              runs=planned))
+    env.record(
+        ProposalRecord(
+            experiment=exp,
+            title=title,
+            hypothesis="The researcher's own change.",
+            source="manual",
+            commit=commit,
+            diff=gitops.diff_of(env.root, commit),
+            entry=env.settings.train.entry,
+            runs=planned,
+        )
+    )
     run_experiment(env, exp, env.settings.train.entry, planned, commit)
     return exp
 
@@ -41,14 +62,20 @@ class Session:
         offered = self.env.state().last_suggestions
         if offered is None or not 1 <= number <= len(offered.items):
             count = len(offered.items) if offered else 0
-            raise UserError(f"--pick {number}: the last turn offered {count} suggestion(s); "
-                            "run `vibe-research status` to see them, or use --idea TEXT")
+            raise UserError(
+                f"--pick {number}: the last turn offered {count} suggestion(s); "
+                "run `vibe-research status` to see them, or use --idea TEXT"
+            )
         item = offered.items[number - 1]
-        return offered.experiment, Suggestion(title=item.title, idea=item.idea, why=item.why or "-",
-                                              expected_effect=item.expected_effect or "-",
-                                              cost_minutes=item.cost_minutes or 1.0,
-                                              risk=item.risk if item.risk in ("low", "medium", "high") else "medium",
-                                              move=item.move)
+        return offered.experiment, Suggestion(
+            title=item.title,
+            idea=item.idea,
+            why=item.why or "-",
+            expected_effect=item.expected_effect or "-",
+            cost_minutes=item.cost_minutes or 1.0,
+            risk=item.risk if item.risk in ("low", "medium", "high") else "medium",
+            move=item.move,
+        )
 
     def _direction(self, choice: Choice, by: str = "researcher") -> Direction:
         """Record the pick on the experiment it follows, and turn it into a Direction."""
@@ -56,16 +83,33 @@ class Session:
         last = max(state.experiments.values(), key=lambda e: e.number, default=None)
         if choice.action == "pick" and choice.number is not None:
             after, suggestion = self._suggestion(choice.number)
-            self.env.record(PickRecord(experiment=after, choice=choice.number, title=suggestion.title,
-                                       idea=suggestion.idea, by=by))  # type: ignore[arg-type]
+            self.env.record(
+                PickRecord(
+                    experiment=after,
+                    choice=choice.number,
+                    title=suggestion.title,
+                    idea=suggestion.idea,
+                    by=by,
+                )
+            )  # type: ignore[arg-type]
             return Direction(pick=suggestion)
         if last is not None:
-            self.env.record(PickRecord(experiment=last.id, choice=None, title="own idea", idea=choice.text, by="researcher"))
+            self.env.record(
+                PickRecord(
+                    experiment=last.id,
+                    choice=None,
+                    title="own idea",
+                    idea=choice.text,
+                    by="researcher",
+                )
+            )
         return Direction(idea=choice.text)
 
     # ----- turns --------------------------------------------------------------------------------
 
-    def _turn(self, direction: Direction | None, rerun_of: tuple[str, int] | None = None) -> ExperimentState | None:
+    def _turn(
+        self, direction: Direction | None, rerun_of: tuple[str, int] | None = None
+    ) -> ExperimentState | None:
         try:
             exp, _ = run_turn(self.env, direction, rerun_of)
         except Interrupted as stop:
@@ -82,8 +126,11 @@ class Session:
         if open_experiment is None:
             return
         missing = len(open_experiment.interrupted_runs)
-        self.console.print(f"[yellow]{open_experiment.id}[/] ({open_experiment.title}) was interrupted with "
-                           f"{missing} unfinished run(s).", highlight=False)
+        self.console.print(
+            f"[yellow]{open_experiment.id}[/] ({open_experiment.title}) was interrupted with "
+            f"{missing} unfinished run(s).",
+            highlight=False,
+        )
         if not self.interactive:
             self.console.print("resuming it", highlight=False)
             return
@@ -99,21 +146,33 @@ class Session:
             if offered is None or not offered.items:
                 self.console.print("no suggestion to take: stopping", highlight=False)
                 return
-            self.console.print(f"[bold]unattended turn {number} of {turns}[/]: {offered.items[0].title}", highlight=False)
+            self.console.print(
+                f"[bold]unattended turn {number} of {turns}[/]: {offered.items[0].title}",
+                highlight=False,
+            )
             self._turn(self._direction(Choice("pick", 1), by="auto"))
 
     def _needs_first_turn(self) -> bool:
         state = self.env.state()
         return state.open_experiment is not None or not has_baseline(state)
 
-    def start(self, pick: int | None = None, idea: str | None = None, auto: int | None = None) -> None:
+    def start(
+        self, pick: int | None = None, idea: str | None = None, auto: int | None = None
+    ) -> None:
         self._resume_prompt()
         if self._needs_first_turn():
             first = self._turn(None)
-            if first and first.decision and first.decision.verdict == "failed" and first.proposal \
-                    and first.proposal.source == "baseline":
-                raise UserError(f"the baseline failed ({first.decision.reason.splitlines()[0][:300]}): fix "
-                                f"{self.env.settings.train.entry} and run `vibe-research continue` again")
+            if (
+                first
+                and first.decision
+                and first.decision.verdict == "failed"
+                and first.proposal
+                and first.proposal.source == "baseline"
+            ):
+                raise UserError(
+                    f"the baseline failed ({first.decision.reason.splitlines()[0][:300]}): fix "
+                    f"{self.env.settings.train.entry} and run `vibe-research continue` again"
+                )
         if pick is not None:
             self._turn(self._direction(Choice("pick", pick)))
         elif idea is not None:
@@ -155,6 +214,7 @@ class Session:
     def _override(self, experiment: ExperimentState, keep: bool) -> None:
         decision: DecisionRecord = decide(self.env, experiment.id, by_researcher=keep)
         write_notes(self.env, experiment.id, decision.verdict)
-        self.console.print(f"{experiment.id} {'kept' if keep else 'discarded'} by you (verdict was {decision.verdict})",
-                           highlight=False)
-
+        self.console.print(
+            f"{experiment.id} {'kept' if keep else 'discarded'} by you (verdict was {decision.verdict})",
+            highlight=False,
+        )

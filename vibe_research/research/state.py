@@ -31,8 +31,10 @@ OK_OUTCOME = "ok"
 
 def setting_pairs(overrides: dict[str, str]) -> list[str]:
     """Overrides as a reader wants them: `key=value` each, a run folder by its name only."""
-    return [f"{key}={PurePath(value).name if PurePath(value).is_absolute() else value}"
-            for key, value in sorted(overrides.items())]
+    return [
+        f"{key}={PurePath(value).name if PurePath(value).is_absolute() else value}"
+        for key, value in sorted(overrides.items())
+    ]
 
 
 @dataclass
@@ -59,7 +61,9 @@ class RunState:
 
     @property
     def measured(self) -> bool:
-        return self.end is not None and self.end.outcome == OK_OUTCOME and self.evaluation is not None
+        return (
+            self.end is not None and self.end.outcome == OK_OUTCOME and self.evaluation is not None
+        )
 
 
 @dataclass
@@ -115,7 +119,10 @@ class ExperimentState:
         variants = self.variants
         if not variants:
             return []
-        return min(variants.values(), key=lambda runs: mean(run.evaluation.bpb for run in runs if run.evaluation))
+        return min(
+            variants.values(),
+            key=lambda runs: mean(run.evaluation.bpb for run in runs if run.evaluation),
+        )
 
     @property
     def chosen(self) -> str | None:
@@ -129,7 +136,11 @@ class ExperimentState:
 
     @property
     def judge_scores(self) -> list[float]:
-        return [run.judgement.overall for run in self.chosen_runs if run.judgement and run.judgement.scores]
+        return [
+            run.judgement.overall
+            for run in self.chosen_runs
+            if run.judgement and run.judgement.scores
+        ]
 
     @property
     def interrupted_runs(self) -> list[RunState]:
@@ -154,7 +165,9 @@ class ResearchState:
         no code (an n-gram sweep, a fusion of the best run, a seed check): the leader."""
         this = self.experiments[experiment]
         changes_code = this.proposal is not None and this.proposal.commit is not None
-        for candidate in ((self.current.get(this.entry), self.best) if changes_code else (self.best,)):
+        for candidate in (
+            (self.current.get(this.entry), self.best) if changes_code else (self.best,)
+        ):
             if candidate is not None and candidate != experiment:
                 return self.experiments[candidate]
         return None
@@ -222,7 +235,9 @@ def rebuild_state(records: list[Record]) -> ResearchState:
     state = ResearchState()
     kept_order: list[str] = []
     for record in records:
-        experiment = state.experiments.setdefault(record.experiment, ExperimentState(id=record.experiment))
+        experiment = state.experiments.setdefault(
+            record.experiment, ExperimentState(id=record.experiment)
+        )
         _fold(experiment, record)
         if isinstance(record, DecisionRecord):
             if record.experiment in kept_order:
@@ -240,14 +255,22 @@ def rebuild_state(records: list[Record]) -> ResearchState:
     return state
 
 
-def compare_with_best(state: ResearchState, experiment: str, objective: Objective,
-                      confidence: float = 0.95) -> Comparison | None:
+def compare_with_best(
+    state: ResearchState, experiment: str, objective: Objective, confidence: float = 0.95
+) -> Comparison | None:
     """The experiment's seeds against its reference's (see ResearchState.reference); None without one."""
     reference = state.reference(experiment)
     if reference is None:
         return None
     candidate = state.experiments[experiment]
-    return compare(objective, candidate.bpbs, reference.bpbs, candidate.judge_scores, reference.judge_scores, confidence)
+    return compare(
+        objective,
+        candidate.bpbs,
+        reference.bpbs,
+        candidate.judge_scores,
+        reference.judge_scores,
+        confidence,
+    )
 
 
 class LeaderboardRow(BaseModel):
@@ -256,7 +279,9 @@ class LeaderboardRow(BaseModel):
     rank: int
     experiment: str
     title: str
-    setting: str = Field(default="", description="a sweep's best setting, whose runs the row summarises")
+    setting: str = Field(
+        default="", description="a sweep's best setting, whose runs the row summarises"
+    )
     runs: int
     bpb: Summary | None
     judge: Summary | None
@@ -272,18 +297,27 @@ def leaderboard(state: ResearchState, confidence: float = 0.95) -> list[Leaderbo
     rows = []
     for experiment in state.experiments.values():
         bpbs, judges = experiment.bpbs, experiment.judge_scores
-        pairwise = [run.judgement.pairwise.win_rate for run in experiment.chosen_runs
-                    if run.judgement and run.judgement.pairwise]
+        pairwise = [
+            run.judgement.pairwise.win_rate
+            for run in experiment.chosen_runs
+            if run.judgement and run.judgement.pairwise
+        ]
         decision = experiment.decision
-        rows.append(LeaderboardRow(
-            rank=0, experiment=experiment.id, title=experiment.title,
-            setting=(experiment.chosen or "") if experiment.is_sweep else "", runs=len(bpbs),
-            bpb=summarize(bpbs, confidence) if bpbs else None,
-            judge=summarize(judges, confidence) if judges else None,
-            win_rate=sum(pairwise) / len(pairwise) if pairwise else None,
-            verdict=decision.verdict if decision else None,
-            kept=bool(decision and decision.kept), best=experiment.id == state.best,
-            commit=experiment.proposal.commit if experiment.proposal else None,
-        ))
+        rows.append(
+            LeaderboardRow(
+                rank=0,
+                experiment=experiment.id,
+                title=experiment.title,
+                setting=(experiment.chosen or "") if experiment.is_sweep else "",
+                runs=len(bpbs),
+                bpb=summarize(bpbs, confidence) if bpbs else None,
+                judge=summarize(judges, confidence) if judges else None,
+                win_rate=sum(pairwise) / len(pairwise) if pairwise else None,
+                verdict=decision.verdict if decision else None,
+                kept=bool(decision and decision.kept),
+                best=experiment.id == state.best,
+                commit=experiment.proposal.commit if experiment.proposal else None,
+            )
+        )
     rows.sort(key=lambda row: (row.bpb is None, row.bpb.mean if row.bpb else 0.0, row.experiment))
     return [row.model_copy(update={"rank": index}) for index, row in enumerate(rows, start=1)]

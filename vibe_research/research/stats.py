@@ -84,7 +84,9 @@ def _betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _betacf(a, b, x) / a
     return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
@@ -131,7 +133,9 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
         return Summary(n=n, mean=mean, std=None, low=None, high=None, confidence=confidence)
     std = math.sqrt(_variance(values))
     half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
-    return Summary(n=n, mean=mean, std=std, low=mean - half, high=mean + half, confidence=confidence)
+    return Summary(
+        n=n, mean=mean, std=std, low=mean - half, high=mean + half, confidence=confidence
+    )
 
 
 def welch(
@@ -152,8 +156,18 @@ def welch(
     n_c, n_b = len(candidate), len(best)
     diff = sum(candidate) / n_c - sum(best) / n_b
     if n_c < 2 and n_b < 2:
-        return Difference(metric=metric, diff=diff, low=None, high=None, df=None, p_value=None,
-                          n_candidate=n_c, n_best=n_b, confidence=confidence, verdict="inconclusive")
+        return Difference(
+            metric=metric,
+            diff=diff,
+            low=None,
+            high=None,
+            df=None,
+            p_value=None,
+            n_candidate=n_c,
+            n_best=n_b,
+            confidence=confidence,
+            verdict="inconclusive",
+        )
     var_c = _variance(candidate) if n_c >= 2 else _variance(best)
     var_b = _variance(best) if n_b >= 2 else _variance(candidate)
     a, b = var_c / n_c, var_b / n_b
@@ -161,8 +175,18 @@ def welch(
     if se == 0.0:
         # every seed gave the same value: there is no noise to measure a difference against, and a
         # judge that scores identical samples identically says nothing about the seeds
-        return Difference(metric=metric, diff=diff, low=None, high=None, df=None, p_value=None,
-                          n_candidate=n_c, n_best=n_b, confidence=confidence, verdict="inconclusive")
+        return Difference(
+            metric=metric,
+            diff=diff,
+            low=None,
+            high=None,
+            df=None,
+            p_value=None,
+            n_candidate=n_c,
+            n_best=n_b,
+            confidence=confidence,
+            verdict="inconclusive",
+        )
     if n_c < 2 or n_b < 2:
         # one variance estimate serves both sides: its degrees of freedom are all there are
         df = float(max(n_c, n_b) - 1)
@@ -170,9 +194,18 @@ def welch(
         df = (a + b) ** 2 / (a * a / (n_c - 1) + b * b / (n_b - 1))
     half = t_quantile(0.5 + confidence / 2.0, df) * se
     p_value = 2.0 * (1.0 - t_cdf(abs(diff) / se, df))
-    return Difference(metric=metric, diff=diff, low=diff - half, high=diff + half, df=df, p_value=p_value,
-                      n_candidate=n_c, n_best=n_b, confidence=confidence,
-                      verdict=_direction(diff - half, diff + half, lower_is_better))
+    return Difference(
+        metric=metric,
+        diff=diff,
+        low=diff - half,
+        high=diff + half,
+        df=df,
+        p_value=p_value,
+        n_candidate=n_c,
+        n_best=n_b,
+        confidence=confidence,
+        verdict=_direction(diff - half, diff + half, lower_is_better),
+    )
 
 
 def _direction(low: float, high: float, lower_is_better: bool) -> Verdict:
@@ -201,8 +234,10 @@ def describe(difference: Difference) -> str:
     sizes = f"n={difference.n_candidate} vs {difference.n_best}"
     if difference.low is None or difference.high is None:
         return f"{difference.metric} {difference.diff:+.4f} (no interval: {_no_interval(difference)}, {sizes})"
-    return (f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
-            f"(Welch t-test, {sizes}, {p_text(difference.p_value)})")
+    return (
+        f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
+        f"(Welch t-test, {sizes}, {p_text(difference.p_value)})"
+    )
 
 
 def combine(objective: Objective, bpb: Difference | None, judge: Difference | None) -> Comparison:
@@ -215,8 +250,13 @@ def combine(objective: Objective, bpb: Difference | None, judge: Difference | No
     present = [parts[name] for name in wanted if parts[name] is not None]
     missing = [name for name in wanted if parts[name] is None]
     if not present:
-        return Comparison(objective=objective, verdict="inconclusive", bpb=bpb, judge=judge,
-                          reason=f"inconclusive: no {' or '.join(missing)} measurements to compare")
+        return Comparison(
+            objective=objective,
+            verdict="inconclusive",
+            bpb=bpb,
+            judge=judge,
+            reason=f"inconclusive: no {' or '.join(missing)} measurements to compare",
+        )
     verdicts = {d.verdict for d in present}
     if "better" in verdicts and "worse" not in verdicts:
         verdict: Verdict = "better"
@@ -227,8 +267,13 @@ def combine(objective: Objective, bpb: Difference | None, judge: Difference | No
     detail = "; ".join(describe(d) for d in present)
     note = f" ({' and '.join(missing)} not measured)" if missing else ""
     mixed = " (better on one metric, worse on the other)" if verdicts >= {"better", "worse"} else ""
-    return Comparison(objective=objective, verdict=verdict, bpb=bpb, judge=judge,
-                      reason=f"{verdict}{mixed}: {detail}{note}")
+    return Comparison(
+        objective=objective,
+        verdict=verdict,
+        bpb=bpb,
+        judge=judge,
+        reason=f"{verdict}{mixed}: {detail}{note}",
+    )
 
 
 def compare(
@@ -240,10 +285,16 @@ def compare(
     confidence: float = 0.95,
 ) -> Comparison:
     """Verdict of a candidate's seeds against the best's: bpb lower is better, judge higher."""
-    bpb = welch("bpb", candidate_bpb, best_bpb, lower_is_better=True, confidence=confidence) \
-        if candidate_bpb and best_bpb else None
-    judge = welch("judge", candidate_judge, best_judge, lower_is_better=False, confidence=confidence) \
-        if candidate_judge and best_judge else None
+    bpb = (
+        welch("bpb", candidate_bpb, best_bpb, lower_is_better=True, confidence=confidence)
+        if candidate_bpb and best_bpb
+        else None
+    )
+    judge = (
+        welch("judge", candidate_judge, best_judge, lower_is_better=False, confidence=confidence)
+        if candidate_judge and best_judge
+        else None
+    )
     return combine(objective, bpb, judge)
 
 

@@ -31,7 +31,12 @@ from vibe_research.research.ledger import (
     Sample,
     loss_points,
 )
-from vibe_research.research.state import ExperimentState, ResearchState, compare_with_best, rebuild_state
+from vibe_research.research.state import (
+    ExperimentState,
+    ResearchState,
+    compare_with_best,
+    rebuild_state,
+)
 from vibe_research.runs.events import OnEvent
 from vibe_research.runs.executor import Executor
 from vibe_research.runs.result import RunResult
@@ -126,8 +131,14 @@ def history(state: ResearchState) -> list[Tried]:
             delta = decision.comparison.bpb.diff
         elif bpb is not None and reference_bpb is not None:
             delta = bpb - reference_bpb
-        tried.append(Tried(title=experiment.title, verdict=decision.verdict if decision else "unfinished",
-                           move=experiment.proposal.move, delta_bpb=delta))
+        tried.append(
+            Tried(
+                title=experiment.title,
+                verdict=decision.verdict if decision else "unfinished",
+                move=experiment.proposal.move,
+                delta_bpb=delta,
+            )
+        )
     return tried
 
 
@@ -147,15 +158,31 @@ def best_run_dir(env: Env, state: ResearchState) -> str | None:
 
 # ----- runs ---------------------------------------------------------------------------------
 
-def make_specs(env: Env, experiment: str, entry: str, planned: list[PlannedRun], budget_s: float | None = None,
-               samples: int | None = None, evaluate: bool = True) -> list[RunSpec]:
+
+def make_specs(
+    env: Env,
+    experiment: str,
+    entry: str,
+    planned: list[PlannedRun],
+    budget_s: float | None = None,
+    samples: int | None = None,
+    evaluate: bool = True,
+) -> list[RunSpec]:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     number = experiment.split("-", 1)[0]
     return [
-        RunSpec(run_id=f"{number}-{stamp}-s{run.seed}-{index}", workspace=env.root, entry=entry, seed=run.seed,
-                budget_s=budget_s or env.settings.train.budget_s, overrides=dict(run.overrides),
-                run_dir=env.workspace.runs / f"{number}-{stamp}-s{run.seed}-{index}", cache_dir=env.workspace.cache,
-                samples=env.settings.judge.samples_per_run if samples is None else samples, evaluate=evaluate)
+        RunSpec(
+            run_id=f"{number}-{stamp}-s{run.seed}-{index}",
+            workspace=env.root,
+            entry=entry,
+            seed=run.seed,
+            budget_s=budget_s or env.settings.train.budget_s,
+            overrides=dict(run.overrides),
+            run_dir=env.workspace.runs / f"{number}-{stamp}-s{run.seed}-{index}",
+            cache_dir=env.workspace.cache,
+            samples=env.settings.judge.samples_per_run if samples is None else samples,
+            evaluate=evaluate,
+        )
         for index, run in enumerate(planned)
     ]
 
@@ -163,8 +190,16 @@ def make_specs(env: Env, experiment: str, entry: str, planned: list[PlannedRun],
 def execute(env: Env, experiment: str, specs: list[RunSpec], commit: str | None) -> list[RunResult]:
     """Record each run's start, run them all with live progress, record each end and evaluation."""
     for spec in specs:
-        env.record(RunStartRecord(experiment=experiment, run=spec.run_id, seed=spec.seed, overrides=spec.overrides,
-                                  budget_s=spec.budget_s, commit=commit))
+        env.record(
+            RunStartRecord(
+                experiment=experiment,
+                run=spec.run_id,
+                seed=spec.seed,
+                overrides=spec.overrides,
+                budget_s=spec.budget_s,
+                commit=commit,
+            )
+        )
     with env.watch.phase("runs"), env.ui.progress(specs) as on_event:
         results = env.executor.execute(specs, on_event)
     for result in results:
@@ -176,36 +211,82 @@ def execute(env: Env, experiment: str, specs: list[RunSpec], commit: str | None)
 
 def record_result(env: Env, experiment: str, result: RunResult) -> None:
     summary = result.summary
-    env.record(RunEndRecord(experiment=experiment, run=result.run_id, outcome=result.outcome, reason=result.reason,
-                            steps=summary.steps, tokens=summary.tokens, tokens_per_s=summary.tokens_per_s,
-                            params=summary.params, device=summary.device, elapsed_s=result.duration_s,
-                            loss_curve=loss_points(summary.loss_curve), log_tail=result.log_tail if result.outcome != "ok" else "",
-                            lm_fingerprint=result.lm_fingerprint,
-                            versions={"python": result.python, **({"torch": result.torch} if result.torch else {})}))
+    env.record(
+        RunEndRecord(
+            experiment=experiment,
+            run=result.run_id,
+            outcome=result.outcome,
+            reason=result.reason,
+            steps=summary.steps,
+            tokens=summary.tokens,
+            tokens_per_s=summary.tokens_per_s,
+            params=summary.params,
+            device=summary.device,
+            elapsed_s=result.duration_s,
+            loss_curve=loss_points(summary.loss_curve),
+            log_tail=result.log_tail if result.outcome != "ok" else "",
+            lm_fingerprint=result.lm_fingerprint,
+            versions={"python": result.python, **({"torch": result.torch} if result.torch else {})},
+        )
+    )
     evaluation = result.evaluation
     if result.outcome == "ok" and evaluation and evaluation.ok and evaluation.bpb is not None:
-        samples = [Sample(prompt=s.prompt, seed=s.seed, text=s.text, finished=s.finished) for s in evaluation.samples]
-        env.record(EvaluationRecord(experiment=experiment, run=result.run_id, bpb=evaluation.bpb,
-                                    perplexity=evaluation.perplexity or float("nan"),
-                                    tokenizer=evaluation.tokenizer or "?", samples=samples))
+        samples = [
+            Sample(prompt=s.prompt, seed=s.seed, text=s.text, finished=s.finished)
+            for s in evaluation.samples
+        ]
+        env.record(
+            EvaluationRecord(
+                experiment=experiment,
+                run=result.run_id,
+                bpb=evaluation.bpb,
+                perplexity=evaluation.perplexity or float("nan"),
+                tokenizer=evaluation.tokenizer or "?",
+                samples=samples,
+            )
+        )
 
 
 # ----- judging and deciding -------------------------------------------------------------------
 
+
 def judge_runs(env: Env, experiment: ExperimentState, best: ExperimentState | None) -> None:
     """Score every measured, not yet judged run's samples; pairwise against the reference's samples."""
-    best_samples = [s for run in best.chosen_runs if run.evaluation for s in run.evaluation.samples] if best else []
+    best_samples = (
+        [s for run in best.chosen_runs if run.evaluation for s in run.evaluation.samples]
+        if best
+        else []
+    )
     with env.watch.phase("judging"):
         for run in experiment.measured_runs:
             if run.judgement is not None or run.evaluation is None or not run.evaluation.samples:
                 continue
             scores = score_samples(env.judge, run.evaluation.samples, env.judge_cache)
             versus = None
-            if env.settings.judge.pairwise and best is not None and best.id != experiment.id and best_samples:
-                versus = pairwise(env.judge, run.evaluation.samples, best_samples, best.id, env.judge_cache,
-                                  env.settings.research.confidence)
-            env.record(JudgementRecord(experiment=experiment.id, run=run.run, judge=env.judge.name,
-                                       rubric_version=env.judge.rubric_version, scores=scores, pairwise=versus))
+            if (
+                env.settings.judge.pairwise
+                and best is not None
+                and best.id != experiment.id
+                and best_samples
+            ):
+                versus = pairwise(
+                    env.judge,
+                    run.evaluation.samples,
+                    best_samples,
+                    best.id,
+                    env.judge_cache,
+                    env.settings.research.confidence,
+                )
+            env.record(
+                JudgementRecord(
+                    experiment=experiment.id,
+                    run=run.run,
+                    judge=env.judge.name,
+                    rubric_version=env.judge.rubric_version,
+                    scores=scores,
+                    pairwise=versus,
+                )
+            )
 
 
 def decide(env: Env, experiment_id: str, by_researcher: bool | None = None) -> DecisionRecord:
@@ -220,23 +301,41 @@ def decide(env: Env, experiment_id: str, by_researcher: bool | None = None) -> D
     assert proposal is not None, f"{experiment_id} has no proposal record"
     with env.watch.phase("deciding"):
         if proposal.source == "baseline":
-            verdict, comparison, reason = ("baseline", None, "the baseline every later experiment is compared with") \
-                if experiment.bpbs else ("failed", None, _failure_reason(experiment))
+            verdict, comparison, reason = (
+                ("baseline", None, "the baseline every later experiment is compared with")
+                if experiment.bpbs
+                else ("failed", None, _failure_reason(experiment))
+            )
         elif not experiment.bpbs:
             verdict, comparison, reason = "failed", None, _failure_reason(experiment)
         elif best is None:
-            verdict, comparison, reason = "better", None, "no measured best to compare with: this becomes the best"
+            verdict, comparison, reason = (
+                "better",
+                None,
+                "no measured best to compare with: this becomes the best",
+            )
         else:
-            comparison = compare_with_best(state, experiment_id, env.settings.research.objective,
-                                           env.settings.research.confidence)
+            comparison = compare_with_best(
+                state,
+                experiment_id,
+                env.settings.research.objective,
+                env.settings.research.confidence,
+            )
             assert comparison is not None
             verdict, reason = comparison.verdict, comparison.reason
         keep = verdict in ("better", "baseline") if by_researcher is None else by_researcher
         commit, tag = _apply_decision(env, experiment, keep, verdict, reason)
-        decision = DecisionRecord(experiment=experiment_id, verdict=verdict, kept=keep,
-                                  by="auto" if by_researcher is None else "researcher",
-                                  against=best.id if best else None, comparison=comparison, reason=reason,
-                                  commit=commit, tag=tag)
+        decision = DecisionRecord(
+            experiment=experiment_id,
+            verdict=verdict,
+            kept=keep,
+            by="auto" if by_researcher is None else "researcher",
+            against=best.id if best else None,
+            comparison=comparison,
+            reason=reason,
+            commit=commit,
+            tag=tag,
+        )
         env.record(decision)
     return decision
 
@@ -245,14 +344,20 @@ def _failure_reason(experiment: ExperimentState) -> str:
     ends = [run.end for run in experiment.runs.values() if run.end]
     if not ends:
         return "no run finished"
-    return "no run was measured: " + "; ".join(sorted({f"{end.outcome}: {end.reason}"[:200] for end in ends}))
+    return "no run was measured: " + "; ".join(
+        sorted({f"{end.outcome}: {end.reason}"[:200] for end in ends})
+    )
 
 
 def _reverts(env: Env, experiment: ExperimentState) -> list[gitops.TrailerCommit]:
-    return [c for c in gitops.commits_for(env.root, experiment.id) if c.subject.startswith("Revert ")]
+    return [
+        c for c in gitops.commits_for(env.root, experiment.id) if c.subject.startswith("Revert ")
+    ]
 
 
-def _apply_decision(env: Env, experiment: ExperimentState, keep: bool, verdict: str, reason: str) -> tuple[str | None, str | None]:
+def _apply_decision(
+    env: Env, experiment: ExperimentState, keep: bool, verdict: str, reason: str
+) -> tuple[str | None, str | None]:
     """Make the code match the decision: revert a discarded change, restore a kept one, tag a best."""
     proposal = experiment.proposal
     if proposal is None or proposal.commit is None:
@@ -260,23 +365,37 @@ def _apply_decision(env: Env, experiment: ExperimentState, keep: bool, verdict: 
     if proposal.source == "baseline":
         # the baseline changed nothing: its commit is where the workspace stood, never reverted
         with env.watch.phase("git"):
-            tag = gitops.tag_best(env.root, experiment.id, proposal.commit, f"{experiment.id}: {reason}"[:200]) if keep else None
+            tag = (
+                gitops.tag_best(
+                    env.root, experiment.id, proposal.commit, f"{experiment.id}: {reason}"[:200]
+                )
+                if keep
+                else None
+            )
         return None, tag
     with env.watch.phase("git"):
         reverts = _reverts(env, experiment)
         applied = len(reverts) % 2 == 0
         commit = None
         if keep and not applied:
-            commit = gitops.revert(env.root, reverts[-1].sha, experiment.id, "kept", "the change is restored")
+            commit = gitops.revert(
+                env.root, reverts[-1].sha, experiment.id, "kept", "the change is restored"
+            )
         elif not keep and applied:
             commit = gitops.revert(env.root, proposal.commit, experiment.id, verdict, reason)
         tag = None
         if keep:
-            tag = gitops.tag_best(env.root, experiment.id, commit or gitops.head(env.root), f"{experiment.id}: {reason}"[:200])
+            tag = gitops.tag_best(
+                env.root,
+                experiment.id,
+                commit or gitops.head(env.root),
+                f"{experiment.id}: {reason}"[:200],
+            )
     return commit, tag
 
 
 # ----- proposals ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Direction:
@@ -291,11 +410,17 @@ def planned_runs(proposal: Proposal, seeds: list[int]) -> tuple[str, list[Planne
     entries = {request.entry or DEFAULT_ENTRY for request in proposal.runs}
     entry = sorted(entries)[0]
     if len(entries) > 1:
-        log.warning("proposal names several entries (%s); running %s only", ", ".join(sorted(entries)), entry)
-    runs = [PlannedRun(seed=seed, overrides={k: str(v) for k, v in request.overrides.items()})
-            for request in proposal.runs if (request.entry or DEFAULT_ENTRY) == entry
-            for seed in request.seeds]
+        log.warning(
+            "proposal names several entries (%s); running %s only",
+            ", ".join(sorted(entries)),
+            entry,
+        )
+    runs = [
+        PlannedRun(seed=seed, overrides={k: str(v) for k, v in request.overrides.items()})
+        for request in proposal.runs
+        if (request.entry or DEFAULT_ENTRY) == entry
+        for seed in request.seeds
+    ]
     if not runs:
         runs = [PlannedRun(seed=seed) for seed in seeds]
     return entry, runs
-

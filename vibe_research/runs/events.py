@@ -65,12 +65,20 @@ class OutputRecorder:
             # A NaN loss arrives as NaN (json) or null (lm.events turns NaN tensors into None).
             if loss is None or not math.isfinite(loss):
                 self.nan_seen = True
-            summary.loss_curve.append((_number(fields.get("elapsed_s")) or 0.0, summary.steps, loss if loss is not None and math.isfinite(loss) else None))
+            summary.loss_curve.append(
+                (
+                    _number(fields.get("elapsed_s")) or 0.0,
+                    summary.steps,
+                    loss if loss is not None and math.isfinite(loss) else None,
+                )
+            )
         if event.event == "done":
             summary.done = True
             if summary.tokens_per_s is None:
                 elapsed = _number(fields.get("elapsed_s"))
-                summary.tokens_per_s = _number(fields.get("tokens_per_s")) or (summary.tokens / elapsed if elapsed else None)
+                summary.tokens_per_s = _number(fields.get("tokens_per_s")) or (
+                    summary.tokens / elapsed if elapsed else None
+                )
 
     def tail(self, lines: int = TAIL_LINES) -> str:
         with self._lock:

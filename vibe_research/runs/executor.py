@@ -24,7 +24,14 @@ class Executor(Protocol):
 
 def not_started(spec: RunSpec, report: ProtectionReport) -> RunResult:
     """The record of a run that Ctrl-C stopped before it began."""
-    return record(spec, "interrupted", "not started: stopped by Ctrl-C", datetime.now(UTC), report, OutputRecorder(spec.run_id))
+    return record(
+        spec,
+        "interrupted",
+        "not started: stopped by Ctrl-C",
+        datetime.now(UTC),
+        report,
+        OutputRecorder(spec.run_id),
+    )
 
 
 class LocalExecutor:

@@ -39,5 +39,7 @@ def kill_leftovers(run_dir: Path) -> int:
             except ProcessLookupError:
                 continue
     if pids:
-        log.warning("killed %d process(es) an interrupted session left running in %s", len(pids), run_dir)
+        log.warning(
+            "killed %d process(es) an interrupted session left running in %s", len(pids), run_dir
+        )
     return len(pids)

@@ -2,15 +2,16 @@
 from outside, and make sure no process of it survives (its group, and its cgroups where present).
 """
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Literal
 
 from vibe_research.sandbox.command import SandboxedCommand
@@ -20,7 +21,9 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1
 SIZE_CHECK_S = 0.5
 STRAGGLER_WAIT_S = 2.0  # children get this long to exit after the main process has ended
-LINE_LIMIT = 1 << 16  # bytes; a longer line arrives in pieces, so output without newlines stays bounded
+LINE_LIMIT = (
+    1 << 16
+)  # bytes; a longer line arrives in pieces, so output without newlines stays bounded
 
 Stop = Literal["budget", "interrupt", "run_dir_cap", "requested"]
 
@@ -61,10 +64,8 @@ def group_members(pgid: int) -> set[int]:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
 
 
 def _read_lines(stream: IO[bytes], handle: Callable[[str], None]) -> None:
@@ -76,7 +77,9 @@ def _read_lines(stream: IO[bytes], handle: Callable[[str], None]) -> None:
 def _kill_survivors(pgid: int, command: SandboxedCommand) -> int:
     """Give children a moment to finish, then SIGKILL whatever of the run is left; how many."""
     deadline = time.monotonic() + STRAGGLER_WAIT_S
-    while (left := group_members(pgid) | (command.cgroups.pids() if command.cgroups else set())) and time.monotonic() < deadline:
+    while (
+        left := group_members(pgid) | (command.cgroups.pids() if command.cgroups else set())
+    ) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     if left:
         _signal_group(pgid, signal.SIGKILL)
@@ -86,8 +89,15 @@ def _kill_survivors(pgid: int, command: SandboxedCommand) -> int:
 
 
 def supervise(
-    command: SandboxedCommand, cwd: Path, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None],
-    limit_s: float, kill_after_s: float, run_dir: Path, run_dir_cap: int, stop: threading.Event | None = None,
+    command: SandboxedCommand,
+    cwd: Path,
+    on_stdout: Callable[[str], None],
+    on_stderr: Callable[[str], None],
+    limit_s: float,
+    kill_after_s: float,
+    run_dir: Path,
+    run_dir_cap: int,
+    stop: threading.Event | None = None,
 ) -> ProcessEnd:
     """Run `command` to its end, feeding its output lines to the callbacks.
 
@@ -96,7 +106,15 @@ def supervise(
     Setting `stop` asks it to end early: SIGTERM (stopped="requested"), SIGKILL `kill_after_s` later.
     """
     started = time.monotonic()
-    proc = subprocess.Popen(command.argv, cwd=cwd, env=command.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        command.argv,
+        cwd=cwd,
+        env=command.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     readers = [
         threading.Thread(target=_read_lines, args=(proc.stdout, on_stdout), daemon=True),
         threading.Thread(target=_read_lines, args=(proc.stderr, on_stderr), daemon=True),
@@ -140,4 +158,6 @@ def supervise(
             reader.join(timeout=5)
     if stopped is None and folder_bytes(run_dir) > run_dir_cap:
         stopped = "run_dir_cap"  # filled faster than the checks ran
-    return ProcessEnd(proc.returncode, stopped, survivors, command.oom_kills(), time.monotonic() - started)
+    return ProcessEnd(
+        proc.returncode, stopped, survivors, command.oom_kills(), time.monotonic() - started
+    )

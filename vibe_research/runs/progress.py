@@ -30,7 +30,13 @@ class RunProgress:
         )
         self.budgets = {spec.run_id: spec.budget_s for spec in specs}
         self.tasks: dict[str, TaskID] = {
-            spec.run_id: self.progress.add_task(f"{spec.run_id} seed {spec.seed}", total=spec.budget_s, phase="waiting", speed="", loss="")
+            spec.run_id: self.progress.add_task(
+                f"{spec.run_id} seed {spec.seed}",
+                total=spec.budget_s,
+                phase="waiting",
+                speed="",
+                loss="",
+            )
             for spec in specs
         }
         self.started: dict[str, float] = {}
@@ -42,7 +48,12 @@ class RunProgress:
         self._ticker.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self._stop.set()
         self._ticker.join()
         self.progress.stop()
@@ -73,10 +84,17 @@ class RunProgress:
     def _log_line(self, run_id: str, task: TaskID, phase: str) -> None:
         """Without a terminal (a log file, CI) no bar is drawn: one line per phase says where each run is."""
         fields = self.progress.tasks[task].fields
-        facts = ", ".join(fact for fact in (fields.get("speed", ""), fields.get("loss", "")) if fact)
-        self.progress.console.print(f"{run_id}: {phase}" + (f" ({facts})" if facts else ""), highlight=False)
+        facts = ", ".join(
+            fact for fact in (fields.get("speed", ""), fields.get("loss", "")) if fact
+        )
+        self.progress.console.print(
+            f"{run_id}: {phase}" + (f" ({facts})" if facts else ""), highlight=False
+        )
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK_S):
             for run_id, began in list(self.started.items()):
-                self.progress.update(self.tasks[run_id], completed=min(time.monotonic() - began, self.budgets[run_id]))
+                self.progress.update(
+                    self.tasks[run_id],
+                    completed=min(time.monotonic() - began, self.budgets[run_id]),
+                )

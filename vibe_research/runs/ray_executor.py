@@ -55,7 +55,9 @@ class Shipped(BaseModel):
     model_config = ConfigDict(extra="forbid")
     result_json: str
     files: dict[str, bytes]
-    left_on_worker: list[str] = []  # files kept on the worker (run folder over `return_mb`), by their path there
+    left_on_worker: list[
+        str
+    ] = []  # files kept on the worker (run folder over `return_mb`), by their path there
 
 
 @dataclass
@@ -68,14 +70,18 @@ class Attempt:
     recorder: OutputRecorder | None = None
 
     def where(self) -> str:
-        return f"{self.host} (node {self.node_id[:12]})" if self.node_id else "a worker not yet known"
+        return (
+            f"{self.host} (node {self.node_id[:12]})" if self.node_id else "a worker not yet known"
+        )
 
 
 def _ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise UserError("executor = \"ray\" needs Ray: pip install 'vibe-research[cluster]' (or set [train] executor = \"local\")") from exc
+        raise UserError(
+            'executor = "ray" needs Ray: pip install \'vibe-research[cluster]\' (or set [train] executor = "local")'
+        ) from exc
     return ray
 
 
@@ -87,8 +93,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise UserError(f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the head with "
-                        "`ray start --head` or fix [train.ray] address") from exc
+        raise UserError(
+            f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the head with "
+            "`ray start --head` or fix [train.ray] address"
+        ) from exc
 
 
 def connect(settings: RaySettings) -> bool:
@@ -100,9 +108,16 @@ def connect(settings: RaySettings) -> bool:
     if settings.address:
         _check_reachable(settings.address)
     try:
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            address=settings.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     except ConnectionError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {where} ({exc}); start one with `ray start --head` or fix [train.ray] address") from exc
+        raise UserError(
+            f"cannot reach the Ray cluster at {where} ({exc}); start one with `ray start --head` or fix [train.ray] address"
+        ) from exc
     log.info("connected to %s: %s", where, ray.cluster_resources())
     return True
 
@@ -113,17 +128,38 @@ def cluster_check(settings: RaySettings) -> dict:
     started_here = connect(settings)
     try:
         nodes = [
-            {"host": node["NodeManagerHostname"], "address": node["NodeManagerAddress"], "node_id": node["NodeID"],
-             "alive": node["Alive"], "head": "node:__internal_head__" in node["Resources"], "cpus": node["Resources"].get("CPU", 0.0),
-             "gpus": node["Resources"].get("GPU", 0.0), "memory_gb": round(node["Resources"].get("memory", 0.0) / 2**30, 1)}
+            {
+                "host": node["NodeManagerHostname"],
+                "address": node["NodeManagerAddress"],
+                "node_id": node["NodeID"],
+                "alive": node["Alive"],
+                "head": "node:__internal_head__" in node["Resources"],
+                "cpus": node["Resources"].get("CPU", 0.0),
+                "gpus": node["Resources"].get("GPU", 0.0),
+                "memory_gb": round(node["Resources"].get("memory", 0.0) / 2**30, 1),
+            }
             for node in ray.nodes()
         ]
         per_run = _resources(settings)
         # a run cannot span nodes: count the runs each live node holds
-        runs_at_once = sum(min(int(node["Resources"].get(name, 0.0) // amount) for name, amount in per_run.items() if amount > 0)
-                           for node in ray.nodes() if node["Alive"])
-        return {"address": settings.address or "local", "ray": ray.__version__, "nodes": nodes, "total": ray.cluster_resources(),
-                "available": ray.available_resources(), "per_run": per_run, "runs_at_once": runs_at_once}
+        runs_at_once = sum(
+            min(
+                int(node["Resources"].get(name, 0.0) // amount)
+                for name, amount in per_run.items()
+                if amount > 0
+            )
+            for node in ray.nodes()
+            if node["Alive"]
+        )
+        return {
+            "address": settings.address or "local",
+            "ray": ray.__version__,
+            "nodes": nodes,
+            "total": ray.cluster_resources(),
+            "available": ray.available_resources(),
+            "per_run": per_run,
+            "runs_at_once": runs_at_once,
+        }
     finally:
         if started_here:
             ray.shutdown()
@@ -139,7 +175,9 @@ def _resources(settings: RaySettings) -> dict[str, float]:
 
 def _fits(node: dict, wanted: dict[str, float]) -> bool:
     """Whether a node (an entry of `ray.nodes()`) is alive and large enough for one run."""
-    return node["Alive"] and all(node["Resources"].get(name, 0.0) >= amount for name, amount in wanted.items())
+    return node["Alive"] and all(
+        node["Resources"].get(name, 0.0) >= amount for name, amount in wanted.items()
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -150,7 +188,9 @@ def bundle_code(workspace: Path) -> dict[str, bytes]:
     """Every file under the workspace's experiments/ (no bytecode), keyed by its relative path."""
     root = workspace / CODE_FOLDER
     if not root.is_dir():
-        raise UserError(f"{root} does not exist: Ray runs ship the workspace's {CODE_FOLDER}/ folder to the workers")
+        raise UserError(
+            f"{root} does not exist: Ray runs ship the workspace's {CODE_FOLDER}/ folder to the workers"
+        )
     files = {
         path.relative_to(workspace).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
@@ -158,7 +198,9 @@ def bundle_code(workspace: Path) -> dict[str, bytes]:
     }
     size = sum(len(data) for data in files.values())
     if size > MAX_CODE_BYTES:
-        raise UserError(f"{root} holds {size / 2**20:.0f} MiB; Ray runs ship it to every worker, so keep data and checkpoints out of it (limit {MAX_CODE_BYTES // 2**20} MiB)")
+        raise UserError(
+            f"{root} holds {size / 2**20:.0f} MiB; Ray runs ship it to every worker, so keep data and checkpoints out of it (limit {MAX_CODE_BYTES // 2**20} MiB)"
+        )
     return files
 
 
@@ -208,30 +250,69 @@ def _collect(run_dir: Path, return_bytes: int) -> tuple[dict[str, bytes], list[s
     paths = sorted(path for path in run_dir.rglob("*") if path.is_file())
     if sum(path.stat().st_size for path in paths) <= return_bytes:
         return {path.relative_to(run_dir).as_posix(): path.read_bytes() for path in paths}, []
-    kept = {path.relative_to(run_dir).as_posix(): path.read_bytes() for path in paths if path.name in RECORD_FILES and path.parent == run_dir}
+    kept = {
+        path.relative_to(run_dir).as_posix(): path.read_bytes()
+        for path in paths
+        if path.name in RECORD_FILES and path.parent == run_dir
+    }
     return kept, [str(path) for path in paths if path.relative_to(run_dir).as_posix() not in kept]
 
 
-def run_on_worker(spec_json: str, policy_json: str, code: dict[str, bytes], queue: Any, attempt: int,
-                  cache_dir: str | None, return_bytes: int) -> Shipped:
+def run_on_worker(
+    spec_json: str,
+    policy_json: str,
+    code: dict[str, bytes],
+    queue: Any,
+    attempt: int,
+    cache_dir: str | None,
+    return_bytes: int,
+) -> Shipped:
     """The body of the Ray task: rebuild the workspace in scratch space, run, send the folder back."""
     ray = _ray()
-    spec, policy = RunSpec.model_validate_json(spec_json), SandboxPolicy.model_validate_json(policy_json)
+    spec, policy = (
+        RunSpec.model_validate_json(spec_json),
+        SandboxPolicy.model_validate_json(policy_json),
+    )
     forward = EventForwarder(queue, attempt)
-    forward(spec.run_id, {"event": "status", "phase": "placed", "attempt": attempt, "host": socket.gethostname(),
-                          "node_id": ray.get_runtime_context().get_node_id()})
+    forward(
+        spec.run_id,
+        {
+            "event": "status",
+            "phase": "placed",
+            "attempt": attempt,
+            "host": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        },
+    )
     scratch = Path(tempfile.mkdtemp(prefix=f"vibe-ray-{spec.run_id}-{attempt}-"))
     left: list[str] = []
     try:
         _write_files(scratch / "workspace", code)
-        local = spec.model_copy(update={"workspace": scratch / "workspace", "run_dir": scratch / "run",
-                                        "cache_dir": Path(cache_dir) if cache_dir else spec.cache_dir})
+        local = spec.model_copy(
+            update={
+                "workspace": scratch / "workspace",
+                "run_dir": scratch / "run",
+                "cache_dir": Path(cache_dir) if cache_dir else spec.cache_dir,
+            }
+        )
         report = probe(policy)
         if not local.cache_dir.is_dir():
-            reason = (f"the token cache {local.cache_dir} is not on Ray worker {socket.gethostname()}: workers read it at the "
-                      "driver's path (a shared filesystem) or at [train.ray] cache_dir")
-            result = record(local, "crash", reason, datetime.now(UTC), report, OutputRecorder(spec.run_id))
-            forward(spec.run_id, {"event": "status", "phase": "finished", "outcome": result.outcome, "reason": result.reason})
+            reason = (
+                f"the token cache {local.cache_dir} is not on Ray worker {socket.gethostname()}: workers read it at the "
+                "driver's path (a shared filesystem) or at [train.ray] cache_dir"
+            )
+            result = record(
+                local, "crash", reason, datetime.now(UTC), report, OutputRecorder(spec.run_id)
+            )
+            forward(
+                spec.run_id,
+                {
+                    "event": "status",
+                    "phase": "finished",
+                    "outcome": result.outcome,
+                    "reason": result.reason,
+                },
+            )
         else:
             result = run_one(local, policy, report, forward)
         files, left = _collect(local.run_dir, return_bytes)
@@ -250,14 +331,21 @@ def land(spec: RunSpec, shipped: Shipped) -> RunResult:
     local_spec = spec.model_copy(update={"tokenizer": remote.spec.tokenizer})
     evaluation = remote.evaluation
     if evaluation is not None:
-        evaluation = evaluation.model_copy(update={"entry": str(local_spec.entry_path), "run_dir": str(spec.run_dir)})
+        evaluation = evaluation.model_copy(
+            update={"entry": str(local_spec.entry_path), "run_dir": str(spec.run_dir)}
+        )
         atomic.write_text(spec.run_dir / "eval.json", evaluation.model_dump_json(indent=2) + "\n")
     log_tail = remote.log_tail
     if shipped.left_on_worker:
-        note = f"left on Ray worker {remote.hostname} (run folder over [train.ray] return_mb): " + ", ".join(shipped.left_on_worker)
+        note = (
+            f"left on Ray worker {remote.hostname} (run folder over [train.ray] return_mb): "
+            + ", ".join(shipped.left_on_worker)
+        )
         log.warning("%s: %s", spec.run_id, note)
         log_tail = f"{log_tail}\n{note}".strip()
-    result = remote.model_copy(update={"spec": local_spec, "evaluation": evaluation, "log_tail": log_tail})
+    result = remote.model_copy(
+        update={"spec": local_spec, "evaluation": evaluation, "log_tail": log_tail}
+    )
     atomic.write_text(spec.run_dir / "result.json", result.model_dump_json(indent=2) + "\n")
     return result
 
@@ -265,7 +353,12 @@ def land(spec: RunSpec, shipped: Shipped) -> RunResult:
 class RayExecutor:
     """Every run a Ray task, all submitted at once; the cluster decides how many run side by side."""
 
-    def __init__(self, policy: SandboxPolicy, ray_settings: RaySettings, report: ProtectionReport | None = None) -> None:
+    def __init__(
+        self,
+        policy: SandboxPolicy,
+        ray_settings: RaySettings,
+        report: ProtectionReport | None = None,
+    ) -> None:
         self.policy = policy
         self.settings = ray_settings
         # This machine's protections, for the records the driver writes itself (not started, worker lost);
@@ -276,9 +369,15 @@ class RayExecutor:
         if not specs:
             return []
         ray = _ray()
-        if outside := sorted({spec.entry for spec in specs if Path(spec.entry).parts[0] != CODE_FOLDER}):
-            raise UserError(f"Ray runs ship the workspace's {CODE_FOLDER}/ folder, and {', '.join(outside)} is outside it; move the entry into {CODE_FOLDER}/")
-        codes = {workspace: bundle_code(workspace) for workspace in {spec.workspace for spec in specs}}
+        if outside := sorted(
+            {spec.entry for spec in specs if Path(spec.entry).parts[0] != CODE_FOLDER}
+        ):
+            raise UserError(
+                f"Ray runs ship the workspace's {CODE_FOLDER}/ folder, and {', '.join(outside)} is outside it; move the entry into {CODE_FOLDER}/"
+            )
+        codes = {
+            workspace: bundle_code(workspace) for workspace in {spec.workspace for spec in specs}
+        }
         started_here = connect(self.settings)
         try:
             return _Session(ray, self, specs, codes, on_event).run()
@@ -290,7 +389,14 @@ class RayExecutor:
 class _Session:
     """One `execute` call: submit, stream events, land results, retry the lost, cancel on Ctrl-C."""
 
-    def __init__(self, ray: Any, executor: RayExecutor, specs: list[RunSpec], codes: dict[Path, dict[str, bytes]], on_event: OnEvent | None) -> None:
+    def __init__(
+        self,
+        ray: Any,
+        executor: RayExecutor,
+        specs: list[RunSpec],
+        codes: dict[Path, dict[str, bytes]],
+        on_event: OnEvent | None,
+    ) -> None:
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -300,15 +406,30 @@ class _Session:
         self.attempts: dict[tuple[str, int], Attempt] = {}
         # Pinned to the driver's node: a queue on a worker node would die with it.
         here = ray.get_runtime_context().get_node_id()
-        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)})
+        self.queue = Queue(
+            actor_options={
+                "num_cpus": 0,
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
+            }
+        )
         self.code_refs = {workspace: ray.put(files) for workspace, files in codes.items()}
         self.policy_json = executor.policy.model_dump_json()
         settings = executor.settings
-        memory = {"memory": int(settings.memory_gb_per_run * 2**30)} if settings.memory_gb_per_run else {}
+        memory = (
+            {"memory": int(settings.memory_gb_per_run * 2**30)}
+            if settings.memory_gb_per_run
+            else {}
+        )
         # Ray's own retries are off: a lost attempt is recorded and retried here, once.
         self.task = ray.remote(run_on_worker)
-        self.task_options = {"num_cpus": settings.cpus_per_run, "num_gpus": settings.gpus_per_run, **memory,
-                             "max_retries": 0, "retry_exceptions": False, "name": "vibe-run"}
+        self.task_options = {
+            "num_cpus": settings.cpus_per_run,
+            "num_gpus": settings.gpus_per_run,
+            **memory,
+            "max_retries": 0,
+            "retry_exceptions": False,
+            "name": "vibe-run",
+        }
 
     def run(self) -> list[RunResult]:
         try:
@@ -333,22 +454,38 @@ class _Session:
     def _warn_if_nothing_fits(self) -> None:
         wanted = _resources(self.executor.settings)
         if not any(_fits(node, wanted) for node in self.ray.nodes()):
-            log.warning("no live node of the Ray cluster has what one run asks for (%s); the runs wait until such a node joins "
-                        "(Ctrl-C stops them), or lower [train.ray] *_per_run", wanted)
+            log.warning(
+                "no live node of the Ray cluster has what one run asks for (%s); the runs wait until such a node joins "
+                "(Ctrl-C stops them), or lower [train.ray] *_per_run",
+                wanted,
+            )
 
     def _submit(self, attempt: Attempt, scheduling: Any = "DEFAULT") -> None:
         spec = self.specs[attempt.index]
         attempt.recorder = OutputRecorder(spec.run_id)
         settings = self.executor.settings
         ref = self.task.options(**self.task_options, scheduling_strategy=scheduling).remote(
-            spec.model_dump_json(), self.policy_json, self.code_refs[spec.workspace], self.queue, attempt.number,
-            str(settings.cache_dir) if settings.cache_dir else None, int(settings.return_mb * 2**20))
+            spec.model_dump_json(),
+            self.policy_json,
+            self.code_refs[spec.workspace],
+            self.queue,
+            attempt.number,
+            str(settings.cache_dir) if settings.cache_dir else None,
+            int(settings.return_mb * 2**20),
+        )
         self.pending[ref] = attempt
         self.attempts[(spec.run_id, attempt.number)] = attempt
 
     def _settle(self, ref: Any, stopping: bool) -> None:
         """Turn a task that has ended into its run's result, or into a retry; `stopping`: after Ctrl-C."""
-        from ray.exceptions import NodeDiedError, ObjectLostError, OutOfMemoryError, RayTaskError, TaskCancelledError, WorkerCrashedError
+        from ray.exceptions import (
+            NodeDiedError,
+            ObjectLostError,
+            OutOfMemoryError,
+            RayTaskError,
+            TaskCancelledError,
+            WorkerCrashedError,
+        )
 
         attempt = self.pending.pop(ref)
         spec = self.specs[attempt.index]
@@ -358,11 +495,20 @@ class _Session:
             self._finish(attempt.index, not_started(spec, self.executor.report))
         except (WorkerCrashedError, NodeDiedError, ObjectLostError) as exc:
             if stopping:
-                self._finish(attempt.index, self._driver_record(attempt, "interrupted", f"stopped by Ctrl-C; the Ray worker ended with {type(exc).__name__}"))
+                self._finish(
+                    attempt.index,
+                    self._driver_record(
+                        attempt,
+                        "interrupted",
+                        f"stopped by Ctrl-C; the Ray worker ended with {type(exc).__name__}",
+                    ),
+                )
             else:
                 self._lost(attempt, exc)
         except OutOfMemoryError as exc:
-            reason = f"Ray's memory monitor killed the worker on {attempt.where()}: {_first_line(exc)}"
+            reason = (
+                f"Ray's memory monitor killed the worker on {attempt.where()}: {_first_line(exc)}"
+            )
             self._finish(attempt.index, self._driver_record(attempt, "out_of_memory", reason))
         except RayTaskError as exc:
             # vibe-research's own code failed on the worker (the experiment's failures are outcomes, not errors)
@@ -374,11 +520,21 @@ class _Session:
         spec = self.specs[attempt.index]
         reason = f"the Ray worker running attempt {attempt.number} on {attempt.where()} died ({type(exc).__name__}: {_first_line(exc)})"
         if attempt.number == ATTEMPTS:
-            self._finish(attempt.index, self._driver_record(attempt, "crash", reason + "; no retries left"))
+            self._finish(
+                attempt.index, self._driver_record(attempt, "crash", reason + "; no retries left")
+            )
             return
-        lost = self._driver_record(attempt, "crash", reason + "; retried on another node", spec.run_dir / f"attempt-{attempt.number}")
+        lost = self._driver_record(
+            attempt,
+            "crash",
+            reason + "; retried on another node",
+            spec.run_dir / f"attempt-{attempt.number}",
+        )
         log.warning("%s: %s", spec.run_id, lost.reason)
-        self._emit(spec.run_id, {"event": "status", "phase": "retry", "attempt": attempt.number + 1, "reason": reason})
+        self._emit(
+            spec.run_id,
+            {"event": "status", "phase": "retry", "attempt": attempt.number + 1, "reason": reason},
+        )
         self._submit(Attempt(attempt.index, attempt.number + 1), self._elsewhere(attempt.node_id))
 
     def _elsewhere(self, dead_node: str | None) -> Any:
@@ -391,7 +547,9 @@ class _Session:
                 return NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
         return "DEFAULT"
 
-    def _driver_record(self, attempt: Attempt, outcome: Outcome, reason: str, run_dir: Path | None = None) -> RunResult:
+    def _driver_record(
+        self, attempt: Attempt, outcome: Outcome, reason: str, run_dir: Path | None = None
+    ) -> RunResult:
         """A record the driver writes itself, from the events it received of `attempt`."""
         spec = self.specs[attempt.index]
         if run_dir is not None:
@@ -402,7 +560,15 @@ class _Session:
     def _finish(self, index: int, result: RunResult) -> None:
         """A result the worker did not send: store it and tell the progress display."""
         self.results[index] = result
-        self._emit(result.run_id, {"event": "status", "phase": "finished", "outcome": result.outcome, "reason": result.reason})
+        self._emit(
+            result.run_id,
+            {
+                "event": "status",
+                "phase": "finished",
+                "outcome": result.outcome,
+                "reason": result.reason,
+            },
+        )
 
     def _emit(self, run_id: str, event: dict) -> None:
         if self.on_event:
@@ -427,7 +593,9 @@ class _Session:
         deadline = time.monotonic() + self.executor.policy.kill_after_s + CANCEL_WAIT_S
         try:
             while self.pending and time.monotonic() < deadline:
-                ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+                ready, _ = self.ray.wait(
+                    list(self.pending), num_returns=len(self.pending), timeout=POLL_S
+                )
                 for ref in ready:
                     self._settle(ref, stopping=True)
         except KeyboardInterrupt:
@@ -435,7 +603,14 @@ class _Session:
         for ref, attempt in list(self.pending.items()):
             self.ray.cancel(ref, force=True)
             del self.pending[ref]
-            self._finish(attempt.index, self._driver_record(attempt, "interrupted", "stopped by Ctrl-C; the Ray task did not stop in time and was force-cancelled"))
+            self._finish(
+                attempt.index,
+                self._driver_record(
+                    attempt,
+                    "interrupted",
+                    "stopped by Ctrl-C; the Ray task did not stop in time and was force-cancelled",
+                ),
+            )
         for index, spec in enumerate(self.specs):
             if self.results[index] is None:
                 self._finish(index, not_started(spec, self.executor.report))

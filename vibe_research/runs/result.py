@@ -14,7 +14,16 @@ from vibe_research.sandbox.probe import ProtectionReport
 
 FORMAT_VERSION = 1
 
-Outcome = Literal["ok", "timeout", "out_of_memory", "nan", "crash", "sandbox_violation", "bad_model", "interrupted"]
+Outcome = Literal[
+    "ok",
+    "timeout",
+    "out_of_memory",
+    "nan",
+    "crash",
+    "sandbox_violation",
+    "bad_model",
+    "interrupted",
+]
 
 
 class EventSummary(BaseModel):
@@ -27,7 +36,9 @@ class EventSummary(BaseModel):
     params: int | None = None
     device: str | None = None
     dtype: str | None = None
-    loss_curve: list[tuple[float, int, float | None]] = Field(default_factory=list)  # (elapsed_s, step, loss)
+    loss_curve: list[tuple[float, int, float | None]] = Field(
+        default_factory=list
+    )  # (elapsed_s, step, loss)
     done: bool = False  # a `done` event arrived
 
     @property

@@ -30,7 +30,6 @@ from vibe_research.sandbox.plan import RunPaths
 from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
 
-
 DESCRIBE_LIMIT_S = 120.0
 
 
@@ -81,17 +80,42 @@ def _environment(spec: RunSpec, policy: SandboxPolicy) -> dict[str, str]:
     return env
 
 
-def _run_sandboxed(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, phase: str, tokenizer: str | None,
-                   argv: list[str], limit_s: float, on_stdout: Callable[[str], None], on_stderr: Callable[[str], None],
-                   stop: threading.Event | None = None) -> ProcessEnd:
+def _run_sandboxed(
+    spec: RunSpec,
+    policy: SandboxPolicy,
+    report: ProtectionReport,
+    phase: str,
+    tokenizer: str | None,
+    argv: list[str],
+    limit_s: float,
+    on_stdout: Callable[[str], None],
+    on_stderr: Callable[[str], None],
+    stop: threading.Event | None = None,
+) -> ProcessEnd:
     paths = run_paths(spec, phase, tokenizer, policy)
     fresh_folder(paths.tmp_dir)
     if policy.compile_cache:
         link_inductor_tmp(spec.cache_dir, paths.tmp_dir)
-    command = sandboxed(policy, report, paths, argv, name=f"{spec.run_id}-{phase}", environ=_environment(spec, policy))
+    command = sandboxed(
+        policy,
+        report,
+        paths,
+        argv,
+        name=f"{spec.run_id}-{phase}",
+        environ=_environment(spec, policy),
+    )
     try:
-        return supervise(command, spec.workspace, on_stdout, on_stderr, limit_s, policy.kill_after_s, spec.run_dir,
-                         int(policy.run_dir_gb * 2**30), stop)
+        return supervise(
+            command,
+            spec.workspace,
+            on_stdout,
+            on_stderr,
+            limit_s,
+            policy.kill_after_s,
+            spec.run_dir,
+            int(policy.run_dir_gb * 2**30),
+            stop,
+        )
     finally:
         command.close()
 
@@ -117,7 +141,17 @@ def describe(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> 
     stdout: list[str] = []
     recorder = OutputRecorder(spec.run_id)
     argv = [sys.executable, str(spec.entry_path), "--describe", *spec.set_args()]
-    end = _run_sandboxed(spec, policy, report, "describe", None, argv, DESCRIBE_LIMIT_S, stdout.append, recorder.log_line)
+    end = _run_sandboxed(
+        spec,
+        policy,
+        report,
+        "describe",
+        None,
+        argv,
+        DESCRIBE_LIMIT_S,
+        stdout.append,
+        recorder.log_line,
+    )
     if end.stopped == "interrupt":
         raise KeyboardInterrupt
     if end.exit_code != 0:
@@ -126,9 +160,13 @@ def describe(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> 
     try:
         config = json.loads("".join(stdout))
     except json.JSONDecodeError as exc:
-        raise RunFailed("crash", f"{spec.entry} --describe did not print a JSON config ({exc})") from exc
+        raise RunFailed(
+            "crash", f"{spec.entry} --describe did not print a JSON config ({exc})"
+        ) from exc
     if not isinstance(config, dict):
-        raise RunFailed("crash", f"{spec.entry} --describe printed {type(config).__name__}, not a JSON object")
+        raise RunFailed(
+            "crash", f"{spec.entry} --describe printed {type(config).__name__}, not a JSON object"
+        )
     return config
 
 
@@ -140,14 +178,33 @@ def _empty(folder: Path) -> None:
             child.unlink(missing_ok=True)
 
 
-def train(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None, recorder: OutputRecorder) -> tuple[Outcome, str, int | None]:
-    argv = [sys.executable, str(spec.entry_path), "--out", str(spec.run_dir), "--seed", str(spec.seed), "--budget", f"{spec.budget_s:g}", *spec.set_args()]
+def train(
+    spec: RunSpec,
+    policy: SandboxPolicy,
+    report: ProtectionReport,
+    tokenizer: str | None,
+    recorder: OutputRecorder,
+) -> tuple[Outcome, str, int | None]:
+    argv = [
+        sys.executable,
+        str(spec.entry_path),
+        "--out",
+        str(spec.run_dir),
+        "--seed",
+        str(spec.seed),
+        "--budget",
+        f"{spec.budget_s:g}",
+        *spec.set_args(),
+    ]
     limit = spec.budget_s + policy.grace_s
     stop = threading.Event()
 
     def on_stdout(line: str) -> None:
         recorder.stdout_line(line)
-        if spec.stop_after_steps is not None and (recorder.summary.steps or 0) >= spec.stop_after_steps:
+        if (
+            spec.stop_after_steps is not None
+            and (recorder.summary.steps or 0) >= spec.stop_after_steps
+        ):
             stop.set()
 
     timer = threading.Timer(spec.stop_after_s, stop.set) if spec.stop_after_s is not None else None
@@ -155,7 +212,18 @@ def train(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokeni
         timer.daemon = True
         timer.start()
     try:
-        end = _run_sandboxed(spec, policy, report, "train", tokenizer, argv, limit, on_stdout, recorder.log_line, stop)
+        end = _run_sandboxed(
+            spec,
+            policy,
+            report,
+            "train",
+            tokenizer,
+            argv,
+            limit,
+            on_stdout,
+            recorder.log_line,
+            stop,
+        )
     finally:
         if timer:
             timer.cancel()
@@ -165,21 +233,52 @@ def train(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokeni
     return outcome, reason, end.exit_code
 
 
-def evaluate(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None) -> tuple[Outcome, str, EvalResult | None]:
+def evaluate(
+    spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None
+) -> tuple[Outcome, str, EvalResult | None]:
     out = spec.run_dir / "eval.json"
     out.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "vibe_research.lm.evaluate", "--entry", str(spec.entry_path), "--run-dir", str(spec.run_dir),
-            "--cache-dir", str(spec.cache_dir), "--samples", str(spec.samples), "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "vibe_research.lm.evaluate",
+        "--entry",
+        str(spec.entry_path),
+        "--run-dir",
+        str(spec.run_dir),
+        "--cache-dir",
+        str(spec.cache_dir),
+        "--samples",
+        str(spec.samples),
+        "--out",
+        str(out),
+    ]
     recorder = OutputRecorder(spec.run_id)
-    end = _run_sandboxed(spec, policy, report, "evaluate", tokenizer, argv, policy.eval_timeout_s, recorder.log_line, recorder.log_line)
+    end = _run_sandboxed(
+        spec,
+        policy,
+        report,
+        "evaluate",
+        tokenizer,
+        argv,
+        policy.eval_timeout_s,
+        recorder.log_line,
+        recorder.log_line,
+    )
     atomic.write_text(spec.run_dir / "eval.log", recorder.log_text())
     result = None
     if end.exit_code in (0, 3) and out.is_file():
         try:
             result = EvalResult.model_validate_json(out.read_text(encoding="utf-8"))
         except ValidationError as exc:
-            return "crash", f"evaluation wrote an unreadable {out.name}: {exc.errors()[0]['msg']}", None
-    outcome, reason = evaluation_outcome(end, recorder.log_text(), result.reason if result and not result.ok else None)
+            return (
+                "crash",
+                f"evaluation wrote an unreadable {out.name}: {exc.errors()[0]['msg']}",
+                None,
+            )
+    outcome, reason = evaluation_outcome(
+        end, recorder.log_text(), result.reason if result and not result.ok else None
+    )
     return outcome, reason, result
 
 
@@ -191,16 +290,36 @@ def _versions() -> tuple[str, str | None]:
     return platform.python_version(), torch_version
 
 
-def record(spec: RunSpec, outcome: Outcome, reason: str, started: datetime, report: ProtectionReport, recorder: OutputRecorder,
-           exit_code: int | None = None, evaluation: EvalResult | None = None) -> RunResult:
+def record(
+    spec: RunSpec,
+    outcome: Outcome,
+    reason: str,
+    started: datetime,
+    report: ProtectionReport,
+    recorder: OutputRecorder,
+    exit_code: int | None = None,
+    evaluation: EvalResult | None = None,
+) -> RunResult:
     """Build the RunResult and write result.json, events.jsonl and train.log into the run folder."""
     ended = datetime.now(UTC)
     python_version, torch_version = _versions()
     result = RunResult(
-        run_id=spec.run_id, spec=spec, outcome=outcome, reason=reason, exit_code=exit_code,
-        log_tail=recorder.tail(), summary=recorder.summary,
-        started=started, ended=ended, duration_s=(ended - started).total_seconds(), evaluation=evaluation,
-        sandbox=report, lm_fingerprint=fingerprint(), python=python_version, torch=torch_version, hostname=socket.gethostname(),
+        run_id=spec.run_id,
+        spec=spec,
+        outcome=outcome,
+        reason=reason,
+        exit_code=exit_code,
+        log_tail=recorder.tail(),
+        summary=recorder.summary,
+        started=started,
+        ended=ended,
+        duration_s=(ended - started).total_seconds(),
+        evaluation=evaluation,
+        sandbox=report,
+        lm_fingerprint=fingerprint(),
+        python=python_version,
+        torch=torch_version,
+        hostname=socket.gethostname(),
     )
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(spec.run_dir / "events.jsonl", recorder.events_jsonl())
@@ -209,7 +328,9 @@ def record(spec: RunSpec, outcome: Outcome, reason: str, started: datetime, repo
     return result
 
 
-def run_one(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_event: OnEvent | None = None) -> RunResult:
+def run_one(
+    spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_event: OnEvent | None = None
+) -> RunResult:
     """Describe, train and evaluate `spec`; every ending, Ctrl-C included, gives a recorded result."""
     started = datetime.now(UTC)
     spec.run_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +342,9 @@ def run_one(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_e
 
     try:
         status("describe")
-        spec = spec.model_copy(update={"tokenizer": spec.tokenizer or resolve_tokenizer(spec, policy, report)})
+        spec = spec.model_copy(
+            update={"tokenizer": spec.tokenizer or resolve_tokenizer(spec, policy, report)}
+        )
         status("train")
         outcome, reason, exit_code = train(spec, policy, report, spec.tokenizer, recorder)
         evaluation = None
@@ -237,5 +360,13 @@ def run_one(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, on_e
     finally:
         shutil.rmtree(spec.run_dir / "tmp", ignore_errors=True)
     if on_event:
-        on_event(spec.run_id, {"event": "status", "phase": "finished", "outcome": result.outcome, "reason": result.reason})
+        on_event(
+            spec.run_id,
+            {
+                "event": "status",
+                "phase": "finished",
+                "outcome": result.outcome,
+                "reason": result.reason,
+            },
+        )
     return result

@@ -40,12 +40,31 @@ def new_run_id(seed: int) -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3] + f"-s{seed}"
 
 
-def plan_runs(workspace: Path, runs_dir: Path, cache_dir: Path, entry: str, budget_s: float, seeds: list[int],
-              overrides: dict[str, str] | None = None, samples: int = 8) -> list[RunSpec]:
+def plan_runs(
+    workspace: Path,
+    runs_dir: Path,
+    cache_dir: Path,
+    entry: str,
+    budget_s: float,
+    seeds: list[int],
+    overrides: dict[str, str] | None = None,
+    samples: int = 8,
+) -> list[RunSpec]:
     """One RunSpec per seed, each with its own folder under `runs_dir`."""
     specs = []
     for seed in seeds:
         run_id = new_run_id(seed)
-        specs.append(RunSpec(run_id=run_id, workspace=workspace, entry=entry, seed=seed, budget_s=budget_s,
-                             overrides=dict(overrides or {}), run_dir=runs_dir / run_id, cache_dir=cache_dir, samples=samples))
+        specs.append(
+            RunSpec(
+                run_id=run_id,
+                workspace=workspace,
+                entry=entry,
+                seed=seed,
+                budget_s=budget_s,
+                overrides=dict(overrides or {}),
+                run_dir=runs_dir / run_id,
+                cache_dir=cache_dir,
+                samples=samples,
+            )
+        )
     return specs

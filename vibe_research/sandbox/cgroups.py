@@ -23,7 +23,7 @@ def _mounts() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields, _, tail = line.partition(" - ")
-        fstype, _, options = (tail.split(" ") + ["", "", ""])[:3]
+        fstype, _, options = ([*tail.split(" "), "", "", ""])[:3]
         point = Path(fields.split(" ")[4])
         if fstype == "cgroup2":
             found.setdefault("v2", point)
@@ -146,10 +146,18 @@ def create_run_cgroups(name: str, memory_bytes: int | None, tasks: int) -> RunCg
 
     if "v2" in mounts and "v2" in own:
         parent = mounts["v2"] / own["v2"].lstrip("/")
-        enabled = (parent / "cgroup.subtree_control").read_text().split() if (parent / "cgroup.subtree_control").is_file() else []
+        enabled = (
+            (parent / "cgroup.subtree_control").read_text().split()
+            if (parent / "cgroup.subtree_control").is_file()
+            else []
+        )
         if {"memory", "pids"} & set(enabled) and (folder := child("v2")):
             groups.folders.append(folder)
-            if "memory" in enabled and memory_bytes and _write(folder / "memory.max", str(memory_bytes)):
+            if (
+                "memory" in enabled
+                and memory_bytes
+                and _write(folder / "memory.max", str(memory_bytes))
+            ):
                 _write(folder / "memory.swap.max", "0")
                 groups.limits["memory"] = "cgroup v2 memory.max"
             if "pids" in enabled and _write(folder / "pids.max", str(tasks)):

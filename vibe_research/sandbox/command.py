@@ -13,7 +13,6 @@ from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
 from vibe_research.sandbox.seatbelt import seatbelt_profile
 
-
 THREAD_VARIABLES = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
 
 
@@ -51,19 +50,33 @@ def fresh_folder(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def run_environment(policy: SandboxPolicy, paths: RunPaths, environ: dict[str, str]) -> dict[str, str]:
+def run_environment(
+    policy: SandboxPolicy, paths: RunPaths, environ: dict[str, str]
+) -> dict[str, str]:
     """The allow-listed environment, with HOME and TMPDIR moved into the run's private temp."""
     home = paths.tmp_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = policy.run_environment(environ)
-    env |= {"HOME": str(home), "TMPDIR": str(paths.tmp_dir), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env |= {
+        "HOME": str(home),
+        "TMPDIR": str(paths.tmp_dir),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     env.setdefault("PATH", os.defpath)
     if policy.threads:
         env |= {name: str(policy.threads) for name in THREAD_VARIABLES}
     return env
 
 
-def sandboxed(policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths, argv: list[str], name: str, environ: dict[str, str] | None = None) -> SandboxedCommand:
+def sandboxed(
+    policy: SandboxPolicy,
+    report: ProtectionReport,
+    paths: RunPaths,
+    argv: list[str],
+    name: str,
+    environ: dict[str, str] | None = None,
+) -> SandboxedCommand:
     """`argv` wrapped in the launcher (and sandbox-exec on macOS) under `policy`.
 
     `name` labels the run's cgroups; it must be unique among live runs.
@@ -75,10 +88,21 @@ def sandboxed(policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths, 
     if report.active("memory-cgroup") or report.active("task-limit"):
         cgroups = create_run_cgroups(name, policy.memory_bytes(physical_memory()), policy.processes)
     plan = build_plan(policy, report, paths, cgroups.procs_files if cgroups else [])
-    wrapped = [sys.executable, "-m", "vibe_research.sandbox.launch", plan.model_dump_json(), "--", *argv]
+    wrapped = [
+        sys.executable,
+        "-m",
+        "vibe_research.sandbox.launch",
+        plan.model_dump_json(),
+        "--",
+        *argv,
+    ]
     if platform.system() == "Darwin" and report.active("seatbelt"):
         gpu = uses_gpu(policy)
         home = Path(os.environ.get("HOME", "/"))
-        profile = seatbelt_profile(file_grants(policy, paths, gpu), policy.denied_paths(paths.workspace, home) + paths.denies, policy.network)
+        profile = seatbelt_profile(
+            file_grants(policy, paths, gpu),
+            policy.denied_paths(paths.workspace, home) + paths.denies,
+            policy.network,
+        )
         wrapped = ["sandbox-exec", "-p", profile, *wrapped]
     return SandboxedCommand(wrapped, env, cgroups)

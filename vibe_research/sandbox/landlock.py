@@ -31,14 +31,27 @@ _READ = READ_FILE | READ_DIR
 GRANT_RIGHTS: dict[str, int] = {
     "read": _READ,
     "exec": _READ | EXECUTE,
-    "write": _READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SYM
-    | MAKE_SOCK | MAKE_FIFO | REFER | TRUNCATE,
+    "write": _READ
+    | WRITE_FILE
+    | REMOVE_DIR
+    | REMOVE_FILE
+    | MAKE_DIR
+    | MAKE_REG
+    | MAKE_SYM
+    | MAKE_SOCK
+    | MAKE_FIFO
+    | REFER
+    | TRUNCATE,
     "device": _READ | WRITE_FILE | IOCTL_DEV,
 }
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -58,7 +71,9 @@ def abi_version() -> int:
     """The kernel's Landlock ABI (0: unsupported or disabled)."""
     if not hasattr(os, "uname") or os.uname().sysname != "Linux":
         return 0
-    version = _libc().syscall(_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    version = _libc().syscall(
+        _CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
+    )
     return max(int(version), 0)
 
 
@@ -90,7 +105,10 @@ def _add_path(libc: ctypes.CDLL, ruleset: int, path: Path, rights: int) -> None:
         if not path.is_dir():
             rights &= _FILE_RIGHTS
         attr = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
-        _check(libc.syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(attr), 0), f"add rule for {path}")
+        _check(
+            libc.syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(attr), 0),
+            f"add rule for {path}",
+        )
     finally:
         os.close(fd)
 
@@ -112,7 +130,10 @@ def restrict(grants: list[tuple[Path, Grant]], allow_tcp: bool) -> int:
     )
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8
     libc = _libc()
-    ruleset = _check(libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0), "create ruleset")
+    ruleset = _check(
+        libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0),
+        "create ruleset",
+    )
     try:
         for path, grant in grants:
             _add_path(libc, ruleset, path, GRANT_RIGHTS[grant] & fs)

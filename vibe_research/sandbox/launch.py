@@ -30,7 +30,12 @@ def apply(plan: LaunchPlan) -> None:
         ("rlimits", lambda: apply_rlimits(plan.rlimits)),
         ("capability drop", drop_capabilities if plan.drop_capabilities else None),
         ("seccomp", block_unix_sockets if plan.block_unix_sockets else None),
-        ("landlock", (lambda: landlock.restrict([(Path(p), g) for p, g in plan.grants], plan.allow_tcp)) if plan.landlock else None),
+        (
+            "landlock",
+            (lambda: landlock.restrict([(Path(p), g) for p, g in plan.grants], plan.allow_tcp))
+            if plan.landlock
+            else None,
+        ),
     ]
     for name, step in steps:
         if step is None:
@@ -44,7 +49,9 @@ def apply(plan: LaunchPlan) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m vibe_research.sandbox.launch PLAN_JSON -- COMMAND...", file=sys.stderr)
+        print(
+            "usage: python -m vibe_research.sandbox.launch PLAN_JSON -- COMMAND...", file=sys.stderr
+        )
         sys.exit(2)
     apply(LaunchPlan.model_validate_json(argv[0]))
     os.execvp(argv[2], argv[2:])

@@ -24,8 +24,19 @@ log = logging.getLogger(__name__)
 SYSTEM_EXEC = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 # What the C library, Python and torch read from /etc; the rest (shadow, ssh keys) stays closed.
 ETC_FILES = [
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
-    "hosts", "host.conf", "gai.conf", "mime.types", "os-release", "timezone",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "host.conf",
+    "gai.conf",
+    "mime.types",
+    "os-release",
+    "timezone",
 ]
 DEV_READ = ["/dev/zero", "/dev/random", "/dev/urandom"]
 DEV_WRITE = ["/dev/null", "/dev/full"]
@@ -55,7 +66,9 @@ class RunPaths:
     run_dir: Path
     tmp_dir: Path
     reads: list[Path] = field(default_factory=list)  # extra read grants: token caches, tokenizers
-    denies: list[Path] = field(default_factory=list)  # extra denials: the validation cache in training
+    denies: list[Path] = field(
+        default_factory=list
+    )  # extra denials: the validation cache in training
     writes: list[Path] = field(default_factory=list)  # extra write grants: the shared compile cache
 
 
@@ -74,7 +87,13 @@ def python_paths() -> list[Path]:
     """The interpreter, its standard library and site-packages, and this package's source."""
     import vibe_research
 
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        *site.getsitepackages(),
+    }
     paths.add(os.path.dirname(os.path.realpath(sys.executable)))
     paths.add(str(Path(vibe_research.__file__).resolve().parent))
     return sorted(Path(path).resolve() for path in paths)
@@ -98,7 +117,9 @@ def safe_grants(grants: list[tuple[Path, Grant]], denied: list[Path]) -> list[tu
         if clash is None:
             kept.append((path, grant))
         else:
-            log.warning("sandbox: not granting %s access to %s: it would expose %s", grant, path, clash)
+            log.warning(
+                "sandbox: not granting %s access to %s: it would expose %s", grant, path, clash
+            )
     return kept
 
 
@@ -118,7 +139,9 @@ def file_grants(policy: SandboxPolicy, paths: RunPaths, gpu: bool) -> list[tuple
     return safe_grants(grants, policy.denied_paths(paths.workspace, home) + paths.denies)
 
 
-def rlimits(policy: SandboxPolicy, gpu: bool, physical_memory: int, task_base: int | None) -> dict[str, int]:
+def rlimits(
+    policy: SandboxPolicy, gpu: bool, physical_memory: int, task_base: int | None
+) -> dict[str, int]:
     """Resource limits; no address-space or data cap with a GPU, where drivers map huge ranges.
 
     RLIMIT_NPROC counts every task of the user, so it is set `processes` above `task_base`, the
@@ -136,7 +159,9 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def build_plan(policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths, cgroup_procs: list[str]) -> LaunchPlan:
+def build_plan(
+    policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths, cgroup_procs: list[str]
+) -> LaunchPlan:
     """Request exactly the protections `report` says this machine has."""
     from vibe_research.sandbox.limits import user_task_count
 

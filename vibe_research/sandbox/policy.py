@@ -9,21 +9,62 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from vibe_research.lm.errors import load_toml_model
 
 # Names that look like credentials never reach a run, whatever env_allow says.
-SECRET_NAME_PATTERNS = ("*KEY*", "TOKEN*", "*_TOKEN", "*_TOKEN_*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*")
+SECRET_NAME_PATTERNS = (
+    "*KEY*",
+    "TOKEN*",
+    "*_TOKEN",
+    "*_TOKEN_*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*CREDENTIAL*",
+)
 
 DEFAULT_ENV_ALLOW = [
-    "PATH", "LANG", "LC_*", "TZ", "TERM",
-    "CUDA_*", "NVIDIA_*", "HIP_*", "ROCR_*", "HSA_*",
-    "PYTORCH_*", "TORCH_*", "TORCHINDUCTOR_*", "OMP_*", "MKL_*", "KMP_*",
-    "OPENBLAS_*", "GOTO_*", "BLIS_*", "NVPL_*", "DNNL_*", "ONEDNN_*", "NUMEXPR_*",
-    "TIKTOKEN_CACHE_DIR", "VIBE_CACHE_DIR",
+    "PATH",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "TERM",
+    "CUDA_*",
+    "NVIDIA_*",
+    "HIP_*",
+    "ROCR_*",
+    "HSA_*",
+    "PYTORCH_*",
+    "TORCH_*",
+    "TORCHINDUCTOR_*",
+    "OMP_*",
+    "MKL_*",
+    "KMP_*",
+    "OPENBLAS_*",
+    "GOTO_*",
+    "BLIS_*",
+    "NVPL_*",
+    "DNNL_*",
+    "ONEDNN_*",
+    "NUMEXPR_*",
+    "TIKTOKEN_CACHE_DIR",
+    "VIBE_CACHE_DIR",
 ]
 
 DEFAULT_DENY_READ = [
-    "~/.ssh", "~/.aws", "~/.config", "~/.netrc", "~/.gnupg", "~/.docker", "~/.kube",
-    "~/.git-credentials", "~/.pypirc", "~/.env",
+    "~/.ssh",
+    "~/.aws",
+    "~/.config",
+    "~/.netrc",
+    "~/.gnupg",
+    "~/.docker",
+    "~/.kube",
+    "~/.git-credentials",
+    "~/.pypirc",
+    "~/.env",
     # relative entries are taken from the workspace root
-    "notes", ".git", ".env", "vibe-research.toml", "sandbox.toml",
+    "notes",
+    ".git",
+    ".env",
+    "vibe-research.toml",
+    "sandbox.toml",
 ]
 
 
@@ -34,10 +75,14 @@ class SandboxPolicy(BaseModel):
     mode: Literal["auto", "none"] = "auto"
     grace_s: float = Field(default=20, ge=0, description="seconds past the budget before SIGTERM")
     kill_after_s: float = Field(default=5, gt=0, description="seconds after SIGTERM before SIGKILL")
-    eval_timeout_s: float = Field(default=600, gt=0, description="wall clock of one evaluation process")
+    eval_timeout_s: float = Field(
+        default=600, gt=0, description="wall clock of one evaluation process"
+    )
     memory_gb: float | None = Field(default=None, gt=0, description="None: 75% of physical memory")
     threads: int | None = Field(default=None, ge=1, description="None: every CPU core")
-    processes: int = Field(default=512, ge=8, description="tasks (processes and threads) a run may hold")
+    processes: int = Field(
+        default=512, ge=8, description="tasks (processes and threads) a run may hold"
+    )
     file_size_gb: float = Field(default=4, gt=0)
     run_dir_gb: float = Field(default=8, gt=0)
     network: bool = False
@@ -79,7 +124,9 @@ class SandboxPolicy(BaseModel):
             name: value
             for name, value in environ.items()
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.env_allow)
-            and not any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_NAME_PATTERNS)
+            and not any(
+                fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_NAME_PATTERNS
+            )
         }
 
 

@@ -47,7 +47,10 @@ def _network_namespace_works() -> tuple[bool, str]:
     if done.returncode == 0:
         return True, "a new network namespace: no interface is up, nothing is reachable"
     last = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
-    return False, f"cannot create a network namespace ({last}); Landlock TCP rules are the only network barrier"
+    return (
+        False,
+        f"cannot create a network namespace ({last}); Landlock TCP rules are the only network barrier",
+    )
 
 
 @functools.cache
@@ -65,30 +68,92 @@ def _linux(policy: SandboxPolicy) -> list[Protection]:
     cgroups = _cgroup_limits()
     root = os.geteuid() == 0
     items = [
-        Protection(name="landlock-files", active=abi >= 1, detail=f"Landlock ABI {abi}: reads and writes limited to an allow-list" if abi else "Landlock is not enabled in this kernel (needs 5.13+ with lsm=landlock): files are NOT confined"),
-        Protection(name="landlock-tcp", active=abi >= 4, detail="TCP bind and connect denied" if abi >= 4 else f"Landlock ABI {abi} < 4 cannot restrict TCP"),
-        Protection(name="landlock-scope", active=abi >= 6, detail="signals and abstract unix sockets confined to the run" if abi >= 6 else f"Landlock ABI {abi} < 6: signals to other processes of this user are not blocked"),
+        Protection(
+            name="landlock-files",
+            active=abi >= 1,
+            detail=f"Landlock ABI {abi}: reads and writes limited to an allow-list"
+            if abi
+            else "Landlock is not enabled in this kernel (needs 5.13+ with lsm=landlock): files are NOT confined",
+        ),
+        Protection(
+            name="landlock-tcp",
+            active=abi >= 4,
+            detail="TCP bind and connect denied"
+            if abi >= 4
+            else f"Landlock ABI {abi} < 4 cannot restrict TCP",
+        ),
+        Protection(
+            name="landlock-scope",
+            active=abi >= 6,
+            detail="signals and abstract unix sockets confined to the run"
+            if abi >= 6
+            else f"Landlock ABI {abi} < 6: signals to other processes of this user are not blocked",
+        ),
         Protection(name="network-namespace", active=netns_ok, detail=netns_detail),
-        Protection(name="unix-sockets", active=seccomp.supported(), detail="seccomp refuses new unix sockets (docker.sock, SSH agents); socketpair() still works" if seccomp.supported() else f"no seccomp filter for {platform.machine()}: unix sockets bound to paths are reachable"),
-        Protection(name="rlimits", active=True, detail="file size, core dumps off, and a per-process data cap when no GPU is used"),
-        Protection(name="task-limit", active=("tasks" in cgroups) or not root, detail=cgroups.get("tasks") or ("RLIMIT_NPROC" if not root else "root ignores RLIMIT_NPROC and no pids cgroup is writable: a fork bomb is NOT capped")),
-        Protection(name="memory-cgroup", active="memory" in cgroups, detail=cgroups.get("memory") or "no writable memory cgroup: only the per-process data cap limits memory"),
-        Protection(name="capabilities", active=True, detail="all capabilities dropped (root)" if root else "not root: none to drop"),
-        Protection(name="process-group", active=True, detail="own session; killed as a group at budget + grace"),
+        Protection(
+            name="unix-sockets",
+            active=seccomp.supported(),
+            detail="seccomp refuses new unix sockets (docker.sock, SSH agents); socketpair() still works"
+            if seccomp.supported()
+            else f"no seccomp filter for {platform.machine()}: unix sockets bound to paths are reachable",
+        ),
+        Protection(
+            name="rlimits",
+            active=True,
+            detail="file size, core dumps off, and a per-process data cap when no GPU is used",
+        ),
+        Protection(
+            name="task-limit",
+            active=("tasks" in cgroups) or not root,
+            detail=cgroups.get("tasks")
+            or (
+                "RLIMIT_NPROC"
+                if not root
+                else "root ignores RLIMIT_NPROC and no pids cgroup is writable: a fork bomb is NOT capped"
+            ),
+        ),
+        Protection(
+            name="memory-cgroup",
+            active="memory" in cgroups,
+            detail=cgroups.get("memory")
+            or "no writable memory cgroup: only the per-process data cap limits memory",
+        ),
+        Protection(
+            name="capabilities",
+            active=True,
+            detail="all capabilities dropped (root)" if root else "not root: none to drop",
+        ),
+        Protection(
+            name="process-group",
+            active=True,
+            detail="own session; killed as a group at budget + grace",
+        ),
     ]
     if not policy.network:
         return items
-    return [item for item in items if item.name not in {"landlock-tcp", "network-namespace", "unix-sockets"}] + [
-        Protection(name="network", active=False, detail="sandbox.toml allows the network")
-    ]
+    return [
+        item
+        for item in items
+        if item.name not in {"landlock-tcp", "network-namespace", "unix-sockets"}
+    ] + [Protection(name="network", active=False, detail="sandbox.toml allows the network")]
 
 
 def _macos() -> list[Protection]:
     found = shutil.which("sandbox-exec")
     return [
-        Protection(name="seatbelt", active=found is not None, detail="sandbox-exec with a generated profile (files, network)" if found else "sandbox-exec not found"),
+        Protection(
+            name="seatbelt",
+            active=found is not None,
+            detail="sandbox-exec with a generated profile (files, network)"
+            if found
+            else "sandbox-exec not found",
+        ),
         Protection(name="rlimits", active=True, detail="file size, core dumps off"),
-        Protection(name="process-group", active=True, detail="own session; killed as a group at budget + grace"),
+        Protection(
+            name="process-group",
+            active=True,
+            detail="own session; killed as a group at budget + grace",
+        ),
     ]
 
 
@@ -97,7 +162,13 @@ def probe(policy: SandboxPolicy | None = None) -> ProtectionReport:
     policy = policy or SandboxPolicy()
     system = platform.system()
     if policy.mode == "none":
-        items = [Protection(name="sandbox", active=False, detail='sandbox.mode = "none": the run has your full access')]
+        items = [
+            Protection(
+                name="sandbox",
+                active=False,
+                detail='sandbox.mode = "none": the run has your full access',
+            )
+        ]
     elif system == "Linux":
         items = _linux(policy)
     elif system == "Darwin":

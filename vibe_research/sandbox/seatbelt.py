@@ -18,8 +18,21 @@ METAL_MACH_SERVICES = [
     "com.apple.cvmsServ",
     "com.apple.PowerManagement.control",
 ]
-METAL_IOKIT_CLASSES = ["AGXDeviceUserClient", "AGXSharedUserClient", "IOSurfaceRootUserClient", "IOAccelerator", "AppleGPUWrangler"]
-SYSTEM_READ = ["/System", "/usr", "/Library/Apple", "/private/etc", "/private/var/db/timezone", "/dev"]
+METAL_IOKIT_CLASSES = [
+    "AGXDeviceUserClient",
+    "AGXSharedUserClient",
+    "IOSurfaceRootUserClient",
+    "IOAccelerator",
+    "AppleGPUWrangler",
+]
+SYSTEM_READ = [
+    "/System",
+    "/usr",
+    "/Library/Apple",
+    "/private/etc",
+    "/private/var/db/timezone",
+    "/dev",
+]
 
 
 def _quote(path: Path | str) -> str:
@@ -38,10 +51,16 @@ def seatbelt_profile(grants: list[tuple[Path, Grant]], denied: list[Path], netwo
         "(allow sysctl-read)",
         "(allow ipc-posix-shm ipc-posix-sem)",
         "(allow file-read-metadata)",
-        "(allow mach-lookup " + " ".join(f"(global-name {_quote(name)})" for name in METAL_MACH_SERVICES) + ")",
-        "(allow iokit-open " + " ".join(f"(iokit-user-client-class {_quote(name)})" for name in METAL_IOKIT_CLASSES) + ")",
+        "(allow mach-lookup "
+        + " ".join(f"(global-name {_quote(name)})" for name in METAL_MACH_SERVICES)
+        + ")",
+        "(allow iokit-open "
+        + " ".join(f"(iokit-user-client-class {_quote(name)})" for name in METAL_IOKIT_CLASSES)
+        + ")",
         "(allow file-read* " + " ".join(f"(subpath {_quote(path)})" for path in reads) + ")",
-        "(allow file-write* (literal \"/dev/null\") " + " ".join(f"(subpath {_quote(path)})" for path in writes) + ")",
+        '(allow file-write* (literal "/dev/null") '
+        + " ".join(f"(subpath {_quote(path)})" for path in writes)
+        + ")",
     ]
     if network:
         lines.append("(allow network*)")

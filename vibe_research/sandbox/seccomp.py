@@ -22,7 +22,12 @@ _NR, _ARCH, _ARG0 = 0, 4, 16
 
 
 class _Filter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
 
 
 class _Program(ctypes.Structure):
@@ -30,7 +35,11 @@ class _Program(ctypes.Structure):
 
 
 def supported() -> bool:
-    return platform.system() == "Linux" and platform.machine() in _ARCHES and os.path.exists("/proc/sys/kernel/seccomp/actions_avail")
+    return (
+        platform.system() == "Linux"
+        and platform.machine() in _ARCHES
+        and os.path.exists("/proc/sys/kernel/seccomp/actions_avail")
+    )
 
 
 def _program(arch: int, socket_nr: int) -> list[tuple[int, int, int, int]]:
@@ -55,9 +64,14 @@ def block_unix_sockets() -> None:
     """Install the filter on this process and everything it execs or forks afterwards."""
     arch, socket_nr = _ARCHES[platform.machine()]
     instructions = _program(arch, socket_nr)
-    filters = (_Filter * len(instructions))(*(_Filter(*instruction) for instruction in instructions))
+    filters = (_Filter * len(instructions))(
+        *(_Filter(*instruction) for instruction in instructions)
+    )
     program = _Program(len(instructions), filters)
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
+    if (
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0
+    ):
         code = ctypes.get_errno()
         raise OSError(code, f"seccomp: {os.strerror(code)}")

@@ -34,7 +34,9 @@ def read_valid(config: dict, out: Path) -> None:
 
 def read_env(config: dict, out: Path) -> None:
     print(f"{config['target']}={os.environ.get(config['target'])}")
-    (out / "environ.txt").write_text("\n".join(f"{key}={value}" for key, value in os.environ.items()))
+    (out / "environ.txt").write_text(
+        "\n".join(f"{key}={value}" for key, value in os.environ.items())
+    )
 
 
 def read_parent_env(config: dict, out: Path) -> None:
@@ -114,7 +116,25 @@ def daemon(config: dict, out: Path) -> None:
     time.sleep(0.5)
 
 
-ATTACKS = {function.__name__: function for function in (read_file, read_valid, read_env, read_parent_env, write_file, connect, connect_unix, fork_bomb, allocate, allocate_in_children, fill_disk, big_file, ignore_sigterm, daemon)}
+ATTACKS = {
+    function.__name__: function
+    for function in (
+        read_file,
+        read_valid,
+        read_env,
+        read_parent_env,
+        write_file,
+        connect,
+        connect_unix,
+        fork_bomb,
+        allocate,
+        allocate_in_children,
+        fill_disk,
+        big_file,
+        ignore_sigterm,
+        daemon,
+    )
+}
 
 
 def main() -> None:

@@ -17,7 +17,15 @@ def main() -> None:
     experiment = parse_args(CONFIG)
     base = json.loads((Path(experiment.config["base_run"]) / "config.json").read_text())
     split = open_split("train", base["tokenizer"])
-    emit("done", params=0, steps=0, tokens=len(split.tokens), device="cpu", dtype="fp32", elapsed_s=0.0)
+    emit(
+        "done",
+        params=0,
+        steps=0,
+        tokens=len(split.tokens),
+        device="cpu",
+        dtype="fp32",
+        elapsed_s=0.0,
+    )
 
 
 if __name__ == "__main__":

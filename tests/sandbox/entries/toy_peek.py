@@ -5,13 +5,17 @@ token. The evaluator's causality check must reject it (outcome bad_model).
 from pathlib import Path
 
 import torch
-from toy_train import main
 from toy_train import load_model as load_bigram
+from toy_train import main
 
 
 class Peeking:
     def __init__(self, inner) -> None:
-        self.vocab_size, self.tokenizer, self.context_length = inner.vocab_size, inner.tokenizer, inner.context_length
+        self.vocab_size, self.tokenizer, self.context_length = (
+            inner.vocab_size,
+            inner.tokenizer,
+            inner.context_length,
+        )
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         following = torch.roll(tokens, -1, dims=1)  # the token each position should predict

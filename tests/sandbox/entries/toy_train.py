@@ -60,12 +60,27 @@ def main() -> None:
         loss = float("nan") if step == config["nan_at"] else loss
         elapsed = time.perf_counter() - began
         tokens = int(chunks[step - 1][-1]) + 1
-        emit("step", step=step, loss=loss, tokens=tokens, tokens_per_s=tokens / max(elapsed, 1e-9), elapsed_s=elapsed)
+        emit(
+            "step",
+            step=step,
+            loss=loss,
+            tokens=tokens,
+            tokens_per_s=tokens / max(elapsed, 1e-9),
+            elapsed_s=elapsed,
+        )
         time.sleep(config["step_sleep_s"])
         if experiment.stop_requested():
             break
     np.savez(experiment.out / "bigram.npz", counts=counts, tokenizer=config["tokenizer"])
-    emit("done", params=vocab * vocab, steps=step, tokens=len(stream) - 1, device="cpu", dtype="fp32", elapsed_s=time.perf_counter() - began)
+    emit(
+        "done",
+        params=vocab * vocab,
+        steps=step,
+        tokens=len(stream) - 1,
+        device="cpu",
+        dtype="fp32",
+        elapsed_s=time.perf_counter() - began,
+    )
 
 
 if __name__ == "__main__":

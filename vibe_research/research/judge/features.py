@@ -8,6 +8,7 @@ transformers: text fluent over a few words whose sentences do not hold together 
 a new name in every sentence, words glued together such as "bigHer").
 """
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -17,34 +18,243 @@ _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _LEGIBLE = re.compile(r"[A-Za-z0-9\s.,!?'\"’‘“”:;()-]")
 # a sentence ends at . ! or ? (optionally inside a closing quote) followed by space or the end
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”']?(?=\s|$)")
-_ARTIFACT = re.compile(r",\s*,|(?<!\.)\.\.(?!\.)|,\s*\.|\.\s*,|\s[,.!?;:](?!\.)|[!?]{3,}|;\s*;|\(\s*\)")
+_ARTIFACT = re.compile(
+    r",\s*,|(?<!\.)\.\.(?!\.)|,\s*\.|\.\s*,|\s[,.!?;:](?!\.)|[!?]{3,}|;\s*;|\(\s*\)"
+)
 _DOUBLED = re.compile(r"\b([A-Za-z]+)\s+\1\b", re.IGNORECASE)
 # repetitions people do write ("very very", "again and again" is not doubled): not artifacts
-_DOUBLE_OK = {"very", "so", "far", "bye", "ha", "no", "yes", "yay", "hee", "knock", "chop", "la", "beep", "boo",
-              "tick", "tock", "ding", "dong", "woof", "meow", "quack", "moo", "hop", "buzz", "zoom", "more", "tap",
-              "had", "that", "round", "up", "down"}
-_ENDINGS = ('.', '!', '?', '."', '!"', '?"', ".”", "!”", "?”", ".'", "!'", "?'")
+_DOUBLE_OK = {
+    "very",
+    "so",
+    "far",
+    "bye",
+    "ha",
+    "no",
+    "yes",
+    "yay",
+    "hee",
+    "knock",
+    "chop",
+    "la",
+    "beep",
+    "boo",
+    "tick",
+    "tock",
+    "ding",
+    "dong",
+    "woof",
+    "meow",
+    "quack",
+    "moo",
+    "hop",
+    "buzz",
+    "zoom",
+    "more",
+    "tap",
+    "had",
+    "that",
+    "round",
+    "up",
+    "down",
+}
+_ENDINGS = (".", "!", "?", '."', '!"', '?"', ".”", "!”", "?”", ".'", "!'", "?'")
 # a story that starts with these has lost its beginning: they refer back to something untold
-_MID_STORY_OPENERS = {"he", "she", "they", "it", "his", "her", "their", "them", "then", "but", "so", "and",
-                      "after", "finally", "suddenly", "later", "now", "together", "from", "also", "again",
-                      "soon", "because"}
+_MID_STORY_OPENERS = {
+    "he",
+    "she",
+    "they",
+    "it",
+    "his",
+    "her",
+    "their",
+    "them",
+    "then",
+    "but",
+    "so",
+    "and",
+    "after",
+    "finally",
+    "suddenly",
+    "later",
+    "now",
+    "together",
+    "from",
+    "also",
+    "again",
+    "soon",
+    "because",
+}
 _INTRODUCERS = {"named", "called"}
 # two words run together by a subword model: lower case straight into a capitalised word
 _GLUED = re.compile(r"\b[a-z]{2,}[A-Z][a-z]+")
 # words that carry no content of their own: what is left is what a story is about (Lily, ball, park)
-_FUNCTION_WORDS = frozenset("""
-a an the and or but so to of in on at for with from by as is was were be been are am it its he she they them
-his her hers their him i you we my your our me us this that these those there here then when what who how why
-where which not no yes do did does had has have will would can could should just very too all one some any into
-out up down over about after before again because if than said says say went go going get got like liked loved
-love wanted want see saw look looked day time once upon little big very much many more felt feel happy sad
-""".split())
+_FUNCTION_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "so",
+        "to",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "as",
+        "is",
+        "was",
+        "were",
+        "be",
+        "been",
+        "are",
+        "am",
+        "it",
+        "its",
+        "he",
+        "she",
+        "they",
+        "them",
+        "his",
+        "her",
+        "hers",
+        "their",
+        "him",
+        "i",
+        "you",
+        "we",
+        "my",
+        "your",
+        "our",
+        "me",
+        "us",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "then",
+        "when",
+        "what",
+        "who",
+        "how",
+        "why",
+        "where",
+        "which",
+        "not",
+        "no",
+        "yes",
+        "do",
+        "did",
+        "does",
+        "had",
+        "has",
+        "have",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "just",
+        "very",
+        "too",
+        "all",
+        "one",
+        "some",
+        "any",
+        "into",
+        "out",
+        "up",
+        "down",
+        "over",
+        "about",
+        "after",
+        "before",
+        "again",
+        "because",
+        "if",
+        "than",
+        "said",
+        "says",
+        "say",
+        "went",
+        "go",
+        "going",
+        "get",
+        "got",
+        "like",
+        "liked",
+        "loved",
+        "love",
+        "wanted",
+        "want",
+        "see",
+        "saw",
+        "look",
+        "looked",
+        "day",
+        "time",
+        "once",
+        "upon",
+        "little",
+        "big",
+        "very",
+        "much",
+        "many",
+        "more",
+        "felt",
+        "feel",
+        "happy",
+        "sad",
+    ]
+)
 _OPENING_FORMULA = re.compile(r"\bonce upon a time\b", re.IGNORECASE)
-_CLOSING_FORMULA = re.compile(r"\b(the moral of the story|from that day on|happily ever after|the end\b)", re.IGNORECASE)
+_CLOSING_FORMULA = re.compile(
+    r"\b(the moral of the story|from that day on|happily ever after|the end\b)", re.IGNORECASE
+)
 # capitalised words that are not names even in mid-sentence
-_NOT_NAMES = {"i", "mom", "dad", "mommy", "daddy", "grandma", "grandpa", "mr", "mrs", "miss", "sir", "god",
-              "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "christmas",
-              "the", "a", "an", "once", "one", "they", "he", "she", "it", "we", "you", "oh", "yes", "no"}
+_NOT_NAMES = {
+    "i",
+    "mom",
+    "dad",
+    "mommy",
+    "daddy",
+    "grandma",
+    "grandpa",
+    "mr",
+    "mrs",
+    "miss",
+    "sir",
+    "god",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "christmas",
+    "the",
+    "a",
+    "an",
+    "once",
+    "one",
+    "they",
+    "he",
+    "she",
+    "it",
+    "we",
+    "you",
+    "oh",
+    "yes",
+    "no",
+}
 
 
 def words(text: str) -> list[str]:
@@ -63,18 +273,26 @@ class TextFeatures:
     doubled_words: int  # adjacent repeats such as "his his", minus ones people write ("very very")
     punctuation_artifacts: int  # ",,", " ,", ". ." and the like
     repeated_4grams: float  # share of word 4-grams that already occurred earlier in the story
-    longest_repeat: int  # most times one sentence occurs: a repetition loop repeats a whole sentence
+    longest_repeat: (
+        int  # most times one sentence occurs: a repetition loop repeats a whole sentence
+    )
     distinct_2: float  # distinct word bigrams / bigrams
     ends_cleanly: bool  # ends with terminal punctuation
     opens_mid_story: bool  # the first word refers back to something untold ("She", "Then", ...)
     names_used_before_introduced: int  # "Lily was sad. ... a girl named Lily" order
-    misplaced_formulas: int  # "Once upon a time" after the opening, "The moral of the story" before the end
+    misplaced_formulas: (
+        int  # "Once upon a time" after the opening, "The moral of the story" before the end
+    )
     unbalanced_quotes: bool
-    legible: float  # share of the model's own characters that are letters, digits, spaces or punctuation
+    legible: (
+        float  # share of the model's own characters that are letters, digits, spaces or punctuation
+    )
     # share of sentences after the first that share a content word with one of the two before
     # (None under three sentences): real stories 0.54 on average, n-gram text under 0.1
     cohesion: float | None
-    one_off_names: tuple[str, ...]  # names (capitalised mid-sentence) mentioned once and never again
+    one_off_names: tuple[
+        str, ...
+    ]  # names (capitalised mid-sentence) mentioned once and never again
     glued_words: int  # "forHer", "bigHer": two words run together
 
 
@@ -83,7 +301,7 @@ def _doubled(text: str) -> int:
 
 
 def _repeated_4grams(tokens: list[str]) -> float:
-    grams = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)]
+    grams = [tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3)]
     if not grams:
         return 0.0
     seen: set[tuple[str, ...]] = set()
@@ -95,7 +313,7 @@ def _repeated_4grams(tokens: list[str]) -> float:
 
 
 def _distinct_2(tokens: list[str]) -> float:
-    grams = list(zip(tokens, tokens[1:]))
+    grams = list(itertools.pairwise(tokens))
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
@@ -115,7 +333,9 @@ def _names_used_before_introduced(text: str) -> int:
 
 def _misplaced_formulas(story_sentences: list[str]) -> int:
     late_openings = sum(bool(_OPENING_FORMULA.search(sentence)) for sentence in story_sentences[1:])
-    early_closings = sum(bool(_CLOSING_FORMULA.search(sentence)) for sentence in story_sentences[:-2])
+    early_closings = sum(
+        bool(_CLOSING_FORMULA.search(sentence)) for sentence in story_sentences[:-2]
+    )
     return late_openings + early_closings
 
 
@@ -125,16 +345,21 @@ def _opens_mid_story(text: str) -> bool:
 
 
 def _content(sentence: str) -> set[str]:
-    return {word.lower().removesuffix("s") for word in words(sentence)
-            if len(word) > 2 and word.lower() not in _FUNCTION_WORDS}
+    return {
+        word.lower().removesuffix("s")
+        for word in words(sentence)
+        if len(word) > 2 and word.lower() not in _FUNCTION_WORDS
+    }
 
 
 def _cohesion(story_sentences: list[str]) -> float | None:
     content = [_content(sentence) for sentence in story_sentences]
     if len(content) < 3:
         return None
-    linked = sum(bool(content[i] & (content[i - 1] | (content[i - 2] if i >= 2 else set())))
-                 for i in range(1, len(content)))
+    linked = sum(
+        bool(content[i] & (content[i - 1] | (content[i - 2] if i >= 2 else set())))
+        for i in range(1, len(content))
+    )
     return linked / (len(content) - 1)
 
 
@@ -145,7 +370,11 @@ def _one_off_names(text: str) -> tuple[str, ...]:
     for sentence in sentences(text):
         tokens = words(sentence)
         for index, token in enumerate(tokens):
-            if token[0].isupper() and token.lower() not in _NOT_NAMES and token.lower() not in _FUNCTION_WORDS:
+            if (
+                token[0].isupper()
+                and token.lower() not in _NOT_NAMES
+                and token.lower() not in _FUNCTION_WORDS
+            ):
                 mentions[token] += 1
                 if index > 0:
                     mid_sentence.add(token)
@@ -153,7 +382,7 @@ def _one_off_names(text: str) -> tuple[str, ...]:
 
 
 def _legible(text: str, prompt: str) -> float:
-    own = text[len(prompt):] if prompt and text.startswith(prompt) else text
+    own = text[len(prompt) :] if prompt and text.startswith(prompt) else text
     return len(_LEGIBLE.findall(own)) / len(own) if own else 1.0
 
 

@@ -63,10 +63,14 @@ def _clip(score: float, legibility: float) -> float:
 
 def _legibility(f: TextFeatures) -> tuple[float, list[str]]:
     legibility = min(1.0, max(0.0, (f.legible - UNREADABLE) / (READABLE - UNREADABLE)))
-    return legibility, [f"mostly not words ({f.legible:.0%} legible characters)"] if legibility < 1.0 else []
+    return legibility, [
+        f"mostly not words ({f.legible:.0%} legible characters)"
+    ] if legibility < 1.0 else []
 
 
-def _grammar(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) -> tuple[float, list[str]]:
+def _grammar(
+    f: TextFeatures, fluency: Fluency | None, typical: Fluency | None
+) -> tuple[float, list[str]]:
     score, notes = 9.0, []
     if f.doubled_words:
         score -= min(4.0, 1.5 * f.doubled_words)
@@ -86,11 +90,15 @@ def _grammar(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) 
         gap = max(0.0, typical.body - fluency.body - FLUENCY_SLACK)
         score -= min(4.0, 10.0 * gap)
         if gap > 0.1:
-            notes.append(f"disfluent ({fluency.body:.2f} nats/byte against {typical.body:.2f} for training stories)")
+            notes.append(
+                f"disfluent ({fluency.body:.2f} nats/byte against {typical.body:.2f} for training stories)"
+            )
     return score, notes
 
 
-def _consistency(f: TextFeatures, fluency: Fluency | None, typical: Fluency | None) -> tuple[float, list[str]]:
+def _consistency(
+    f: TextFeatures, fluency: Fluency | None, typical: Fluency | None
+) -> tuple[float, list[str]]:
     score, notes = 9.0, []
     if f.names_used_before_introduced:
         score -= 2.0 * f.names_used_before_introduced
@@ -106,14 +114,20 @@ def _consistency(f: TextFeatures, fluency: Fluency | None, typical: Fluency | No
         notes.append(f"a sentence repeated {f.longest_repeat} times")
     if f.cohesion is not None and f.cohesion < COHESION_FLOOR:
         score -= min(3.0, 10.0 * (COHESION_FLOOR - f.cohesion))
-        notes.append(f"its sentences barely connect ({f.cohesion:.0%} share a content word with the two before; "
-                     "real stories 55% on average)")
+        notes.append(
+            f"its sentences barely connect ({f.cohesion:.0%} share a content word with the two before; "
+            "real stories 55% on average)"
+        )
     if len(f.one_off_names) > 1:
         score -= min(3.0, 0.75 * (len(f.one_off_names) - 1))
-        notes.append(f"{len(f.one_off_names)} characters named once and never again ({', '.join(sorted(f.one_off_names)[:4])})")
+        notes.append(
+            f"{len(f.one_off_names)} characters named once and never again ({', '.join(sorted(f.one_off_names)[:4])})"
+        )
     if fluency is not None and typical is not None:
         # a story's first words and its end are where scrambled or cut stories give themselves away
-        score += 0.25 * (fluency.opening - typical.opening) + 0.15 * (fluency.closing - typical.closing)
+        score += 0.25 * (fluency.opening - typical.opening) + 0.15 * (
+            fluency.closing - typical.closing
+        )
         # far less fluent than any real story: word salad, which cannot hold characters or events together
         salad = max(0.0, typical.body - fluency.body - WORD_SALAD)
         if salad > 0:
@@ -158,7 +172,11 @@ class HeuristicJudge:
 
     @property
     def rubric_version(self) -> str:
-        return HEURISTIC_RUBRIC if self.reference is None else f"{HEURISTIC_RUBRIC}+{self.reference.id}"
+        return (
+            HEURISTIC_RUBRIC
+            if self.reference is None
+            else f"{HEURISTIC_RUBRIC}+{self.reference.id}"
+        )
 
     def score(self, sample: Sample) -> SampleScore:
         features = extract(sample.text, sample.prompt)
@@ -169,12 +187,20 @@ class HeuristicJudge:
         creativity, creativity_notes = _creativity(features)
         plot, plot_notes = _plot(features, sample.finished)
         legibility, legibility_notes = _legibility(features)
-        problems = legibility_notes + grammar_notes + consistency_notes + creativity_notes + plot_notes
+        problems = (
+            legibility_notes + grammar_notes + consistency_notes + creativity_notes + plot_notes
+        )
         clean = f"clean, complete, {features.sentences} sentences, no repetition or artifacts"
         rationale = f"Heuristic: {'; '.join(problems) if problems else clean}."
-        return SampleScore(prompt=sample.prompt, seed=sample.seed, grammar=_clip(grammar, legibility),
-                           creativity=_clip(creativity, legibility), consistency=_clip(consistency, legibility),
-                           plot=_clip(plot, legibility), rationale=rationale)
+        return SampleScore(
+            prompt=sample.prompt,
+            seed=sample.seed,
+            grammar=_clip(grammar, legibility),
+            creativity=_clip(creativity, legibility),
+            consistency=_clip(consistency, legibility),
+            plot=_clip(plot, legibility),
+            rationale=rationale,
+        )
 
     def compare(self, candidate: Sample, best: Sample) -> float:
         """1 if the candidate scores higher overall, 0 if lower, 0.5 if equal (no position to bias)."""

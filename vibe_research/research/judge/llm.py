@@ -63,7 +63,7 @@ class PairwiseReply(BaseModel):
 def marked_story(sample: Sample) -> str:
     """The story with *** between the given beginning and the model's completion."""
     if sample.text.startswith(sample.prompt):
-        return f"{sample.prompt}{SEPARATOR}{sample.text[len(sample.prompt):]}"
+        return f"{sample.prompt}{SEPARATOR}{sample.text[len(sample.prompt) :]}"
     return f"{sample.prompt}{SEPARATOR}{sample.text}"
 
 
@@ -76,16 +76,30 @@ class LLMJudge:
         self.rubric_version = LLM_RUBRIC
 
     def score(self, sample: Sample) -> SampleScore:
-        messages = [{"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": RUBRIC.format(story=marked_story(sample))}]
+        messages = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": RUBRIC.format(story=marked_story(sample))},
+        ]
         reply = self.client.structured(messages, RubricReply, model=self.name)
-        return SampleScore(prompt=sample.prompt, seed=sample.seed, grammar=reply.grammar, creativity=reply.creativity,
-                           consistency=reply.consistency, plot=reply.plot, rationale=reply.rationale)
+        return SampleScore(
+            prompt=sample.prompt,
+            seed=sample.seed,
+            grammar=reply.grammar,
+            creativity=reply.creativity,
+            consistency=reply.consistency,
+            plot=reply.plot,
+            rationale=reply.rationale,
+        )
 
     def _prefers_first(self, first: Sample, second: Sample) -> float:
         """1 if the judge prefers `first` shown as A, 0 if B, 0.5 for a tie."""
-        messages = [{"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": PAIRWISE.format(a=marked_story(first), b=marked_story(second))}]
+        messages = [
+            {"role": "system", "content": SYSTEM},
+            {
+                "role": "user",
+                "content": PAIRWISE.format(a=marked_story(first), b=marked_story(second)),
+            },
+        ]
         reply = self.client.structured(messages, PairwiseReply, model=self.name)
         return {"A": 1.0, "B": 0.0, "tie": 0.5}[reply.winner]
 

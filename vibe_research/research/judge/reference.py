@@ -47,15 +47,18 @@ class Reference:
         return Fluency(body=per_byte, opening=float(story[:OPENING_TOKENS].mean()), closing=closing)
 
 
-def build_reference(tokens: np.ndarray, tokenizer: "Tokenizer", order: int = ORDER,
-                    max_tokens: int = MAX_TOKENS) -> Reference:
+def build_reference(
+    tokens: np.ndarray, tokenizer: "Tokenizer", order: int = ORDER, max_tokens: int = MAX_TOKENS
+) -> Reference:
     """Build from a token stream in the cache layout (`[eot] story [eot] story ...`)."""
     from vibe_research.lm.ngram import KneserNey
 
     stream = np.asarray(tokens[:max_tokens], dtype=np.int64)
     if len(stream) < 1000:
-        raise UserError(f"the heuristic judge's reference needs at least 1000 training tokens, got {len(stream)}; "
-                        "prepare more training data with `vibe-research data prepare`")
+        raise UserError(
+            f"the heuristic judge's reference needs at least 1000 training tokens, got {len(stream)}; "
+            "prepare more training data with `vibe-research data prepare`"
+        )
     split = _story_boundary(stream, int(len(stream) * (1 - HELD_OUT)), tokenizer.eot)
     model = KneserNey.build(stream[:split], order, tokenizer.vocab_size, eot=tokenizer.eot)
     typical = _typical_fluency(model, stream[split:], tokenizer)
@@ -73,9 +76,13 @@ def _typical_fluency(model: "KneserNey", held_out: np.ndarray, tokenizer: "Token
     story = ~is_eot
     body = float(logp[story].sum()) / float(tokenizer.token_bytes[words[story]].sum())
     # the first OPENING_TOKENS of each story: positions after the stream start or after an eot
-    since_start = np.arange(len(words)) - np.maximum.accumulate(np.where(is_eot, np.arange(len(words)), -1))
+    since_start = np.arange(len(words)) - np.maximum.accumulate(
+        np.where(is_eot, np.arange(len(words)), -1)
+    )
     opening = story & (since_start <= OPENING_TOKENS)
-    return Fluency(body=body, opening=float(logp[opening].mean()), closing=float(logp[is_eot].mean()))
+    return Fluency(
+        body=body, opening=float(logp[opening].mean()), closing=float(logp[is_eot].mean())
+    )
 
 
 def _story_boundary(stream: np.ndarray, near: int, eot: int) -> int:

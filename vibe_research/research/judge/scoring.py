@@ -35,7 +35,9 @@ def _sample_hash(sample: Sample) -> str:
     return cache_key(sample.prompt, str(sample.seed), sample.text)
 
 
-def score_samples(judge: Judge, samples: list[Sample], cache: JudgeCache | None = None) -> list[SampleScore]:
+def score_samples(
+    judge: Judge, samples: list[Sample], cache: JudgeCache | None = None
+) -> list[SampleScore]:
     """Rubric scores for each sample, answered from the cache where the same judge saw it before."""
     scores = []
     for sample in samples:
@@ -61,8 +63,14 @@ def _pairs(candidate: list[Sample], best: list[Sample]) -> list[tuple[Sample, Sa
     return pairs
 
 
-def pairwise(judge: Judge, candidate: list[Sample], best: list[Sample], against: str,
-             cache: JudgeCache | None = None, confidence: float = 0.95) -> PairwiseRecord | None:
+def pairwise(
+    judge: Judge,
+    candidate: list[Sample],
+    best: list[Sample],
+    against: str,
+    cache: JudgeCache | None = None,
+    confidence: float = 0.95,
+) -> PairwiseRecord | None:
     """Win rate of `candidate` over `best` on shared beginnings; None when they share none.
 
     Each beginning is judged in both orders and scores 1, 0.5 or 0; the Wilson interval counts
@@ -73,7 +81,9 @@ def pairwise(judge: Judge, candidate: list[Sample], best: list[Sample], against:
         return None
     points = 0.0
     for mine, theirs in pairs:
-        key = cache_key("pair", _sample_hash(mine), _sample_hash(theirs), judge.name, judge.rubric_version)
+        key = cache_key(
+            "pair", _sample_hash(mine), _sample_hash(theirs), judge.name, judge.rubric_version
+        )
         cached = cache.get(key, _Points) if cache else None
         if cached is None:
             cached = _Points(points=judge.compare(mine, theirs))
@@ -81,8 +91,14 @@ def pairwise(judge: Judge, candidate: list[Sample], best: list[Sample], against:
                 cache.put(key, cached)
         points += cached.points
     low, high = wilson(points, len(pairs), confidence)
-    return PairwiseRecord(against=against, comparisons=len(pairs), wins=points, win_rate=points / len(pairs),
-                          low=low, high=high)
+    return PairwiseRecord(
+        against=against,
+        comparisons=len(pairs),
+        wins=points,
+        win_rate=points / len(pairs),
+        low=low,
+        high=high,
+    )
 
 
 def make_judge(settings: "Settings", workspace: "Workspace", client: "LLMClient | None") -> Judge:
@@ -92,8 +108,10 @@ def make_judge(settings: "Settings", workspace: "Workspace", client: "LLMClient 
 
     backend = settings.judge.backend
     if backend == "llm" and client is None:
-        raise UserError('judge.backend = "llm" needs an LLM endpoint: set [llm] base_url and the API key, '
-                        'or set judge.backend = "heuristic" in vibe-research.toml')
+        raise UserError(
+            'judge.backend = "llm" needs an LLM endpoint: set [llm] base_url and the API key, '
+            'or set judge.backend = "heuristic" in vibe-research.toml'
+        )
     if backend in ("llm", "auto") and client is not None:
         return LLMJudge(client, settings.llm.judge_model)
     return HeuristicJudge(reference_from_cache(settings.data.tokenizer, workspace.cache))

@@ -32,14 +32,20 @@ class Teacher:
         return torch.from_numpy(probs).to(inputs.device)
 
 
-def build_teacher(train_tokens: np.ndarray, vocab_size: int, order: int, eot: int | None = None) -> Teacher:
+def build_teacher(
+    train_tokens: np.ndarray, vocab_size: int, order: int, eot: int | None = None
+) -> Teacher:
     """Count the teacher from the train stream. eot defaults to the stream's first token, which
     the token caches' layout (`[eot] story [eot] ...`) makes the end-of-story token."""
     tokens = np.asarray(train_tokens)
-    return Teacher(KneserNey.build(tokens, order, vocab_size, eot=int(tokens[0]) if eot is None else eot))
+    return Teacher(
+        KneserNey.build(tokens, order, vocab_size, eot=int(tokens[0]) if eot is None else eot)
+    )
 
 
-def distill_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
+def distill_loss(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, top_k: int | None = None
+) -> torch.Tensor:
     """KL(teacher || student) in nats, the mean over positions. logits and probs: [B, T, V].
 
     top_k: compare on the teacher's k most likely tokens only (renormalised), the student's
