@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from vibe_research.lm.events import parse_event
+from vibe_research.research.workspace import Workspace
 from vibe_research.runs.executor import LocalExecutor
 from vibe_research.runs.spec import plan_runs
 from vibe_research.sandbox.policy import load_policy
-from vibe_research.workspace import Workspace
 
 
 def outside(
@@ -75,7 +75,7 @@ def inside(
             marks.setdefault(event.get("phase") or event["event"], time.monotonic())
 
     [spec] = plan_runs(
-        workspace.root, workspace.runs, workspace.cache, entry, budget, [0], overrides
+        workspace.root, workspace.runs, workspace.cache, entry, budget, [(0, overrides)], "bench"
     )
     [result] = executor.execute([spec.model_copy(update={"evaluate": False})], on_event)
     if result.outcome != "ok" or result.summary.tokens_per_s is None:

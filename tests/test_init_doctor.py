@@ -7,7 +7,7 @@ from pathlib import Path
 
 import git
 
-from vibe_research.settings import Settings, load_settings
+from vibe_research.research.settings import Settings, load_settings
 
 CLI = [sys.executable, "-m", "vibe_research"]
 

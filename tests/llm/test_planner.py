@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from gitrepo import commit_all
 
 from vibe_research.llm.config_block import read_config
 from vibe_research.llm.context import ResearchContext
@@ -12,7 +13,7 @@ from vibe_research.llm.moves import measured_settings
 from vibe_research.llm.planner import OfflinePlanner, rank
 from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.lm.errors import UserError
-from vibe_research.research.edits import apply_edits
+from vibe_research.research.propose.edits import apply_edits
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "vibe_research" / "templates" / "experiments"
 TEMPLATE = TEMPLATES / "train.py"
@@ -25,6 +26,7 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "experiments" / "train.py").write_text(TEMPLATE.read_text())
     (tmp_path / "experiments" / "ngram.py").write_text((TEMPLATES / "ngram.py").read_text())
     (tmp_path / "experiments" / "fusion.py").write_text(FUSION)
+    commit_all(tmp_path)
     return tmp_path
 
 
@@ -47,6 +49,8 @@ def test_ten_rounds_against_a_growing_history_never_repeat(root):
         delta = -0.01 if "/up" in proposal.move or "distill" in proposal.move else 0.004
         if delta > 0:
             applied.revert()
+        else:
+            commit_all(root, f"keep {proposal.move}")
         history.append(
             Tried(
                 title=proposal.title,

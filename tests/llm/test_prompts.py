@@ -9,9 +9,9 @@ from vibe_research.llm import tokens
 from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.llm.tokens import count_message_tokens, count_tokens
 from vibe_research.lm.errors import UserError
-from vibe_research.research.prompting import proposal_context, suggestion_context
-from vibe_research.settings import Settings
-from vibe_research.workspace import Workspace
+from vibe_research.research.propose.context import proposal_context, suggestion_context
+from vibe_research.research.settings import Settings
+from vibe_research.research.workspace import Workspace
 
 TEMPLATE = (
     Path(__file__).resolve().parents[2] / "vibe_research" / "templates" / "experiments" / "train.py"

@@ -1,5 +1,7 @@
-"""A tiny real workspace for end-to-end tests of the loop: real data, a tiny model, seconds of budget."""
+"""A tiny real workspace for end-to-end tests of the loop: real data (synthetic stories without
+../shared/data), a tiny model, seconds of budget."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +9,12 @@ from pathlib import Path
 import pytest
 
 from vibe_research.llm.config_block import read_config
+from vibe_research.lm.synthetic import generate_stories
+
+SHARED_DATA = Path(
+    os.environ.get("VIBE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
+TINYSTORIES = SHARED_DATA / "tinystories"
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "vibe_research"]
@@ -32,13 +40,22 @@ def _stories(path: Path, count: int) -> str:
     return "".join(story + "<|endoftext|>\n" for story in stories)
 
 
-def make_data(tinystories: Path, folder: Path, train: int = 300, valid: int = 30) -> Path:
-    """A small slice of the real stories (in tmp, never in the repository)."""
+def _synthetic(stream: str, count: int) -> str:
+    return "".join(f"{story}\n<|endoftext|>\n" for story in generate_stories(stream, 0, count))
+
+
+def make_data(folder: Path, train: int = 300, valid: int = 30) -> Path:
+    """A small slice of the real stories where ../shared/data is present, else synthetic stories
+    (lm/synthetic.py), so a clone without the shared data still tests the loop; in tmp, never
+    in the repository."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train-small.txt").write_text(
-        _stories(tinystories / "train-v1.txt", train), encoding="utf-8"
-    )
-    (folder / "valid.txt").write_text(_stories(tinystories / "valid.txt", valid), encoding="utf-8")
+    if (TINYSTORIES / "valid.txt").is_file():
+        train_text = _stories(TINYSTORIES / "train-v1.txt", train)
+        valid_text = _stories(TINYSTORIES / "valid.txt", valid)
+    else:
+        train_text, valid_text = _synthetic("loop:train", train), _synthetic("loop:valid", valid)
+    (folder / "train-small.txt").write_text(train_text, encoding="utf-8")
+    (folder / "valid.txt").write_text(valid_text, encoding="utf-8")
     return folder
 
 
@@ -66,9 +83,9 @@ def vibe(
 
 
 @pytest.fixture
-def tiny_workspace(tmp_path: Path, tinystories: Path) -> Path:
+def tiny_workspace(tmp_path: Path) -> Path:
     """`vibe-research init` with a slice of TinyStories, a tiny model and a few seconds of budget, committed."""
-    data = make_data(tinystories, tmp_path / "data")
+    data = make_data(tmp_path / "data")
     workspace = tmp_path / "ws"
     done = vibe(tmp_path, "init", str(workspace), "--data", str(data))
     assert done.returncode == 0, done.stderr

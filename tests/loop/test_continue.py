@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import vibe
 
-from vibe_research.research.ledger import read
-from vibe_research.research.state import rebuild_state
+from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.research.state.ledger import read
 
 
 def test_no_terminal_and_no_flag_exits_at_once(tiny_workspace: Path) -> None:

@@ -11,8 +11,8 @@ from conftest import vibe
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from openai_server import ScriptedOpenAIServer
 
-from vibe_research.research.ledger import read
-from vibe_research.research.state import rebuild_state
+from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.research.state.ledger import read
 
 SUGGESTIONS = {
     "items": [

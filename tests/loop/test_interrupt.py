@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import CLI, vibe
 
-from vibe_research.research.ledger import RunEndRecord, RunStartRecord, read
-from vibe_research.research.state import rebuild_state
+from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.research.state.ledger import RunEndRecord, RunStartRecord, read
 from vibe_research.runs.leftovers import processes_of
 
 

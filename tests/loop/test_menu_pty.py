@@ -7,8 +7,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from vibe_research.research.ledger import PickRecord, read
-from vibe_research.research.state import rebuild_state
+from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.research.state.ledger import PickRecord, read
 
 PROMPT = "next>"
 IDEA = "try a much wider model with the same depth"
@@ -67,7 +67,7 @@ def test_menu_pick_then_own_idea_then_quit(tiny_workspace: Path) -> None:
 
 
 def test_menu_rejects_bad_keys_with_a_hint() -> None:
-    from vibe_research.research.menu import Choice, parse_choice
+    from vibe_research.research.loop.menu import Choice, parse_choice
 
     assert parse_choice("2", 3) == Choice("pick", 2)
     assert parse_choice("a 4", 3) == Choice("auto", 4)

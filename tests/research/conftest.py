@@ -3,7 +3,7 @@
 import pytest
 from research_records import make_records
 
-from vibe_research.research import ledger as L
+from vibe_research.research.state import ledger as L
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from vibe_research.research import ledger as L
+from vibe_research.research.state import ledger as L
 from vibe_research.research.stats import compare
 
 STORY = (

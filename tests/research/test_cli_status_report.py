@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vibe_research.research import ledger as L
+from vibe_research.research.state import ledger as L
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,10 @@ import os
 from pathlib import Path
 
 import pytest
+from gitrepo import commit_all
 
 from vibe_research.llm.schemas import Edit
-from vibe_research.research.edits import EditRejected, apply_edits
+from vibe_research.research.propose.edits import EditRejected, apply_edits
 
 TRAIN = '''"""A tiny experiment."""
 
@@ -33,6 +34,7 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "experiments" / "helper.py").write_text(HELPER)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README.md").write_text("# notes\n")
+    commit_all(tmp_path)
     return tmp_path
 
 
@@ -40,7 +42,7 @@ def _snapshot(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): p.read_text()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and ".git" not in p.relative_to(root).parts
     }
 
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from vibe_research.research import ledger as L
-from vibe_research.research.figures import PROGRESS_FIGURE, loss_figure_name, render_figures
-from vibe_research.research.state import rebuild_state
+from vibe_research.research.notes.figures import PROGRESS_FIGURE, loss_figure_name, render_figures
+from vibe_research.research.state import ledger as L
+from vibe_research.research.state.experiments import rebuild_state
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

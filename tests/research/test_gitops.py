@@ -40,15 +40,20 @@ def _log(root: Path) -> str:
 
 
 def test_a_lost_proposal_is_committed_then_reverted_never_rewritten(workspace: Path) -> None:
+    start = gitops.head(workspace)
     train = workspace / "experiments" / "train.py"
     train.write_text("D_MODEL = 192  # width\nLAYERS = 2\n")
     (workspace / "experiments" / "helper.py").write_text("X = 1\n")
+    (workspace / "experiments" / "mine.py").write_text("# the researcher's, uncommitted\n")
     proposal = gitops.commit_proposal(
-        workspace, "0001-wider", "Wider model", "Hypothesis: wider is better."
+        workspace,
+        "0001-wider",
+        "Wider model",
+        "Hypothesis: wider is better.",
+        ["experiments/helper.py", "experiments/train.py"],
     )
-    assert "+D_MODEL = 192" in gitops.diff_of(
-        workspace, proposal
-    ) and "helper.py" in gitops.diff_of(workspace, proposal)
+    diff = gitops.diff_of(workspace, proposal)
+    assert "+D_MODEL = 192" in diff and "helper.py" in diff and "mine.py" not in diff
     (workspace / "notes" / "README.md").write_text("# notes, being rewritten\n")
     git.Repo(workspace).git.add("notes/README.md")  # staged by someone else: must not ride along
     reverted = gitops.revert(
@@ -62,13 +67,21 @@ def test_a_lost_proposal_is_committed_then_reverted_never_rewritten(workspace: P
         train.read_text() == "D_MODEL = 128  # width\nLAYERS = 2\n"
         and not (workspace / "experiments" / "helper.py").exists()
     )
+    assert (
+        workspace / "experiments" / "mine.py"
+    ).read_text() == "# the researcher's, uncommitted\n"
     repo = git.Repo(workspace)
     assert repo.head.commit.hexsha == reverted and repo.head.commit.parents[0].hexsha == proposal
     assert gitops.changed_paths(repo, "notes") == ["notes/README.md"]
-    notes = gitops.commit_notes(workspace, "0001-wider", "worse", "Notes for 0001-wider.")
-    assert (
-        notes is not None and gitops.commit_notes(workspace, "0001-wider", "worse", "again") is None
-    )
+    ledger = workspace / "notes" / "ledger.jsonl"
+    ledger.write_text("{}\n")
+    notes = gitops.commit_notes(workspace, "0001-wider", "worse", "Notes for 0001-wider.", [ledger])
+    assert notes is not None
+    assert gitops.commit_notes(workspace, "0001-wider", "worse", "again", [ledger]) is None
+    assert git.Repo(workspace).git.show("--name-only", "--format=", notes).split() == [
+        "notes/ledger.jsonl"
+    ]
+    assert gitops.changed_paths(repo, "notes") == ["notes/README.md"]  # theirs, still uncommitted
     log = _log(workspace)
     assert (
         "Revert 0001-wider: worse\nbpb +0.010 [0.004, 0.016]\n\nVibe-Experiment: 0001-wider\nVibe-Verdict: worse"
@@ -78,43 +91,53 @@ def test_a_lost_proposal_is_committed_then_reverted_never_rewritten(workspace: P
         "Wider model\nHypothesis: wider is better.\n\nVibe-Experiment: 0001-wider\nVibe-Verdict: pending"
         in log
     )
-    found = gitops.commits_for(workspace, "0001-wider")
-    assert [(c.sha, c.verdict) for c in found] == [
-        (proposal, "pending"),
-        (reverted, "worse"),
-        (notes, "worse"),
-    ]
+    assert gitops.proposal_commits_since(workspace, start) == [proposal]
     assert repo.head.commit.author.email == gitops.FALLBACK_IDENTITY["email"]
+
+
+def test_a_revert_never_overwrites_the_researchers_uncommitted_edit(workspace: Path) -> None:
+    train = workspace / "experiments" / "train.py"
+    train.write_text("D_MODEL = 192  # width\nLAYERS = 2\n")
+    proposal = gitops.commit_proposal(
+        workspace, "0001-wider", "Wider", "", ["experiments/train.py"]
+    )
+    train.write_text("D_MODEL = 192  # width\nLAYERS = 2\n# my note\n")
+    head = gitops.head(workspace)
+    with pytest.raises(gitops.ResearcherWorkInTheWay, match=r"experiments/train.py: uncommitted"):
+        gitops.revert(workspace, proposal, "0001-wider", "worse", "")
+    assert train.read_text().endswith("# my note\n") and gitops.head(workspace) == head
 
 
 def test_a_new_best_is_tagged_once_and_tags_never_move(workspace: Path) -> None:
     (workspace / "experiments" / "train.py").write_text("D_MODEL = 256\n")
-    sha = gitops.commit_proposal(workspace, "0002-x", "X", "")
+    sha = gitops.commit_proposal(workspace, "0002-x", "X", "", ["experiments/train.py"])
     assert gitops.tag_best(workspace, "0002-x", sha, "bpb 1.20") == "best/0002-x"
-    assert gitops.tag_best(workspace, "0002-x", sha, "bpb 1.20") == "best/0002-x"
-    with pytest.raises(UserError, match="tags are never moved"):
-        gitops.tag_best(
-            workspace, "0002-x", git.Repo(workspace).head.commit.parents[0].hexsha, "other"
-        )
-    assert git.Repo(workspace).tags["best/0002-x"].tag.message == "bpb 1.20"
+    parent = git.Repo(workspace).head.commit.parents[0].hexsha
+    assert gitops.tag_best(workspace, "0002-x", parent, "other") == "best/0002-x"
+    tag = git.Repo(workspace).tags["best/0002-x"]
+    assert tag.commit.hexsha == sha and tag.tag.message == "bpb 1.20"
 
 
-def test_uncommitted_experiments_are_refused_and_can_be_recorded_as_manual(workspace: Path) -> None:
-    gitops.check_ready(workspace)
+def test_changed_committed_experiments_are_refused_and_can_be_recorded_as_manual(
+    workspace: Path,
+) -> None:
+    assert gitops.check_ready(workspace) == []
     (workspace / "notes" / "README.md").write_text("# my own notes edit\n")
     gitops.check_ready(workspace)  # notes are the researcher's to edit at any time
-    (workspace / "experiments" / "train.py").write_text("D_MODEL = 160\n")
     (workspace / "experiments" / "new.py").write_text("Y = 2\n")
+    assert gitops.check_ready(workspace) == ["experiments/new.py"]  # new files are theirs
+    (workspace / "experiments" / "train.py").write_text("D_MODEL = 160\n")
     with pytest.raises(
         gitops.DirtyExperiments, match=r"uncommitted changes in experiments/ .*manual experiment"
     ) as caught:
         gitops.check_ready(workspace)
-    assert caught.value.paths == ["experiments/new.py", "experiments/train.py"]
+    assert caught.value.paths == ["experiments/train.py"]
     sha = gitops.commit_manual(workspace, "0003-by-hand", "Width 160 by hand")
     assert "+D_MODEL = 160" in gitops.diff_of(workspace, sha)
-    gitops.check_ready(workspace)
+    assert "new.py" in gitops.diff_of(workspace, sha)  # --manual records all of their changes
+    assert gitops.check_ready(workspace) == []
     with pytest.raises(UserError, match="nothing to commit"):
-        gitops.commit_proposal(workspace, "0004-nothing", "Nothing", "")
+        gitops.commit_proposal(workspace, "0004-nothing", "Nothing", "", ["experiments/train.py"])
 
 
 def test_detached_head_and_unfinished_merge_are_refused(workspace: Path) -> None:

@@ -16,7 +16,7 @@ from vibe_research.research.judge.heuristic import HeuristicJudge
 from vibe_research.research.judge.llm import LLMJudge, RubricReply
 from vibe_research.research.judge.reference import Reference, reference_from_texts
 from vibe_research.research.judge.scoring import pairwise, score_samples
-from vibe_research.research.ledger import Sample, SampleScore
+from vibe_research.research.state.ledger import Sample, SampleScore
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +248,8 @@ def test_make_judge_picks_the_backend_and_builds_the_reference_from_the_token_ca
     from vibe_research.lm.tokenizer import load_tokenizer
     from vibe_research.lm.tokens import prepare_split
     from vibe_research.research.judge.scoring import make_judge
-    from vibe_research.settings import Settings
-    from vibe_research.workspace import Workspace
+    from vibe_research.research.settings import Settings
+    from vibe_research.research.workspace import Workspace
 
     monkeypatch.setenv("VIBE_GPT2_RANKS", str(gpt2_ranks))
     workspace = Workspace(tmp_path)

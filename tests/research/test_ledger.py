@@ -11,10 +11,10 @@ import pytest
 from research_records import many_records
 
 from vibe_research.lm.errors import UserError
-from vibe_research.research import ledger as L
-from vibe_research.research.notes import render_notes
-from vibe_research.research.state import leaderboard, rebuild_state
-from vibe_research.workspace import Workspace
+from vibe_research.research.notes.render import render_notes
+from vibe_research.research.state import ledger as L
+from vibe_research.research.state.experiments import leaderboard, rebuild_state
+from vibe_research.research.workspace import Workspace
 
 QUESTION = "Which model writes the best stories in five minutes?"
 
@@ -183,7 +183,7 @@ def test_loss_curves_are_thinned_and_steps_without_loss_dropped() -> None:
 
 
 def test_compare_with_best_uses_the_seeds_of_both(records: list[L.Record]) -> None:
-    from vibe_research.research.state import compare_with_best
+    from vibe_research.research.state.experiments import compare_with_best
 
     state = rebuild_state(records)
     comparison = compare_with_best(state, "0002-n-gram-teacher", "bpb")

@@ -7,16 +7,16 @@ import pytest
 from research_records import many_records
 
 from vibe_research.lm.errors import UserError
-from vibe_research.research import ledger as L
-from vibe_research.research.blocks import replace_blocks, strip_markers
-from vibe_research.research.notes import (
+from vibe_research.research.notes.blocks import replace_blocks, strip_markers
+from vibe_research.research.notes.render import (
     export_markdown,
     readme_template,
     render_from_ledger,
     render_notes,
 )
-from vibe_research.research.state import rebuild_state
-from vibe_research.workspace import Workspace
+from vibe_research.research.state import ledger as L
+from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.research.workspace import Workspace
 
 QUESTION = "What is the best five-minute TinyStories model?"
 _MARKED = r"<!-- vibe:begin (\S+) -->.*?<!-- vibe:end \1 -->"

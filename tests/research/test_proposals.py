@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gitrepo import commit_all
 from openai_server import ScriptedOpenAIServer
 
 from vibe_research.llm.client import LLMClient
@@ -14,10 +15,11 @@ from vibe_research.llm.planner import OfflinePlanner
 from vibe_research.llm.proposer import LLMProposer
 from vibe_research.llm.schemas import Proposal
 from vibe_research.llm.settings import LLMSettings
-from vibe_research.research.prompting import proposal_context
-from vibe_research.research.proposals import propose_and_apply
-from vibe_research.settings import Settings
-from vibe_research.workspace import Workspace
+from vibe_research.research.propose.apply import propose_and_apply
+from vibe_research.research.propose.context import proposal_context
+from vibe_research.research.propose.edits import AppliedEdits
+from vibe_research.research.settings import Settings
+from vibe_research.research.workspace import Workspace
 
 TRAIN = '''"""A tiny experiment: checks its CONFIG the way the real trainer does, then reports."""
 
@@ -64,6 +66,7 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "experiments" / "train.py").write_text(TRAIN)
     (tmp_path / "notes" / "experiments").mkdir(parents=True)
     (tmp_path / "notes" / "README.md").write_text("# Research notes\n\nBaseline: 1.30 bpb.\n")
+    commit_all(tmp_path)
     return tmp_path
 
 
@@ -92,6 +95,16 @@ class Smoke:
         return done.stderr.strip().splitlines()[-1] if done.returncode else None
 
 
+class Written:
+    """What the loop is told before each smoke run: the files the edits wrote."""
+
+    def __init__(self) -> None:
+        self.paths: list[list[str]] = []
+
+    def __call__(self, applied: AppliedEdits) -> None:
+        self.paths.append(sorted(path.name for path in applied.written))
+
+
 def _llm(server: ScriptedOpenAIServer, root: Path) -> LLMProposer:
     settings = LLMSettings(
         base_url=server.base_url,
@@ -115,11 +128,13 @@ def test_good_proposal_is_applied_and_smoke_run(server, root):
     server.reply_json(GOOD)
     smoke = Smoke(root)
 
-    outcome = propose_and_apply(_llm(server, root), _context(root), root, smoke)
+    outcome = propose_and_apply(
+        _llm(server, root), _context(root), root, smoke, written := Written()
+    )
 
     assert outcome.ok and outcome.failure is None and len(outcome.attempts) == 1
     assert '"lr": 4e-3,' in _train(root)
-    assert smoke.runs == ["Raise the learning rate"]
+    assert smoke.runs == ["Raise the learning rate"] and written.paths == [["train.py"]]
     assert outcome.proposal.runs[0].seeds == [0, 1, 2]
     assert "# Research notes" in server.requests[0]["messages"][1]["content"]
 
@@ -146,7 +161,7 @@ def test_rejected_edit_goes_back_to_the_llm_once(server, root, case):
     server.reply_json(GOOD)
     readme = (root / "notes" / "README.md").read_text()
 
-    outcome = propose_and_apply(_llm(server, root), _context(root), root, Smoke(root))
+    outcome = propose_and_apply(_llm(server, root), _context(root), root, Smoke(root), Written())
 
     assert outcome.ok and [a.stage for a in outcome.attempts] == ["apply", None]
     assert message in (outcome.attempts[0].error or "")
@@ -167,7 +182,7 @@ def test_two_failures_record_a_failed_proposal_and_leave_the_files_alone(server,
         )
     )
 
-    outcome = propose_and_apply(_llm(server, root), _context(root), root, Smoke(root))
+    outcome = propose_and_apply(_llm(server, root), _context(root), root, Smoke(root), Written())
 
     assert not outcome.ok and outcome.applied is None
     assert [a.stage for a in outcome.attempts] == ["smoke", "smoke"]
@@ -179,7 +194,7 @@ def test_two_failures_record_a_failed_proposal_and_leave_the_files_alone(server,
 
 
 def test_offline_planner_goes_through_the_same_path(root):
-    outcome = propose_and_apply(OfflinePlanner(), _context(root), root, Smoke(root))
+    outcome = propose_and_apply(OfflinePlanner(), _context(root), root, Smoke(root), Written())
 
     assert outcome.ok and outcome.proposal.move == "lr/up:lr=0.002->0.004"
     assert '"lr": 0.004,  # peak learning rate' in _train(root)
@@ -189,7 +204,7 @@ def test_offline_planner_after_a_smoke_failure_proposes_another_move(root):
     verdicts = iter(["Killed: out of memory", None])
 
     outcome = propose_and_apply(
-        OfflinePlanner(), _context(root), root, lambda proposal: next(verdicts)
+        OfflinePlanner(), _context(root), root, lambda proposal: next(verdicts), Written()
     )
 
     first, second = (attempt.proposal.move for attempt in outcome.attempts)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from research_records import make_records
 
-from vibe_research.research import ledger as L
-from vibe_research.research.notes import render_notes
-from vibe_research.research.state import compare_with_best, leaderboard, rebuild_state
+from vibe_research.research.notes.render import render_notes
+from vibe_research.research.state import ledger as L
+from vibe_research.research.state.experiments import compare_with_best, leaderboard, rebuild_state
 from vibe_research.research.stats import compare
-from vibe_research.workspace import Workspace
+from vibe_research.research.workspace import Workspace
 
 SWEEP = "0003-sweep-n-gram-orders-2-to-6"
 NGRAM = "experiments/ngram.py"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from vibe_research.runs.progress import TICK_S, RunProgress
+from vibe_research.cli.progress import TICK_S, RunProgress
 from vibe_research.runs.spec import RunSpec
 
 

@@ -1,4 +1,4 @@
-"""The typer app: thin. Each module in this package owns one noun and defines `register(app)`.
+"""The typer app: thin. Each command module in this package owns one noun and defines `register(app)`.
 
 Domain errors (UserError) become one line on stderr and exit code 2 here, at the boundary;
 with VIBE_DEBUG=1 they are re-raised with their traceback.
@@ -49,8 +49,12 @@ def _root(
     )
 
 
+# Each command module registers its noun; helper modules (progress bars, the console UI) have no
+# `register` and are imported only by the commands that use them.
 for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    importlib.import_module(f"{__name__}.{_module.name}").register(app)
+    _commands = importlib.import_module(f"{__name__}.{_module.name}")
+    if hasattr(_commands, "register"):
+        _commands.register(app)
 
 
 def main() -> None:

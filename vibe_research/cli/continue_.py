@@ -2,8 +2,6 @@
 
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -13,44 +11,34 @@ from rich.markup import escape
 from vibe_research.lm.errors import UserError
 
 if TYPE_CHECKING:
-    from vibe_research.settings import Settings
-    from vibe_research.workspace import Workspace
+    from vibe_research.research.settings import Settings
+    from vibe_research.research.workspace import Workspace
 
-NO_TERMINAL = "no terminal to show the menu on: pass --auto N (N turns, each taking the top suggestion), --pick N or --idea TEXT"
-
-
-class ConsoleUI:
-    """Lines on stderr, live progress bars around runs (rich)."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
-    def say(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
-
-    @contextmanager
-    def progress(self, specs: list) -> Iterator:
-        from vibe_research.runs.progress import RunProgress
-
-        with RunProgress(specs, console=self.console) as progress:
-            yield progress
+NO_TERMINAL = (
+    "no terminal to show the menu on: pass --auto N (N turns, each taking the top suggestion), "
+    "--pick N or --idea TEXT"
+)
 
 
 def _preflight(
     console: Console, workspace: "Workspace", settings: "Settings", manual: bool
 ) -> None:
     """One line per check that is not plainly ok; stop on a failure the loop cannot mend itself."""
-    from vibe_research.research.preflight import run_checks
+    from vibe_research.cli.doctor import run_checks
 
     checks, _ = run_checks(workspace, settings)
     for check in checks:
-        if (check.level == "ok" and check.name != "device") or check.name.startswith("tokens"):
+        if (check.level == "ok" and check.name not in ("device", "git")) or check.name.startswith(
+            "tokens"
+        ):
             continue  # missing token caches are built next, with their own lines
+        if check.name == "git" and check.level == "ok" and "left alone" not in check.detail:
+            continue
         colour = {"ok": "dim", "warn": "yellow", "fail": "red"}[check.level]
         fix = f" ({check.fix})" if check.fix else ""
         console.print(f"[{colour}]{check.name}[/]: {escape(check.detail + fix)}", highlight=False)
-    # Token caches are built on demand, and --manual is for a dirty experiments/.
-    mendable = {"git"} if manual else set()
+    # Token caches are built on demand, and --manual is for a changed experiments/.
+    mendable = {"experiments"} if manual else set()
     blocking = [
         c
         for c in checks
@@ -61,34 +49,38 @@ def _preflight(
         raise UserError(f"{first.name}: {first.detail}" + (f"; {first.fix}" if first.fix else ""))
 
 
-def _loop(
+def _session(
     console: Console,
-    pick: int | None,
-    idea: str | None,
-    auto: int | None,
-    manual: str | None,
+    flags: dict,
     interactive: bool,
+    budget: float | None,
+    runs: int | None,
+    limits: dict,
 ) -> None:
-    from vibe_research.research import gitops
-    from vibe_research.research import loop as research_loop
-    from vibe_research.research.session import Session
-    from vibe_research.research.session import manual as record_manual
-    from vibe_research.settings import load_settings
-    from vibe_research.workspace import find_workspace
+    from vibe_research.cli.console import ConsoleUI
+    from vibe_research.research.loop.env import make_env
+    from vibe_research.research.loop.recovery import exclusive, recover
+    from vibe_research.research.loop.session import Session
+    from vibe_research.research.settings import load_settings
+    from vibe_research.research.workspace import find_workspace
 
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)
-    with research_loop.exclusive(workspace):
-        _preflight(console, workspace, settings, manual is not None)
+    train = {"budget_s": budget, "runs_per_proposal": runs}
+    settings = settings.model_copy(
+        update={
+            "train": settings.train.model_copy(update={k: v for k, v in train.items() if v}),
+            "session": settings.session.model_copy(
+                update={k: v for k, v in limits.items() if v is not None}
+            ),
+        }
+    )
+    with exclusive(workspace):
+        _preflight(console, workspace, settings, flags["manual"] is not None)
         ui = ConsoleUI(console)
-        env = research_loop.build_env(workspace, settings, ui)
-        research_loop.recover(env)
-        if manual is not None:
-            record_manual(env, manual)
-        else:
-            gitops.check_ready(workspace.root)
-        session = Session(env, console, interactive)
-        session.start(pick=pick, idea=idea, auto=auto)
+        env = make_env(workspace, settings, ui)
+        recover(env)
+        Session(env, ui, interactive, settings.session).start(**flags)
 
 
 def continue_(
@@ -106,6 +98,31 @@ def continue_(
         "--manual",
         help="Record your uncommitted experiments/ changes as an experiment titled TEXT, and run it.",
     ),
+    budget: float | None = typer.Option(
+        None,
+        "--budget",
+        min=1,
+        help="Seconds per training run, this session only (default: [train] budget_s).",
+    ),
+    runs: int | None = typer.Option(
+        None,
+        "--runs",
+        min=1,
+        max=8,
+        help="Seeds per proposal, this session only (default: [train] runs_per_proposal).",
+    ),
+    max_hours: float | None = typer.Option(
+        None,
+        "--max-hours",
+        min=0.001,
+        help="Start no turn after this many hours (default: [session] max_hours).",
+    ),
+    patience: int | None = typer.Option(
+        None,
+        "--patience",
+        min=1,
+        help="Stop after this many turns in a row without a new best (default: [session] patience).",
+    ),
 ) -> None:
     """Continue the research: propose a change, run it, judge it, record it, offer next steps."""
     console = Console(stderr=True)
@@ -122,8 +139,10 @@ def continue_(
     # `kill` and a closing terminal stop the loop as cleanly as Ctrl-C: runs are killed and recorded.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
+    flags = {"pick": pick, "idea": idea, "auto": auto, "manual": manual}
+    limits = {"max_hours": max_hours, "patience": patience}
     try:
-        _loop(console, pick, idea, auto, manual, interactive)
+        _session(console, flags, interactive, budget, runs, limits)
     except KeyboardInterrupt:
         console.print(
             "[yellow]stopped by Ctrl-C[/]: what finished is recorded; `vibe-research continue` resumes the rest"

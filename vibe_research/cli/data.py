@@ -30,10 +30,10 @@ def prepare(
         TimeElapsedColumn,
     )
 
+    from vibe_research.lm.caches import prepare_caches
     from vibe_research.lm.tokenizer import check_spec
-    from vibe_research.research.datacache import prepare_caches
-    from vibe_research.settings import load_settings
-    from vibe_research.workspace import find_workspace
+    from vibe_research.research.settings import load_settings
+    from vibe_research.research.workspace import find_workspace
 
     start = time.perf_counter()
     workspace = find_workspace()
@@ -55,7 +55,7 @@ def prepare(
             task = progress.add_task(description, total=total)
             return lambda n: progress.advance(task, n)
 
-        done = prepare_caches(workspace, settings, spec, bar)
+        done = prepare_caches(settings.data, workspace.root, workspace.cache, spec, bar)
     rows = [
         {
             **split.manifest.model_dump(),

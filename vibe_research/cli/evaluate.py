@@ -99,8 +99,8 @@ def sample(
 def _run(module: str, entry: Path | None, arguments: list[str]) -> str:
     """Run `python -m module` in its own process; its stdout on success, UserError otherwise."""
     from vibe_research.lm.paths import cache_root
-    from vibe_research.settings import load_settings
-    from vibe_research.workspace import find_workspace
+    from vibe_research.research.settings import load_settings
+    from vibe_research.research.workspace import find_workspace
 
     if entry is None:
         workspace = find_workspace()

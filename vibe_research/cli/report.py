@@ -16,10 +16,10 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Re-render notes/README.md, every experiment page and the figures from notes/ledger.jsonl."""
-    from vibe_research.research.blocks import write_atomic
-    from vibe_research.research.notes import export_markdown, render_from_ledger
-    from vibe_research.settings import load_settings
-    from vibe_research.workspace import find_workspace
+    from vibe_research.lm.atomic import write_text
+    from vibe_research.research.notes.render import export_markdown, render_from_ledger
+    from vibe_research.research.settings import load_settings
+    from vibe_research.research.workspace import find_workspace
 
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)
@@ -30,7 +30,7 @@ def report(
         print(export_markdown(workspace, state), end="")
         return
     if export is not None:
-        write_atomic(export, export_markdown(workspace, state))
+        write_text(export, export_markdown(workspace, state))
     if as_json:
         print(
             json.dumps(

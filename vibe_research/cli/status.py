@@ -10,8 +10,8 @@ from rich.table import Table
 from vibe_research.research.stats import Summary
 
 if TYPE_CHECKING:
-    from vibe_research.research.ledger import LedgerRead
-    from vibe_research.research.state import LeaderboardRow, ResearchState
+    from vibe_research.research.state.experiments import LeaderboardRow, ResearchState
+    from vibe_research.research.state.ledger import LedgerRead
 
 COLUMNS = ("#", "experiment", "bpb", "judge", "win rate", "seeds", "verdict", "commit")
 
@@ -93,10 +93,10 @@ def status(
     ),
 ) -> None:
     """Show the leaderboard (mean bpb and judge score over seeds with t intervals) and what is unfinished."""
-    from vibe_research.research.ledger import read
-    from vibe_research.research.state import leaderboard, rebuild_state
-    from vibe_research.settings import load_settings
-    from vibe_research.workspace import find_workspace
+    from vibe_research.research.settings import load_settings
+    from vibe_research.research.state.experiments import leaderboard, rebuild_state
+    from vibe_research.research.state.ledger import read
+    from vibe_research.research.workspace import find_workspace
 
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)

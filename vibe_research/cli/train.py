@@ -1,8 +1,6 @@
 """`vibe-research train`: K sandboxed trainings of an experiment, each then evaluated; a table."""
 
 import json
-import os
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -46,42 +44,32 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON."),
 ) -> None:
     """Train an experiment in the sandbox, evaluate every run, and show the results."""
-    from vibe_research.runs.executor import LocalExecutor
-    from vibe_research.runs.progress import RunProgress
+    from vibe_research.cli.progress import RunProgress
+    from vibe_research.research.settings import load_settings
+    from vibe_research.research.workspace import find_workspace
+    from vibe_research.runs.executor import make_executor
     from vibe_research.runs.spec import plan_runs
-    from vibe_research.sandbox.policy import load_policy
-    from vibe_research.sandbox.probe import probe
-    from vibe_research.settings import load_settings
-    from vibe_research.workspace import find_workspace
 
     workspace = find_workspace()
     settings = load_settings(workspace.settings_file)
-    policy = load_policy(workspace.sandbox_file)
     entry = entry or settings.train.entry
     if not (workspace.root / entry).is_file():
         raise UserError(
             f"{entry}: no such experiment file in {workspace.root}; pass --entry with a path relative to the workspace"
         )
     first = settings.train.first_seed if seed is None else seed
-    cache_dir = (
-        Path(os.environ["VIBE_CACHE_DIR"]) if os.environ.get("VIBE_CACHE_DIR") else workspace.cache
-    )
+    overrides = _overrides(set_)
     specs = plan_runs(
         workspace.root,
         workspace.runs,
-        cache_dir.resolve(),
+        workspace.cache.resolve(),
         entry,
         budget or settings.train.budget_s,
-        list(range(first, first + runs)),
-        _overrides(set_),
-        settings.judge.samples_per_run,
+        [(seed, overrides) for seed in range(first, first + runs)],
+        prefix="train",
+        samples=settings.judge.samples_per_run,
     )
-    if settings.train.executor == "ray":
-        from vibe_research.runs.ray_executor import RayExecutor
-
-        executor = RayExecutor(policy, settings.train.ray)
-    else:
-        executor = LocalExecutor(policy, probe(policy))
+    executor = make_executor(settings.train, workspace.sandbox_file)
     if as_json:
         results = executor.execute(specs)
         print(json.dumps([result.model_dump(mode="json") for result in results], indent=2))

@@ -7,7 +7,7 @@ and a restarted loop can find what it already committed.
 
 import logging
 import os
-from dataclasses import dataclass
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,14 +44,6 @@ class DirtyExperiments(UserError):
         self.paths = paths
 
 
-@dataclass(frozen=True)
-class TrailerCommit:
-    sha: str
-    experiment: str
-    verdict: str | None
-    subject: str
-
-
 def open_repo(root: Path) -> "git.Repo":
     import git
 
@@ -86,9 +78,11 @@ def message(subject: str, body: str, experiment: str, verdict: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def check_ready(root: Path, experiments: str = "experiments") -> None:
+def check_ready(root: Path, experiments: str = "experiments") -> list[str]:
     """Refuse, with one line saying what to do, a detached HEAD, an unfinished merge or rebase,
-    or uncommitted changes under experiments/ (raised as DirtyExperiments)."""
+    or changes to committed files under experiments/ (raised as DirtyExperiments): the runs would
+    measure code no commit holds. New files the researcher has not committed yet are theirs and
+    are left alone; they are returned so the caller can name them."""
     repo = open_repo(root)
     git_dir = Path(repo.git_dir)
     for marker, problem in _IN_PROGRESS.items():
@@ -98,43 +92,89 @@ def check_ready(root: Path, experiments: str = "experiments") -> None:
         raise UserError(
             f"{root}: HEAD is detached: check out a branch (`git switch main`) so experiments are committed on it"
         )
-    dirty = changed_paths(repo, experiments)
-    if dirty:
-        raise DirtyExperiments(dirty)
+    modified, untracked = researcher_changes(repo, experiments)
+    if modified:
+        raise DirtyExperiments(modified)
+    return untracked
+
+
+def researcher_changes(repo: "git.Repo", folder: str) -> tuple[list[str], list[str]]:
+    """(committed files changed or deleted, new files) under `folder` that no commit holds;
+    ignored files are neither."""
+    modified, untracked = [], []
+    lines = repo.git.status("--porcelain", "--untracked-files=all", "-z", "--", folder)
+    entries = iter(lines.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":
+            next(entries, None)  # a rename's second field is its source
+        (untracked if code == "??" else modified).append(path)
+    return sorted(modified), sorted(untracked)
 
 
 def changed_paths(repo: "git.Repo", folder: str) -> list[str]:
     """Paths under `folder` that differ from HEAD, untracked ones included (ignored ones not)."""
-    lines = repo.git.status("--porcelain", "--untracked-files=all", "--", folder).splitlines()
-    return sorted(line[3:].strip().strip('"') for line in lines if line.strip())
+    modified, untracked = researcher_changes(repo, folder)
+    return sorted(modified + untracked)
 
 
-def _commit(repo: "git.Repo", folder: str, text: str) -> str:
-    """Commit `folder` alone, whatever else is staged; hooks are skipped because a formatter or
-    linter rewriting files mid-loop would commit something other than what was measured."""
-    repo.git.add("--all", "--", folder)
+def dirty(root: Path, paths: list[str]) -> list[str]:
+    """Those of `paths` whose file differs from HEAD (edited, created or deleted since)."""
+    if not paths:
+        return []
+    repo = open_repo(root)
+    lines = repo.git.status("--porcelain", "--untracked-files=all", "-z", "--", *paths)
+    return sorted(entry[3:] for entry in lines.split("\0") if entry[:2].strip() and len(entry) > 3)
+
+
+def ignored(root: Path, paths: list[str]) -> list[str]:
+    """Those of `paths` that git ignores (a .gitignore rule, info/exclude, core.excludesFile)."""
+    if not paths:
+        return []
+    done = subprocess.run(
+        ["git", "check-ignore", "-z", "--stdin"],
+        cwd=root,
+        input="\0".join(paths).encode(),
+        capture_output=True,
+    )
+    if done.returncode not in (0, 1):  # 1: none ignored
+        raise UserError(f"git check-ignore failed in {root}: {done.stderr.decode().strip()}")
+    return sorted(path for path in done.stdout.decode().split("\0") if path)
+
+
+def _commit_paths(repo: "git.Repo", paths: list[str], text: str) -> str:
+    """Commit exactly `paths` (edits, new files and deletions), whatever else is staged or
+    changed; hooks are skipped because a formatter or linter rewriting files mid-loop would
+    commit something other than what was measured."""
+    root = Path(repo.working_tree_dir or ".")
+    present = [path for path in paths if (root / path).exists()]
+    if present:
+        repo.git.add("--all", "--", *present)
+    if gone := [path for path in paths if path not in present]:
+        repo.git.rm("--cached", "--quiet", "--ignore-unmatch", "--", *gone)
     repo.git.commit(
         "--quiet",
         "--no-verify",
         "-m",
         text,
+        "--only",
         "--",
-        folder,
+        *paths,
         env={**os.environ, **_identity_env(repo)},
     )
     return repo.head.commit.hexsha
 
 
-def commit_proposal(
-    root: Path, experiment: str, title: str, body: str, folder: str = "experiments"
-) -> str:
-    """Commit the applied edits under experiments/ as one commit (verdict pending); its sha."""
+def commit_proposal(root: Path, experiment: str, title: str, body: str, paths: list[str]) -> str:
+    """Commit the files a proposal's edits wrote, and only those, as one commit (verdict pending)."""
     repo = open_repo(root)
-    if not changed_paths(repo, folder):
+    if not dirty(root, paths):
         raise UserError(
-            f"proposal {experiment} changed nothing under {folder}/: there is nothing to commit or measure"
+            f"proposal {experiment} changed nothing: there is nothing to commit or measure"
         )
-    sha = _commit(repo, folder, message(title, body, experiment, "pending"))
+    sha = _commit_paths(repo, paths, message(title, body, experiment, "pending"))
     log.info("committed %s as %s", experiment, sha[:8])
     return sha
 
@@ -142,69 +182,97 @@ def commit_proposal(
 def commit_manual(root: Path, experiment: str, title: str, folder: str = "experiments") -> str:
     """Commit the researcher's own uncommitted changes under experiments/ as a manual experiment."""
     repo = open_repo(root)
-    if not changed_paths(repo, folder):
+    paths = changed_paths(repo, folder)
+    if not paths:
         raise UserError(f"no uncommitted changes under {folder}/ to record as a manual experiment")
-    return _commit(
+    return _commit_paths(
         repo,
-        folder,
+        paths,
         message(
             title, "Changes made by hand, recorded as a manual experiment.", experiment, "pending"
         ),
     )
 
 
-def revert(
-    root: Path, sha: str, experiment: str, verdict: str, reason: str, folder: str = "experiments"
-) -> str:
-    """Undo a proposal's commit with a new commit (history keeps the attempt); its sha."""
-    import git
+class ResearcherWorkInTheWay(UserError):
+    """A file the loop must change back holds the researcher's uncommitted edits."""
 
+    def __init__(self, experiment: str, paths: list[str]) -> None:
+        super().__init__(
+            f"{', '.join(paths)}: uncommitted changes of yours are in the way of undoing {experiment}; "
+            "commit or stash them, then run `vibe-research continue` to finish the decision"
+        )
+        self.paths = paths
+
+
+def touched(root: Path, sha: str) -> list[str]:
+    """The paths commit `sha` changed."""
+    out = open_repo(root).git.diff_tree("--no-commit-id", "--name-only", "-r", "-z", sha)
+    return sorted(path for path in out.split("\0") if path)
+
+
+def revert(root: Path, sha: str, experiment: str, verdict: str, reason: str) -> str:
+    """Undo commit `sha` with a new commit of the same paths (history keeps the attempt); its sha.
+
+    Only the files `sha` changed are touched; if any of them holds uncommitted edits (the
+    researcher's), nothing is changed and ResearcherWorkInTheWay says which.
+    """
     repo = open_repo(root)
-    try:
-        repo.git.revert("--no-commit", sha)
-    except git.GitCommandError as exc:
-        repo.git.revert("--abort")
+    paths = touched(root, sha)
+    if in_the_way := dirty(root, paths):
+        raise ResearcherWorkInTheWay(experiment, in_the_way)
+    patch = repo.git.diff("--binary", f"{sha}^", sha, "--", *paths, strip_newline_in_stdout=False)
+    # `git apply` changes all the files or none, and the index of these paths only
+    applied = subprocess.run(
+        ["git", "apply", "-R", "--index", "-"], cwd=root, input=patch.encode(), capture_output=True
+    )
+    if applied.returncode != 0:
         raise UserError(
             f"cannot revert {sha[:8]} ({experiment}) cleanly: later commits changed the same lines; "
             "revert it by hand and commit, then run vibe-research again"
-        ) from exc
-    subject = f"Revert {experiment}: {verdict}"
-    try:
-        reverted = _commit(repo, folder, message(subject, reason, experiment, verdict))
-    except git.GitCommandError as exc:
-        repo.git.revert("--abort")  # never leave a half-made revert staged in the researcher's tree
-        raise UserError(
-            f"cannot commit the revert of {sha[:8]} ({experiment}) under {folder}/: "
-            f"{exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}"
-        ) from exc
+        )
+    reverted = _commit_paths(
+        repo, paths, message(f"Revert {experiment}: {verdict}", reason, experiment, verdict)
+    )
     log.info("reverted %s (%s) as %s", experiment, sha[:8], reverted[:8])
     return reverted
 
 
 def commit_notes(
-    root: Path, experiment: str, verdict: str, summary: str, folder: str = "notes"
+    root: Path, experiment: str, verdict: str, summary: str, paths: list[Path]
 ) -> str | None:
-    """Commit notes/ (ledger, pages, figures) after an experiment; None when nothing changed."""
+    """Commit the notes files the loop wrote (ledger, pages, figures) after an experiment, and only
+    those; None when none of them changed."""
     repo = open_repo(root)
-    if not changed_paths(repo, folder):
+    relative = [path.resolve().relative_to(root.resolve()).as_posix() for path in paths]
+    changed = dirty(root, relative)
+    if not changed:
         return None
-    return _commit(
-        repo, folder, message(f"Notes: {experiment} ({verdict})", summary, experiment, verdict)
+    return _commit_paths(
+        repo, changed, message(f"Notes: {experiment} ({verdict})", summary, experiment, verdict)
+    )
+
+
+def commit_session_stop(root: Path, ledger: Path, reason: str) -> str | None:
+    """Commit the ledger after a session's stop record; None when nothing changed."""
+    relative = ledger.resolve().relative_to(root.resolve()).as_posix()
+    if not dirty(root, [relative]):
+        return None
+    first = reason.splitlines()[0] if reason.strip() else "stopped"
+    return _commit_paths(
+        open_repo(root), [relative], f"Notes: session stopped: {first}"[:72] + "\n"
     )
 
 
 def tag_best(root: Path, experiment: str, sha: str, summary: str) -> str:
-    """Tag a new best `best/<experiment>` (annotated); an existing tag on the same commit is reused."""
+    """Tag a new best `best/<experiment>` (annotated) at `sha`. Tags are never moved: an existing
+    tag of the experiment (it was the best before) is kept as it is."""
     repo = open_repo(root)
     name = f"best/{experiment}"
-    if name in repo.tags:
-        if repo.tags[name].commit.hexsha != sha:
-            raise UserError(
-                f"tag {name} already points at {repo.tags[name].commit.hexsha[:8]}, not {sha[:8]}: "
-                "tags are never moved; delete it by hand if it is wrong"
-            )
-        return name
-    repo.git.tag("--annotate", "-m", summary, name, sha, env={**os.environ, **_identity_env(repo)})
+    if name not in repo.tags:
+        repo.git.tag(
+            "--annotate", "-m", summary, name, sha, env={**os.environ, **_identity_env(repo)}
+        )
     return name
 
 
@@ -217,24 +285,15 @@ def head(root: Path) -> str:
     return open_repo(root).head.commit.hexsha
 
 
-def commits_for(root: Path, experiment: str) -> list[TrailerCommit]:
-    """The loop's commits for `experiment`, oldest first, found by trailer (to resume after a crash)."""
-    repo = open_repo(root)
-    out = repo.git.log(
-        "--reverse",
-        "--format=%H%x1f%s%x1f%(trailers:key=Vibe-Experiment,valueonly)%x1f"
-        "%(trailers:key=Vibe-Verdict,valueonly)%x1e",
+def proposal_commits_since(root: Path, base: str) -> list[str]:
+    """Proposal commits of the loop (trailer verdict `pending`) after `base` on HEAD, newest
+    first; the researcher's own commits are never among them."""
+    out = open_repo(root).git.log(
+        "--format=%H%x1f%(trailers:key=Vibe-Verdict,valueonly)%x1e", f"{base}..HEAD"
     )
-    commits = []
+    found = []
     for entry in out.split("\x1e"):
         fields = entry.strip().split("\x1f")
-        if len(fields) == 4 and fields[2].strip() == experiment:
-            commits.append(
-                TrailerCommit(
-                    sha=fields[0],
-                    experiment=experiment,
-                    verdict=fields[3].strip() or None,
-                    subject=fields[1],
-                )
-            )
-    return commits
+        if len(fields) == 2 and fields[1].strip() == "pending":
+            found.append(fields[0])
+    return found

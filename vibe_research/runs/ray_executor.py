@@ -31,7 +31,7 @@ from vibe_research.lm.errors import UserError
 from vibe_research.runs.events import OnEvent, OutputRecorder
 from vibe_research.runs.executor import not_started
 from vibe_research.runs.result import Outcome, RunResult
-from vibe_research.runs.runner import record, run_one
+from vibe_research.runs.runner import record, resolve_tokenizer, run_one
 from vibe_research.runs.settings import RaySettings
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.policy import SandboxPolicy
@@ -364,6 +364,10 @@ class RayExecutor:
         # This machine's protections, for the records the driver writes itself (not started, worker lost);
         # a run that reached a worker carries the worker's own report.
         self.report = report or probe(policy)
+
+    def tokenizer_of(self, spec: RunSpec) -> str | None:
+        """Asked of the entry here, in the local sandbox: the driver builds the token caches."""
+        return resolve_tokenizer(spec, self.policy, self.report)
 
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
         if not specs:

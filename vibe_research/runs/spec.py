@@ -35,9 +35,9 @@ class RunSpec(BaseModel):
         return [arg for key, value in self.overrides.items() for arg in ("--set", f"{key}={value}")]
 
 
-def new_run_id(seed: int) -> str:
-    """Sortable and unique: UTC time to the millisecond, then the seed."""
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")[:-3] + f"-s{seed}"
+def run_id(prefix: str, stamp: str, seed: int, index: int) -> str:
+    """`PREFIX-YYYYmmdd-HHMMSS-sSEED-INDEX`: sorts by time within a prefix, unique within a batch."""
+    return f"{prefix}-{stamp}-s{seed}-{index}"
 
 
 def plan_runs(
@@ -46,23 +46,25 @@ def plan_runs(
     cache_dir: Path,
     entry: str,
     budget_s: float,
-    seeds: list[int],
-    overrides: dict[str, str] | None = None,
+    runs: list[tuple[int, dict[str, str]]],
+    prefix: str,
     samples: int = 8,
 ) -> list[RunSpec]:
-    """One RunSpec per seed, each with its own folder under `runs_dir`."""
+    """One RunSpec per (seed, overrides), each with its own folder under `runs_dir`; `prefix`
+    names what they belong to (an experiment's number, `smoke`, `train`)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     specs = []
-    for seed in seeds:
-        run_id = new_run_id(seed)
+    for index, (seed, overrides) in enumerate(runs):
+        name = run_id(prefix, stamp, seed, index)
         specs.append(
             RunSpec(
-                run_id=run_id,
+                run_id=name,
                 workspace=workspace,
                 entry=entry,
                 seed=seed,
                 budget_s=budget_s,
-                overrides=dict(overrides or {}),
-                run_dir=runs_dir / run_id,
+                overrides=dict(overrides),
+                run_dir=runs_dir / name,
                 cache_dir=cache_dir,
                 samples=samples,
             )

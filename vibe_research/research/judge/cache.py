@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from vibe_research.research.blocks import write_atomic
+from vibe_research.lm.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -46,4 +46,4 @@ class JudgeCache:
             return None
 
     def put(self, key: str, value: BaseModel) -> None:
-        write_atomic(self._path(key), value.model_dump_json())
+        write_text(self._path(key), value.model_dump_json())

@@ -25,25 +25,13 @@ cohesion 0.55 on average, 0.25 at the 10th percentile; 4-gram to 6-gram samples:
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vibe_research.research.judge.features import TextFeatures, extract
-from vibe_research.research.ledger import Sample, SampleScore
-
-if TYPE_CHECKING:
-    from vibe_research.research.judge.reference import Reference
+from vibe_research.research.judge.reference import Fluency, Reference
+from vibe_research.research.state.ledger import Sample, SampleScore
 
 HEURISTIC_NAME = "heuristic"
 HEURISTIC_RUBRIC = "heuristic-3"
-
-
-@dataclass(frozen=True)
-class Fluency:
-    """Natural-log probabilities under the reference, in three places."""
-
-    body: float  # of the whole story, per UTF-8 byte (a unit that does not depend on the tokenizer)
-    opening: float  # mean per token of the first tokens after the story boundary
-    closing: float  # of the story boundary after the last token
 
 
 # share of legible characters at and below which text counts as unreadable, and from which fully readable
@@ -167,7 +155,7 @@ def _plot(f: TextFeatures, finished: bool | None) -> tuple[float, list[str]]:
 class HeuristicJudge:
     """Scores samples with features of the text and, given a reference, its fluency."""
 
-    reference: "Reference | None" = None
+    reference: Reference | None = None
     name: str = HEURISTIC_NAME
 
     @property

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vibe_research.research.ledger import Sample, SampleScore
+from vibe_research.research.state.ledger import Sample, SampleScore
 
 if TYPE_CHECKING:
     from vibe_research.llm.client import LLMClient

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vibe_research.lm.errors import UserError
-from vibe_research.research.judge.heuristic import Fluency
 
 if TYPE_CHECKING:
     from vibe_research.lm.ngram import KneserNey
@@ -27,6 +26,15 @@ ORDER = 3  # trigrams: enough for local fluency, sparse enough to punish scrambl
 MAX_TOKENS = 2_000_000  # of training stream: more adds seconds to the build and little accuracy
 HELD_OUT = 0.05  # share of the stream kept back to measure typical fluency
 OPENING_TOKENS = 4
+
+
+@dataclass(frozen=True)
+class Fluency:
+    """Natural-log probabilities under the reference, in three places."""
+
+    body: float  # of the whole story, per UTF-8 byte (a unit that does not depend on the tokenizer)
+    opening: float  # mean per token of the first tokens after the story boundary
+    closing: float  # of the story boundary after the last token
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ from pydantic import BaseModel
 from vibe_research.lm.errors import UserError
 from vibe_research.research.judge.cache import JudgeCache, cache_key
 from vibe_research.research.judge.heuristic import HeuristicJudge
-from vibe_research.research.ledger import PairwiseRecord, Sample, SampleScore
+from vibe_research.research.state.ledger import PairwiseRecord, Sample, SampleScore
 from vibe_research.research.stats import wilson
 
 if TYPE_CHECKING:
     from vibe_research.llm.client import LLMClient
-    from vibe_research.settings import Settings
-    from vibe_research.workspace import Workspace
+    from vibe_research.research.settings import Settings
+    from vibe_research.research.workspace import Workspace
 
 
 class Judge(Protocol):

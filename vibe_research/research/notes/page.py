@@ -5,10 +5,9 @@ the runs, the statistics against the best, what the stories look like, what the 
 the verdict, and what comes next.
 """
 
-from vibe_research.research.blocks import block
-from vibe_research.research.figures import has_loss_curves, loss_figure_name
-from vibe_research.research.ledger import Sample
-from vibe_research.research.markdown import (
+from vibe_research.research.notes.blocks import block
+from vibe_research.research.notes.figures import has_loss_curves, loss_figure_name
+from vibe_research.research.notes.markdown import (
     interval,
     num,
     page_link,
@@ -16,7 +15,13 @@ from vibe_research.research.markdown import (
     table,
     verdict_word,
 )
-from vibe_research.research.state import ExperimentState, ResearchState, RunState, compare_with_best
+from vibe_research.research.state.experiments import (
+    ExperimentState,
+    ResearchState,
+    RunState,
+    compare_with_best,
+)
+from vibe_research.research.state.ledger import Sample
 from vibe_research.research.stats import Comparison, Difference, describe, p_text, summarize
 
 SAMPLES_SHOWN = 3

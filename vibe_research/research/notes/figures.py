@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vibe_research.research.blocks import write_bytes_atomic
+from vibe_research.lm.atomic import write_bytes
 from vibe_research.research.stats import summarize
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from vibe_research.research.state import ExperimentState, ResearchState
+    from vibe_research.research.state.experiments import ExperimentState, ResearchState
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _save(figure: "Figure", path: Path) -> bool:
     data = buffer.getvalue()
     if path.exists() and path.read_bytes() == data:
         return False
-    write_bytes_atomic(path, data)
+    write_bytes(path, data)
     return True
 
 

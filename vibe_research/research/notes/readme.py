@@ -1,7 +1,7 @@
 """The blocks of notes/README.md: the question, the current best, the leaderboard, the timeline."""
 
-from vibe_research.research.figures import PROGRESS_FIGURE
-from vibe_research.research.markdown import (
+from vibe_research.research.notes.figures import PROGRESS_FIGURE
+from vibe_research.research.notes.markdown import (
     interval,
     num,
     page_link,
@@ -9,7 +9,12 @@ from vibe_research.research.markdown import (
     table,
     verdict_word,
 )
-from vibe_research.research.state import ExperimentState, ResearchState, leaderboard, setting_pairs
+from vibe_research.research.state.experiments import (
+    ExperimentState,
+    ResearchState,
+    leaderboard,
+    setting_pairs,
+)
 
 
 def _best_block(state: ResearchState, confidence: float) -> str:

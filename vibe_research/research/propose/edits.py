@@ -1,20 +1,23 @@
 """Search/replace edits on experiments/, all or nothing.
 
 Every edit is checked before anything is written: the path stays under experiments/ (no `..`,
-no absolute path, no symlink out), the search block matches exactly once (a whitespace-tolerant
-match is the fallback, and is recorded as such), no edit is a no-op, and every changed Python
-file compiles. Only then are the files replaced, each by an atomic rename.
+no absolute path, no symlink out, no dot-file or dot-folder, nothing git ignores), the file is
+either committed and unchanged or new (a file with the researcher's uncommitted edits is
+theirs), the search block matches exactly once (a whitespace-tolerant match is the fallback, and
+is recorded as such), no edit is a no-op, and every changed Python file compiles. Only then are
+the files replaced, each by an atomic rename. The result knows exactly which files it wrote and
+what it wrote, so undoing it touches those files only, and only while they still hold its text.
 """
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from vibe_research.llm.schemas import Edit
-from vibe_research.lm.atomic import atomic_path
+from vibe_research.lm.atomic import write_text
 from vibe_research.lm.errors import UserError
+from vibe_research.research import gitops
 
 Match = Literal["exact", "whitespace", "new file"]
 
@@ -31,17 +34,29 @@ class EditMatch:
 
 @dataclass
 class AppliedEdits:
-    """Edits now on disk, with what was there before so they can be reverted."""
+    """Edits now on disk: what was there before each file, and what the edits wrote into it."""
 
     originals: dict[Path, str | None]  # None: the file was created by the edits
+    written: dict[Path, str]
     matches: list[EditMatch] = field(default_factory=list)
 
-    def revert(self) -> None:
+    def paths(self, root: Path) -> list[str]:
+        """The written files, relative to the workspace `root`."""
+        return sorted(path.relative_to(root.resolve()).as_posix() for path in self.written)
+
+    def revert(self) -> list[Path]:
+        """Put back what was there before, in each file that still holds what the edits wrote;
+        the files someone changed since are left alone and returned."""
+        changed_since = []
         for path, text in self.originals.items():
-            if text is None:
-                path.unlink(missing_ok=True)
+            current = path.read_text(encoding="utf-8") if path.is_file() else None
+            if current != self.written[path]:
+                changed_since.append(path)
+            elif text is None:
+                path.unlink()
             else:
-                write_atomic(path, text)
+                write_text(path, text)
+        return changed_since
 
 
 def apply_edits(root: Path, edits: Sequence[Edit]) -> AppliedEdits:
@@ -57,14 +72,36 @@ def apply_edits(root: Path, edits: Sequence[Edit]) -> AppliedEdits:
         current = texts.get(target, originals[target])
         texts[target], how = _apply_one(current, edit)
         matches.append(EditMatch(edit.path, how))
+    _check_owned(root, texts)
     for target, text in texts.items():
         _check_compiles(target, text, root)
     _write_all(texts, originals)
-    return AppliedEdits(originals, matches)
+    return AppliedEdits(originals, texts, matches)
+
+
+def _check_owned(root: Path, texts: dict[Path, str]) -> None:
+    """Refuse files git ignores (a proposal could hide what it writes from every commit) and files
+    that hold the researcher's uncommitted work (new files of theirs included)."""
+    paths = [target.relative_to(root.resolve()).as_posix() for target in texts]
+    if ignored := gitops.ignored(root, paths):
+        raise EditRejected(
+            f"{', '.join(ignored)}: git ignores it, so no commit would hold the change; "
+            "edit files that git tracks"
+        )
+    existing = [path for path, target in zip(paths, texts, strict=True) if target.exists()]
+    if theirs := gitops.dirty(root, existing):
+        raise EditRejected(
+            f"{', '.join(theirs)}: holds the researcher's uncommitted work, which is theirs; "
+            "edit another file or create a new one"
+        )
 
 
 def resolve_target(root: Path, experiments: Path, path: str) -> Path:
     """The real file an edit path names, which must lie under experiments/."""
+    if "\0" in path:
+        raise EditRejected(
+            f"edit path {path!r} holds a NUL byte; name a file like experiments/train.py"
+        )
     pure = PurePosixPath(path)
     if not path or pure.is_absolute() or Path(path).is_absolute():
         raise EditRejected(
@@ -77,6 +114,11 @@ def resolve_target(root: Path, experiments: Path, path: str) -> Path:
     if pure.parts[0] != "experiments":
         raise EditRejected(
             f"edit path {path!r} is outside experiments/; only files under experiments/ may change"
+        )
+    if any(part.startswith(".") for part in pure.parts):
+        raise EditRejected(
+            f"edit path {path!r} names a dot-file or dot-folder (.git, .gitignore, ...): those "
+            "decide what git and tools see, not what the experiment does; edit another file"
         )
     target = (root / pure).resolve()
     if not target.is_relative_to(experiments) or target == experiments:
@@ -182,17 +224,8 @@ def _write_all(texts: dict[Path, str], originals: dict[Path, str | None]) -> Non
     written: list[Path] = []
     try:
         for target, text in texts.items():
-            write_atomic(target, text)
+            write_text(target, text)
             written.append(target)
     except OSError:
-        AppliedEdits({path: originals[path] for path in written}).revert()
+        AppliedEdits({path: originals[path] for path in written}, texts).revert()
         raise
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` by a rename, so a crash leaves the old file or the new one, never half of one."""
-    # The temp file is created 0600; keep the old file's mode, or the usual one for a new file.
-    mode = path.stat().st_mode if path.exists() else 0o644
-    with atomic_path(path) as temp:
-        temp.write_text(text, encoding="utf-8", newline="")
-        os.chmod(temp, mode)

@@ -1,38 +1,41 @@
 """Token caches on demand: what `data prepare` builds, made for the loop when a run needs one."""
 
 from collections.abc import Callable
+from pathlib import Path
 
-from vibe_research.lm.corpus import load_corpus
+from vibe_research.lm.corpus import DataSource, load_corpus
 from vibe_research.lm.errors import UserError
 from vibe_research.lm.tokenizer import check_spec, ensure_tokenizer
 from vibe_research.lm.tokens import TokenSplit, open_split, prepare_split
-from vibe_research.settings import Settings
-from vibe_research.workspace import Workspace
 
 # (split name, stories in it) -> a callback advancing a progress bar by n stories
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
-def caches_ready(workspace: Workspace, spec: str) -> bool:
+def caches_ready(cache_dir: Path, spec: str) -> bool:
+    """Whether both splits are tokenized for the tokenizer `spec` under `cache_dir`."""
     try:
-        open_split("train", spec, workspace.cache)
-        open_split("valid", spec, workspace.cache)
+        open_split("train", spec, cache_dir)
+        open_split("valid", spec, cache_dir)
     except UserError:
         return False
     return True
 
 
 def prepare_caches(
-    workspace: Workspace, settings: Settings, spec: str, progress: ProgressFactory | None = None
+    data: DataSource,
+    root: Path,
+    cache_dir: Path,
+    spec: str,
+    progress: ProgressFactory | None = None,
 ) -> list[tuple[TokenSplit, bool]]:
-    """Train the tokenizer if needed and tokenize both splits; (split, built) for train and valid."""
+    """Train the tokenizer if needed and tokenize both splits of `data` (paths relative to
+    `root`); (split, built) for train and valid."""
     spec = check_spec(spec)
-    corpus = load_corpus(settings.data, workspace.root)
-    tokenizer = ensure_tokenizer(
-        spec, workspace.cache, corpus.train.fingerprint, corpus.train.texts
-    )
+    corpus = load_corpus(data, root)
+    tokenizer = ensure_tokenizer(spec, cache_dir, corpus.train.fingerprint, corpus.train.texts)
     done = []
     for stories in (corpus.train, corpus.valid):
         advance = progress(f"{stories.split} stories ({spec})", stories.count) if progress else None
-        done.append(prepare_split(stories, tokenizer, workspace.cache, advance))
+        done.append(prepare_split(stories, tokenizer, cache_dir, advance))
     return done

@@ -1,6 +1,6 @@
 """Markdown pieces the notes pages share: tables, numbers, intervals, links, verdict words."""
 
-from vibe_research.research.state import ExperimentState
+from vibe_research.research.state.experiments import ExperimentState
 from vibe_research.research.stats import Summary
 
 

@@ -1,13 +1,10 @@
-"""Marked blocks in markdown, and durable atomic writes.
+"""Marked blocks in markdown.
 
 A page mixes machine text and the researcher's words. The machine owns only what lies between
 `<!-- vibe:begin NAME -->` and `<!-- vibe:end NAME -->`; every byte outside is kept as it is.
 """
 
-import os
 import re
-import tempfile
-from pathlib import Path
 
 from vibe_research.lm.errors import UserError
 
@@ -87,39 +84,3 @@ def replace_blocks(text: str, bodies: dict[str, str], source: str = "page") -> s
 def strip_markers(text: str) -> str:
     """The page as a reader sees it: marker comments removed (for `report --export`)."""
     return _MARKER.sub("", text).replace("\n\n\n", "\n\n")
-
-
-def write_atomic(path: Path, text: str) -> bool:
-    """Write `text` to `path` via a fsynced temp file and rename; False when it was already so."""
-    data = text.encode("utf-8")
-    if path.exists() and path.read_bytes() == data:
-        return False
-    write_bytes_atomic(path, data)
-    return True
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temp files a killed writer left beside its targets (they were never renamed into place)."""
-    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    descriptor = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from vibe_research.llm.schemas import Suggestion
 from vibe_research.lm.errors import UserError, validation_error_line
 from vibe_research.research.stats import Comparison
 
@@ -64,6 +65,9 @@ class ProposalRecord(_Record):
         default=None, description="the offline planner's key for this kind of change"
     )
     runs: list[PlannedRun] = Field(default_factory=list)
+    restored: str | None = Field(
+        default=None, description="a rerun of a discarded change: the commit that put it back"
+    )
 
 
 class RunStartRecord(_Record):
@@ -200,17 +204,6 @@ class DecisionRecord(_Record):
     tag: str | None = None
 
 
-class Suggestion(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    title: str
-    idea: str
-    why: str = ""
-    expected_effect: str = ""
-    cost_minutes: float | None = None
-    risk: str = ""
-    move: str | None = Field(default=None, description="the offline planner's move key")
-
-
 class SuggestionsRecord(_Record):
     kind: Literal["suggestions"] = "suggestions"
     items: list[Suggestion]
@@ -243,6 +236,17 @@ class OverheadRecord(_Record):
     turn_s: float
 
 
+class SessionRecord(_Record):
+    """A `continue` session began or ended, and why it ended (a stop condition, the spend cap,
+    failures in a row, the researcher). Belongs to no experiment."""
+
+    kind: Literal["session"] = "session"
+    experiment: str | None = Field(default=None, pattern=r"^[0-9]{4,}-[a-z0-9-]+$")
+    event: Literal["start", "stop"]
+    reason: str = ""
+    turns: int = 0
+
+
 Record = Annotated[
     ProposalRecord
     | RunStartRecord
@@ -253,7 +257,8 @@ Record = Annotated[
     | SuggestionsRecord
     | PickRecord
     | NoteRecord
-    | OverheadRecord,
+    | OverheadRecord
+    | SessionRecord,
     Field(discriminator="kind"),
 ]
 _RECORD = TypeAdapter(Record)

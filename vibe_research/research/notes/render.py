@@ -9,17 +9,13 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from vibe_research.lm.atomic import remove_stale_temps, write_text_if_changed
 from vibe_research.lm.errors import UserError
-from vibe_research.research.blocks import (
-    remove_stale_temps,
-    replace_blocks,
-    strip_markers,
-    write_atomic,
-)
-from vibe_research.research.experiment_page import new_page, page_blocks
-from vibe_research.research.readme_page import readme_blocks
-from vibe_research.research.state import ResearchState
-from vibe_research.workspace import Workspace
+from vibe_research.research.notes.blocks import replace_blocks, strip_markers
+from vibe_research.research.notes.page import new_page, page_blocks
+from vibe_research.research.notes.readme import readme_blocks
+from vibe_research.research.state.experiments import ResearchState
+from vibe_research.research.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +46,7 @@ def render_notes(
     changed = []
     readme = workspace.notes / "README.md"
     current = read_page(readme) if readme.exists() else readme_template()
-    if write_atomic(
+    if write_text_if_changed(
         readme, replace_blocks(current, readme_blocks(state, question, confidence), str(readme))
     ):
         changed.append(readme)
@@ -62,7 +58,7 @@ def render_notes(
             if page.exists()
             else new_page(experiment, bodies)
         )
-        if write_atomic(page, text):
+        if write_text_if_changed(page, text):
             changed.append(page)
     log.debug("notes: %d file(s) changed", len(changed))
     return changed
@@ -87,9 +83,9 @@ def render_from_ledger(
     workspace: Workspace, question: str, figures: bool = True, confidence: float = 0.95
 ) -> tuple[ResearchState, list[Path]]:
     """Read notes/ledger.jsonl, fold it, re-render every page (and figure); the state and changed files."""
-    from vibe_research.research.figures import render_figures
-    from vibe_research.research.ledger import read
-    from vibe_research.research.state import rebuild_state
+    from vibe_research.research.notes.figures import render_figures
+    from vibe_research.research.state.experiments import rebuild_state
+    from vibe_research.research.state.ledger import read
 
     ledger = read(workspace.ledger)
     state = rebuild_state(ledger.records)

@@ -10,7 +10,7 @@ from statistics import mean
 
 from pydantic import BaseModel, Field
 
-from vibe_research.research.ledger import (
+from vibe_research.research.state.ledger import (
     DEFAULT_ENTRY,
     DecisionRecord,
     EvaluationRecord,
@@ -22,6 +22,7 @@ from vibe_research.research.ledger import (
     Record,
     RunEndRecord,
     RunStartRecord,
+    SessionRecord,
     SuggestionsRecord,
 )
 from vibe_research.research.stats import Comparison, Objective, Summary, compare, summarize
@@ -71,7 +72,12 @@ class ExperimentState:
     id: str
     proposal: ProposalRecord | None = None
     runs: dict[str, RunState] = field(default_factory=dict)
+    # decisions since the latest proposal record; a rerun's proposal record reopens the experiment
+    # and moves the decisions before it to `earlier_decisions`
     decisions: list[DecisionRecord] = field(default_factory=list)
+    earlier_decisions: list[DecisionRecord] = field(default_factory=list)
+    # ("discard" | "restore", sha) in ledger order: the commits that took the change out or put it back
+    code_commits: list[tuple[str, str]] = field(default_factory=list)
     suggestions: SuggestionsRecord | None = None
     pick: PickRecord | None = None
     notes: list[NoteRecord] = field(default_factory=list)
@@ -90,6 +96,36 @@ class ExperimentState:
     def decision(self) -> DecisionRecord | None:
         """The latest decision: a researcher's keep or discard overrides the automatic one."""
         return self.decisions[-1] if self.decisions else None
+
+    @property
+    def open(self) -> bool:
+        """Proposed (or reopened by a rerun) and not decided since: the turn that runs it is not done."""
+        return self.proposal is not None and not self.decisions
+
+    @property
+    def applied(self) -> bool:
+        """Whether the experiment's code change is in experiments/ now, read from the ledger: an
+        open experiment's change is in place (the loop puts it there before running it), a decided
+        one's exactly when it was kept. An experiment without a commit changes nothing."""
+        if (
+            self.proposal is None
+            or self.proposal.commit is None
+            or self.proposal.source == "baseline"
+        ):
+            return False
+        return self.open or bool(self.decision and self.decision.kept)
+
+    @property
+    def discard_commit(self) -> str | None:
+        """The commit that took the change out when it was last discarded: what a restore reverts."""
+        discards = [sha for what, sha in self.code_commits if what == "discard"]
+        return discards[-1] if discards else None
+
+    @property
+    def code_commit(self) -> str | None:
+        """The commit whose tree holds this experiment's code: its latest restore, else its own."""
+        restores = [sha for what, sha in self.code_commits if what == "restore"]
+        return restores[-1] if restores else (self.proposal.commit if self.proposal else None)
 
     @property
     def entry(self) -> str:
@@ -154,6 +190,7 @@ class ResearchState:
     current: dict[str, str] = field(default_factory=dict)
     # the kept experiment with the lowest mean bpb over all entries: the leader
     best: str | None = None
+    sessions: list[SessionRecord] = field(default_factory=list)
 
     @property
     def best_experiment(self) -> ExperimentState | None:
@@ -179,7 +216,7 @@ class ResearchState:
     @property
     def open_experiment(self) -> ExperimentState | None:
         """The last experiment without a decision: what a crash or Ctrl-C left unfinished."""
-        undecided = [e for e in self.experiments.values() if e.proposal and not e.decisions]
+        undecided = [e for e in self.experiments.values() if e.open]
         return undecided[-1] if undecided else None
 
     @property
@@ -209,6 +246,10 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
     match record:
         case ProposalRecord():
             experiment.proposal = record
+            experiment.earlier_decisions += experiment.decisions
+            experiment.decisions = []
+            if record.restored:
+                experiment.code_commits.append(("restore", record.restored))
         case RunStartRecord():
             _run(experiment, record.run).start = record
         case RunEndRecord():
@@ -219,6 +260,10 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
             _run(experiment, record.run).judgement = record
         case DecisionRecord():
             experiment.decisions.append(record)
+            if record.commit:
+                experiment.code_commits.append(
+                    ("restore" if record.kept else "discard", record.commit)
+                )
         case SuggestionsRecord():
             experiment.suggestions = record
         case PickRecord():
@@ -235,6 +280,9 @@ def rebuild_state(records: list[Record]) -> ResearchState:
     state = ResearchState()
     kept_order: list[str] = []
     for record in records:
+        if isinstance(record, SessionRecord):
+            state.sessions.append(record)
+            continue
         experiment = state.experiments.setdefault(
             record.experiment, ExperimentState(id=record.experiment)
         )

@@ -9,12 +9,16 @@ from typing import Literal
 from vibe_research.llm.context import ResearchContext
 from vibe_research.llm.proposer import Proposer
 from vibe_research.llm.schemas import Proposal
-from vibe_research.research.edits import AppliedEdits, EditRejected, apply_edits
+from vibe_research.lm.errors import UserError
+from vibe_research.lm.tokenizer import check_spec
+from vibe_research.research.propose.edits import AppliedEdits, EditRejected, apply_edits
 
 log = logging.getLogger(__name__)
 
 # Runs the proposal for a few seconds in the sandbox; returns the error text, or None if it ran.
 SmokeCheck = Callable[[Proposal], str | None]
+# Told what the edits wrote before the smoke run starts, so a crash can undo exactly that.
+OnApplied = Callable[[AppliedEdits], None]
 TRIES = 2
 
 
@@ -45,13 +49,17 @@ class ProposalOutcome:
 
 
 def propose_and_apply(
-    proposer: Proposer, context: ResearchContext, root: Path, smoke_check: SmokeCheck
+    proposer: Proposer,
+    context: ResearchContext,
+    root: Path,
+    smoke_check: SmokeCheck,
+    on_applied: OnApplied,
 ) -> ProposalOutcome:
     """Up to two proposals; the first that applies and survives the smoke run stays on disk."""
     attempts: list[Attempt] = []
     for number in range(1, TRIES + 1):
         proposal = proposer.propose(context)
-        attempt, applied = _attempt(proposal, root, smoke_check)
+        attempt, applied = _attempt(proposal, root, smoke_check, on_applied)
         attempts.append(attempt)
         if applied is not None:
             return ProposalOutcome(attempts, applied)
@@ -62,18 +70,46 @@ def propose_and_apply(
     return ProposalOutcome(attempts, None)
 
 
+# the largest BPE a proposal may ask for: the loop trains it outside the sandbox, and past this
+# size training takes minutes on the shared data and the embedding dwarfs a five-minute model
+MAX_PROPOSED_BPE = 32_768
+
+
+def tokenizer_problem(spec: str) -> str | None:
+    """Why a tokenizer a proposal or an entry asks for is not built for it, or None if it may be."""
+    try:
+        spec = check_spec(spec)
+    except UserError as exc:
+        return str(exc)
+    if spec.startswith("bpe:") and int(spec.removeprefix("bpe:")) > MAX_PROPOSED_BPE:
+        return (
+            f"tokenizer {spec}: larger than bpe:{MAX_PROPOSED_BPE}, the most a proposal may ask for"
+        )
+    return None
+
+
+def _check_runs(proposal: Proposal) -> None:
+    for request in proposal.runs:
+        named = request.overrides.get("tokenizer")
+        if named is not None and (problem := tokenizer_problem(str(named))):
+            raise EditRejected(f"runs: {problem}")
+
+
 def _attempt(
-    proposal: Proposal, root: Path, smoke_check: SmokeCheck
+    proposal: Proposal, root: Path, smoke_check: SmokeCheck, on_applied: OnApplied
 ) -> tuple[Attempt, AppliedEdits | None]:
     try:
+        _check_runs(proposal)
         applied = apply_edits(root, proposal.edits)
     except EditRejected as exc:
         return Attempt(proposal, str(exc), "apply"), None
     for match in applied.matches:
         if match.match == "whitespace":
             log.info("%s: search block matched only when ignoring whitespace", match.path)
+    on_applied(applied)
     error = smoke_check(proposal)
     if error is not None:
-        applied.revert()
+        for path in applied.revert():
+            log.warning("%s changed during the smoke run: left as it is", path)
         return Attempt(proposal, error, "smoke"), None
     return Attempt(proposal, None, None), applied

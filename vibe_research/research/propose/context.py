@@ -17,8 +17,9 @@ from vibe_research.llm.prompts import render
 from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.llm.tokens import count_message_tokens
 from vibe_research.lm.errors import UserError
-from vibe_research.settings import Settings
-from vibe_research.workspace import Workspace
+from vibe_research.research.settings import Settings
+from vibe_research.research.state.experiments import ResearchState
+from vibe_research.research.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,44 @@ class _Parts:
             else ""
         )
         return {"readme": readme, "pages": pages, "tried": tried, "files": files}
+
+
+def tried(state: ResearchState) -> list[Tried]:
+    """Every experiment as the proposer sees it: title, move, verdict and bpb change."""
+    items = []
+    for experiment in state.experiments.values():
+        if experiment.proposal is None or experiment.proposal.source == "baseline":
+            continue
+        decision = experiment.decision
+        reference = state.reference(experiment.id)
+        delta = None
+        if decision and decision.comparison and decision.comparison.bpb:
+            delta = decision.comparison.bpb.diff
+        elif experiment.bpbs and reference is not None and reference.bpbs:
+            delta = _mean(experiment.bpbs) - _mean(reference.bpbs)
+        items.append(
+            Tried(
+                title=experiment.title,
+                verdict=decision.verdict if decision else "unfinished",
+                move=experiment.proposal.move,
+                delta_bpb=delta,
+            )
+        )
+    return items
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def best_run(workspace: Workspace, entry: str, state: ResearchState) -> str | None:
+    """Run folder of the best run of `entry`'s current experiment (the base of a fusion)."""
+    current = state.current_for(entry)
+    candidates = [run for run in current.chosen_runs if run.evaluation] if current else []
+    if not candidates:
+        return None
+    run = min(candidates, key=lambda r: r.evaluation.bpb if r.evaluation else float("inf"))
+    return str(workspace.runs / run.run)
 
 
 def proposal_context(

@@ -1,0 +1,203 @@
+"""The loop's logic, in seconds: what a turn starts with, what is applied, what is missing, when a
+session stops, and undoing an interrupted proposal on a real git repository."""
+
+from pathlib import Path
+
+import pytest
+from gitrepo import commit_all
+
+from vibe_research.cli.init import init_workspace
+from vibe_research.llm.planner import OfflinePlanner
+from vibe_research.llm.schemas import Edit, Proposal, RunRequest
+from vibe_research.research import gitops
+from vibe_research.research.judge.cache import JudgeCache
+from vibe_research.research.judge.heuristic import HeuristicJudge
+from vibe_research.research.loop.env import Env
+from vibe_research.research.loop.recovery import recover, save_pending
+from vibe_research.research.loop.runs import missing_runs
+from vibe_research.research.loop.session import stop_reason
+from vibe_research.research.loop.turn import Request, planned_runs, start_of
+from vibe_research.research.propose.apply import tokenizer_problem
+from vibe_research.research.propose.edits import apply_edits
+from vibe_research.research.settings import SessionSettings, Settings
+from vibe_research.research.state import ledger as L
+from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.runs.executor import LocalExecutor
+from vibe_research.sandbox.policy import SandboxPolicy
+
+BASELINE = "0000-baseline"
+WIDER = "0001-wider"
+
+
+def _proposal(
+    exp: str, source: str = "offline", commit: str | None = "c1", **fields
+) -> L.ProposalRecord:
+    runs = [L.PlannedRun(seed=0), L.PlannedRun(seed=1)]
+    return L.ProposalRecord(
+        experiment=exp, title=exp, hypothesis="h", source=source, commit=commit, runs=runs, **fields
+    )
+
+
+def _measured(exp: str, run: str, seed: int, bpb: float) -> list[L.Record]:
+    return [
+        L.RunStartRecord(experiment=exp, run=run, seed=seed, budget_s=5),
+        L.RunEndRecord(experiment=exp, run=run, outcome="ok"),
+        L.EvaluationRecord(experiment=exp, run=run, bpb=bpb, perplexity=3.0, tokenizer="bytes"),
+    ]
+
+
+def _baseline() -> list[L.Record]:
+    return [
+        _proposal(BASELINE, source="baseline", commit="c0"),
+        *_measured(BASELINE, "b0", 0, 1.30),
+        *_measured(BASELINE, "b1", 1, 1.31),
+        L.DecisionRecord(experiment=BASELINE, verdict="baseline", kept=True),
+    ]
+
+
+def test_a_turn_finishes_what_is_open_then_measures_a_baseline_then_does_what_was_asked() -> None:
+    asked = Request(kind="rerun", experiment=BASELINE, extra_seeds=1)
+    assert start_of(rebuild_state([]), asked) == "baseline"
+    assert start_of(rebuild_state([]), Request(kind="manual", title="mine")) == "manual"
+    assert start_of(rebuild_state(_baseline()), asked) == "rerun"
+    assert start_of(rebuild_state(_baseline()), Request()) == "propose"
+    opened = [*_baseline(), _proposal(WIDER)]
+    assert start_of(rebuild_state(opened), Request(kind="manual", title="mine")) == "resume"
+    failed = [
+        _proposal(BASELINE, source="baseline"),
+        L.DecisionRecord(experiment=BASELINE, verdict="failed", kept=False),
+    ]
+    assert (
+        start_of(rebuild_state(failed), Request()) == "baseline"
+    )  # a failed baseline is measured again
+
+
+def test_whether_a_change_is_in_experiments_comes_from_the_ledger() -> None:
+    records = [*_baseline(), _proposal(WIDER, commit="p1")]
+    assert rebuild_state(records).experiments[WIDER].applied  # open: the loop put it in place
+    records.append(L.DecisionRecord(experiment=WIDER, verdict="worse", kept=False, commit="r1"))
+    wider = rebuild_state(records).experiments[WIDER]
+    assert not wider.applied and wider.discard_commit == "r1" and wider.code_commit == "p1"
+    records.append(
+        _proposal(WIDER, commit="p1", restored="r2")
+    )  # a rerun puts it back and reopens it
+    wider = rebuild_state(records).experiments[WIDER]
+    assert wider.open and wider.applied and wider.code_commit == "r2"
+    assert wider.earlier_decisions and wider.decision is None
+    records.append(L.DecisionRecord(experiment=WIDER, verdict="better", kept=True))
+    wider = rebuild_state(records).experiments[WIDER]
+    assert wider.applied and wider.decision.verdict == "better"
+    assert not rebuild_state(records).experiments[BASELINE].applied  # the baseline changes nothing
+
+
+def test_only_runs_without_a_finished_run_are_run_again() -> None:
+    records = [*_baseline(), _proposal(WIDER), *_measured(WIDER, "w0", 0, 1.2)]
+    records.append(L.RunStartRecord(experiment=WIDER, run="w1", seed=1, budget_s=5))
+    assert missing_runs(rebuild_state(records).experiments[WIDER]) == [L.PlannedRun(seed=1)]
+    records.append(L.RunEndRecord(experiment=WIDER, run="w1", outcome="interrupted"))
+    assert missing_runs(rebuild_state(records).experiments[WIDER]) == [L.PlannedRun(seed=1)]
+    records.append(L.RunEndRecord(experiment=WIDER, run="w1", outcome="crash"))
+    assert missing_runs(rebuild_state(records).experiments[WIDER]) == []  # a crash is a result
+
+
+def test_a_proposal_without_runs_gets_the_settings_seeds() -> None:
+    bare = Proposal(
+        title="Wider",
+        hypothesis="h",
+        rationale="r",
+        expected_effect="e",
+        risk="low",
+        runs=[RunRequest(seeds=[5], overrides={"lr": 0.01}, entry="experiments/ngram.py")],
+    )
+    assert planned_runs(bare, [0, 1]) == (
+        "experiments/ngram.py",
+        [L.PlannedRun(seed=5, overrides={"lr": "0.01"})],
+    )
+
+
+def test_unattended_sessions_stop_for_each_condition_with_its_reason() -> None:
+    limits = SessionSettings(max_hours=1, patience=3, max_failures=2)
+    assert stop_reason(limits, 3, 3, 10, 0, 0) is None
+    assert stop_reason(limits, 4, 3, 10, 0, 0) == "3 unattended turn(s) done"
+    assert stop_reason(limits, 2, 3, 3601, 0, 0) == "the session's 1 h are up"
+    assert stop_reason(limits, 2, 3, 10, 3, 0) == "no new best in 3 turns (patience 3)"
+    assert (
+        stop_reason(limits, 2, 3, 10, 0, 2) == "2 failed turns in a row (session.max_failures = 2)"
+    )
+
+
+def test_tokenizers_a_proposal_may_ask_for() -> None:
+    assert tokenizer_problem("bpe:4096") is None and tokenizer_problem("gpt2") is None
+    assert "larger than bpe:32768" in tokenizer_problem("bpe:1048576")
+    assert "unknown tokenizer spec" in tokenizer_problem("sentencepiece")
+
+
+class Said:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+
+    def progress(self, specs: list) -> None:
+        raise AssertionError("recovery runs nothing")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    workspace = init_workspace(tmp_path / "ws")
+    return Env(
+        workspace=workspace,
+        settings=Settings(),
+        executor=LocalExecutor(SandboxPolicy()),
+        proposer=OfflinePlanner(),
+        judge=HeuristicJudge(),
+        judge_cache=JudgeCache(tmp_path / "judge"),
+        ui=Said(),
+    )
+
+
+def _edits() -> list[Edit]:
+    return [
+        Edit(path="experiments/train.py", search='"n_head": 4,', replace='"n_head": 2,'),
+        Edit(path="experiments/helper.py", search="", replace="X = 1\n"),
+    ]
+
+
+def test_an_interrupted_proposal_is_undone_and_the_researchers_work_kept(env: Env) -> None:
+    root = env.root
+    ngram_before = (root / "experiments" / "ngram.py").read_text()
+    applied = apply_edits(
+        root,
+        [*_edits(), Edit(path="experiments/ngram.py", search='"order": 4,', replace='"order": 5,')],
+    )
+    save_pending(env, applied)
+    # while the smoke run ran, the researcher edited a file the proposal wrote and made a new one
+    (root / "experiments" / "helper.py").write_text("X = 1\n# mine\n")
+    (root / "experiments" / "scratch.py").write_text("# my idea\n")
+    recover(env)
+    assert '"n_head": 4,' in (root / "experiments" / "train.py").read_text()
+    assert (root / "experiments" / "ngram.py").read_text() == ngram_before
+    assert (root / "experiments" / "helper.py").read_text() == "X = 1\n# mine\n"
+    assert (root / "experiments" / "scratch.py").read_text() == "# my idea\n"
+    assert any("experiments/helper.py changed after" in line for line in env.ui.lines)
+    assert not (env.workspace.state / "pending-proposal.json").exists()
+
+
+def test_an_unrecorded_proposal_commit_is_reverted_and_the_researchers_commit_kept(
+    env: Env,
+) -> None:
+    root = env.root
+    start = gitops.head(root)
+    applied = apply_edits(root, _edits())
+    save_pending(env, applied)
+    proposal = gitops.commit_proposal(root, "0001-x", "X", "", applied.paths(root))
+    (root / "notes" / "ideas.md").write_text("# my ideas\n")
+    researcher = commit_all(root, "my ideas").head.commit.hexsha
+    recover(env)
+    assert '"n_head": 4,' in (root / "experiments" / "train.py").read_text()
+    assert not (root / "experiments" / "helper.py").exists()
+    assert (root / "notes" / "ideas.md").read_text() == "# my ideas\n"
+    history = gitops.open_repo(root).git.log("--format=%H", f"{start}..HEAD").split()
+    assert proposal in history and researcher in history and len(history) == 3
+    assert gitops.proposal_commits_since(root, researcher) == []

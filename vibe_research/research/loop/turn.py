@@ -1,0 +1,445 @@
+"""One turn of the research loop, in the order it happens:
+
+    start    what the turn begins with (start_of): an open experiment is finished first, a
+             workspace with no baseline measures it, else what the researcher asked for
+    propose  the proposer (an LLM or the offline planner) answers with a change and its runs
+    apply    its search/replace edits on experiments/ (propose/edits.py)
+    smoke    the changed entry trains one step and is scored, before the timed runs are spent
+    commit   the files the edits wrote, one commit (gitops)
+    run      the planned runs, each trained and then evaluated in the sandbox (loop/runs.py)
+    judge    the stories the models wrote, scored (loop/decide.py)
+    decide   against the reference: keep or discard, experiments/ made to match
+    suggest  two or three next steps
+    record   the turn's overhead, the notes rendered from the ledger and committed
+
+Every step writes the ledger before the next begins, so a turn killed anywhere is finished by
+the next `continue` from the ledger (start "resume"). Ctrl-C stops the turn: what finished is
+recorded, a half-applied proposal is undone (loop/recovery.py), and KeyboardInterrupt goes on up.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vibe_research.llm.client import BudgetExceeded, LLMError
+from vibe_research.llm.schemas import Proposal, Suggestion
+from vibe_research.lm.errors import UserError
+from vibe_research.research import gitops
+from vibe_research.research.loop.decide import decide, judge_runs
+from vibe_research.research.loop.env import Env, Stopwatch
+from vibe_research.research.loop.recovery import clear_pending, recover, save_pending
+from vibe_research.research.loop.runs import adopt_finished, missing_runs, run_planned, smoke
+from vibe_research.research.notes.render import render_from_ledger
+from vibe_research.research.propose.apply import Attempt, propose_and_apply
+from vibe_research.research.propose.context import (
+    best_run,
+    proposal_context,
+    suggestion_context,
+    tried,
+)
+from vibe_research.research.state.experiments import ResearchState
+from vibe_research.research.state.ledger import (
+    DEFAULT_ENTRY,
+    DecisionRecord,
+    OverheadRecord,
+    PlannedRun,
+    ProposalRecord,
+    SuggestionsRecord,
+    experiment_id,
+)
+
+log = logging.getLogger(__name__)
+
+StartKind = Literal["resume", "baseline", "propose", "manual", "rerun"]
+
+
+@dataclass(frozen=True)
+class Direction:
+    """What a proposal answers: the researcher's pick, their own idea, or neither (the
+    proposer's own choice)."""
+
+    pick: Suggestion | None = None
+    idea: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the researcher asked the turn to do."""
+
+    kind: Literal["propose", "manual", "rerun"] = "propose"
+    direction: Direction = field(default_factory=Direction)
+    title: str = ""  # manual: the title of their change
+    experiment: str | None = None  # rerun: which experiment
+    extra_seeds: int = 0  # rerun: how many more seeds
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a turn did: how it started, its experiment, and the decision (None: left open, to
+    be finished by the next turn)."""
+
+    start: StartKind
+    experiment: str
+    decision: DecisionRecord | None
+
+
+def has_baseline(state: ResearchState) -> bool:
+    """Whether a baseline was measured (a failed one does not count: the next turn measures again)."""
+    return any(
+        e.proposal
+        and e.proposal.source == "baseline"
+        and e.decision
+        and e.decision.verdict == "baseline"
+        for e in state.experiments.values()
+    )
+
+
+def start_of(state: ResearchState, request: Request) -> StartKind:
+    """The one place that says what a turn begins with."""
+    if state.open_experiment is not None:
+        return "resume"
+    if request.kind == "manual":
+        return "manual"  # the researcher's uncommitted change is committed before anything runs
+    if not has_baseline(state):
+        return "baseline"
+    return request.kind
+
+
+def run_turn(env: Env, request: Request) -> Turn:
+    """One whole turn (see the module doc). Raises KeyboardInterrupt after Ctrl-C, once what
+    finished is recorded, and BudgetExceeded when the spend cap stops it."""
+    env.watch = Stopwatch()
+    start = start_of(env.state(), request)
+    if start != "manual":
+        # the researcher's own edits to committed experiment files would be measured as the
+        # loop's: refused here, at every turn (DirtyExperiments says what to do)
+        gitops.check_ready(env.root)
+    try:
+        experiment = _BEGIN[start](env, request)
+        if env.state().experiments[experiment].open:
+            finish(env, experiment)
+        suggest(env, experiment)
+        record_turn(env, experiment)
+    except (KeyboardInterrupt, BudgetExceeded):
+        after_interruption(env)
+        raise
+    return Turn(start, experiment, env.state().experiments[experiment].decision)
+
+
+# ----- the starts: each records the experiment's proposal, then the turn runs it ---------------
+
+
+def begin_baseline(env: Env, request: Request) -> str:
+    """Measure experiments/ as it stands: the reference of every later change."""
+    state = env.state()
+    entry = env.settings.train.entry
+    exp = experiment_id(state.next_number, "baseline")
+    env.record(
+        ProposalRecord(
+            experiment=exp,
+            title="Baseline: experiments/ as it stands",
+            source="baseline",
+            hypothesis="The starting point every later change is measured against.",
+            rationale="No experiment is recorded yet.",
+            commit=gitops.head(env.root),
+            entry=entry,
+            runs=[PlannedRun(seed=seed) for seed in env.seeds()],
+        )
+    )
+    runs, budget = env.settings.train.runs_per_proposal, env.settings.train.budget_s
+    env.ui.say(f"[{exp}] measuring the baseline: {runs} runs of {entry}, {budget:g} s each")
+    if (error := smoke(env, entry, PlannedRun(seed=env.seeds(1)[0]))) is not None:
+        decide(env, exp, failure=f"the smoke run failed: {error}")
+    return exp
+
+
+def begin_manual(env: Env, request: Request) -> str:
+    """The researcher's uncommitted changes to experiments/, committed and measured as an
+    experiment; with no baseline yet, they are the baseline (what the workspace stands at)."""
+    state = env.state()
+    baseline = not has_baseline(state)
+    title = f"Baseline: {request.title}" if baseline else request.title
+    exp = experiment_id(state.next_number, "baseline" if baseline else request.title)
+    with env.watch.phase("git"):
+        commit = gitops.commit_manual(env.root, exp, title)
+    env.record(
+        ProposalRecord(
+            experiment=exp,
+            title=title,
+            hypothesis="The researcher's own change.",
+            source="baseline" if baseline else "manual",
+            commit=commit,
+            diff=gitops.diff_of(env.root, commit),
+            entry=env.settings.train.entry,
+            runs=[PlannedRun(seed=seed) for seed in env.seeds()],
+        )
+    )
+    env.ui.say(f"[{exp}] {title}: your change, committed as {commit[:8]}")
+    return exp
+
+
+def begin_rerun(env: Env, request: Request) -> str:
+    """More seeds of a decided experiment (the menu's r): its change back in place if it was
+    discarded, the new seeds planned; the experiment is open again and decided anew."""
+    assert request.experiment is not None
+    experiment = env.state().experiments[request.experiment]
+    proposal = experiment.proposal
+    if proposal is None or (proposal.source == "baseline" and not experiment.bpbs):
+        raise UserError(f"{request.experiment} has no measured runs to add seeds to")
+    restored = None
+    if proposal.commit and proposal.source != "baseline" and not experiment.applied:
+        discard = experiment.discard_commit
+        assert discard is not None
+        restored = gitops.revert(
+            env.root, discard, experiment.id, "rerun", "restored to run more seeds"
+        )
+    used = [r.start.seed for r in experiment.runs.values() if r.start]
+    # a sweep's further seeds go to its chosen setting
+    chosen = experiment.chosen_runs
+    overrides = (
+        chosen[0].start.overrides
+        if chosen and chosen[0].start
+        else (proposal.runs[0].overrides if proposal.runs else {})
+    )
+    planned = [
+        PlannedRun(seed=seed, overrides=overrides)
+        for seed in env.seeds(request.extra_seeds, after=used)
+    ]
+    fields = proposal.model_dump(exclude={"v", "at", "kind", "restored", "runs", "source"})
+    env.record(
+        ProposalRecord(**fields, source="rerun", runs=[*proposal.runs, *planned], restored=restored)
+    )
+    env.ui.say(f"[{experiment.id}] {request.extra_seeds} more seeds")
+    return experiment.id
+
+
+def begin_resume(env: Env, request: Request) -> str:
+    """The experiment an interrupted turn left open: its finished runs are recorded from their
+    run folders; finish() runs the rest."""
+    open_experiment = env.state().open_experiment
+    assert open_experiment is not None
+    adopted = adopt_finished(env, open_experiment)
+    env.ui.say(
+        f"[{open_experiment.id}] resuming {open_experiment.title}"
+        + (f": {len(adopted)} run(s) had finished and are recorded" if adopted else "")
+    )
+    return open_experiment.id
+
+
+def begin_proposal(env: Env, request: Request) -> str:
+    """propose, apply, smoke, commit, record: a change ready to run, or a failed experiment."""
+    direction = request.direction
+    state = env.state()
+    entry = env.settings.train.entry
+    with env.watch.phase("proposing"):
+        context = proposal_context(
+            env.workspace,
+            env.settings,
+            tried(state),
+            pick=direction.pick,
+            idea=direction.idea,
+            best_run=best_run(env.workspace, entry, state),
+        )
+    try:
+        outcome = propose_and_apply(
+            env.proposer,
+            context,
+            env.root,
+            smoke_check=lambda proposal: _smoke_first_run(env, proposal),
+            on_applied=lambda applied: save_pending(env, applied),
+        )
+    except LLMError as failed:
+        if isinstance(failed, BudgetExceeded):
+            raise
+        return _no_proposal(env, direction, str(failed))
+    number = state.next_number
+    for attempt in outcome.attempts[:-1] if outcome.ok else outcome.attempts:
+        _record_failed_attempt(
+            env, experiment_id(number, attempt.proposal.title), attempt, direction
+        )
+        number += 1
+    if not outcome.ok:
+        clear_pending(env)
+        return experiment_id(number - 1, outcome.attempts[-1].proposal.title)
+    proposal = outcome.proposal
+    exp = experiment_id(number, proposal.title)
+    entry, planned = planned_runs(proposal, env.seeds())
+    with env.watch.phase("git"):
+        commit, diff = None, ""
+        if outcome.applied and outcome.applied.written:
+            body = f"{proposal.hypothesis}\n\nExpected: {proposal.expected_effect}"
+            commit = gitops.commit_proposal(
+                env.root, exp, proposal.title, body, outcome.applied.paths(env.root)
+            )
+            diff = gitops.diff_of(env.root, commit)
+    env.record(_proposal_record(env, exp, proposal, direction, commit=commit, diff=diff))
+    clear_pending(env)
+    env.ui.say(f"[{exp}] {proposal.title}: {len(planned)} runs of {entry}")
+    return exp
+
+
+def _smoke_first_run(env: Env, proposal: Proposal) -> str | None:
+    entry, planned = planned_runs(proposal, env.seeds(1))
+    return smoke(env, entry, planned[0])
+
+
+_BEGIN = {
+    "baseline": begin_baseline,
+    "manual": begin_manual,
+    "rerun": begin_rerun,
+    "resume": begin_resume,
+    "propose": begin_proposal,
+}
+
+
+def _proposal_record(
+    env: Env,
+    exp: str,
+    proposal: Proposal,
+    direction: Direction,
+    commit: str | None = None,
+    diff: str = "",
+) -> ProposalRecord:
+    entry, planned = planned_runs(proposal, env.seeds())
+    return ProposalRecord(
+        experiment=exp,
+        title=proposal.title,
+        hypothesis=proposal.hypothesis,
+        rationale=proposal.rationale,
+        expected_effect=proposal.expected_effect,
+        risk=proposal.risk,
+        source="offline" if env.proposer.name == "offline" else "llm",
+        move=proposal.move,
+        idea=direction.idea or (direction.pick.title if direction.pick else ""),
+        entry=entry,
+        runs=planned,
+        commit=commit,
+        diff=diff,
+    )
+
+
+def _record_failed_attempt(env: Env, exp: str, attempt: Attempt, direction: Direction) -> None:
+    assert attempt.error is not None
+    env.record(_proposal_record(env, exp, attempt.proposal, direction))
+    decide(env, exp, failure=f"failed at the {attempt.stage} stage: {attempt.error}")
+    env.ui.say(
+        f"[{exp}] the proposal failed at the {attempt.stage} stage: {attempt.error.splitlines()[0]}"
+    )
+
+
+def _no_proposal(env: Env, direction: Direction, reason: str) -> str:
+    """An LLM that gave no usable proposal is a failed experiment with the reason."""
+    exp = experiment_id(env.state().next_number, "no proposal")
+    env.record(
+        ProposalRecord(
+            experiment=exp,
+            title="No proposal: the LLM failed",
+            hypothesis="-",
+            source="llm",
+            idea=direction.idea or (direction.pick.title if direction.pick else ""),
+            entry=env.settings.train.entry,
+        )
+    )
+    decide(env, exp, failure=f"the proposer gave no proposal: {reason}")
+    env.ui.say(f"[{exp}] no proposal: {reason}")
+    return exp
+
+
+def planned_runs(proposal: Proposal, seeds: list[int]) -> tuple[str, list[PlannedRun]]:
+    """The proposal's runs as (entry, runs); one entry per proposal, the settings' seeds by default."""
+    entries = {request.entry or DEFAULT_ENTRY for request in proposal.runs}
+    entry = sorted(entries)[0]
+    if len(entries) > 1:
+        log.warning(
+            "proposal names several entries (%s); running %s only",
+            ", ".join(sorted(entries)),
+            entry,
+        )
+    runs = [
+        PlannedRun(seed=seed, overrides={k: str(v) for k, v in request.overrides.items()})
+        for request in proposal.runs
+        if (request.entry or DEFAULT_ENTRY) == entry
+        for seed in request.seeds
+    ]
+    return entry, runs or [PlannedRun(seed=seed) for seed in seeds]
+
+
+# ----- run, judge, decide ---------------------------------------------------------------------
+
+
+def finish(env: Env, exp: str) -> None:
+    """Run what is missing of `exp`, judge its stories, decide it. A judge that fails leaves the
+    measured runs recorded and the experiment open: the next turn judges them again."""
+    experiment = env.state().experiments[exp]
+    proposal = experiment.proposal
+    assert proposal is not None
+    if todo := missing_runs(experiment):
+        run_planned(env, exp, proposal.entry, todo, proposal.commit)
+    state = env.state()
+    try:
+        judge_runs(env, state.experiments[exp], state.reference(exp))
+    except LLMError as failed:
+        if isinstance(failed, BudgetExceeded):
+            raise
+        env.ui.say(
+            f"[{exp}] the judge failed ({failed}): its runs are recorded; the next turn judges them"
+        )
+        return
+    decide(env, exp)
+
+
+# ----- suggest and record ---------------------------------------------------------------------
+
+
+def suggest(env: Env, exp: str) -> SuggestionsRecord | None:
+    """Two or three next steps, recorded on the experiment they follow; None when the proposer
+    could not offer any (said in one line: the menu still takes your own idea)."""
+    state = env.state()
+    with env.watch.phase("suggesting"):
+        context = suggestion_context(
+            env.workspace,
+            env.settings,
+            tried(state),
+            best_run=best_run(env.workspace, env.settings.train.entry, state),
+        )
+        try:
+            suggestions = env.proposer.suggest(context)
+        except LLMError as failed:
+            if isinstance(failed, BudgetExceeded):
+                raise
+            env.ui.say(f"no suggestions: {failed}")
+            return None
+    record = SuggestionsRecord(experiment=exp, items=suggestions.items)
+    env.record(record)
+    return record
+
+
+def record_turn(env: Env, exp: str) -> None:
+    """The turn's overhead, then the notes rendered from the ledger and committed."""
+    env.record(
+        OverheadRecord(
+            experiment=exp, seconds=env.watch.overhead(), turn_s=round(env.watch.total(), 3)
+        )
+    )
+    decision = env.state().experiments[exp].decision
+    write_notes(env, exp, decision.verdict if decision else "open")
+
+
+def write_notes(env: Env, exp: str, verdict: str) -> None:
+    with env.watch.phase("notes"):
+        _, changed = render_from_ledger(
+            env.workspace,
+            env.settings.research.question,
+            confidence=env.settings.research.confidence,
+        )
+        gitops.commit_notes(
+            env.root, exp, verdict, f"Notes after {exp}.", [env.workspace.ledger, *changed]
+        )
+
+
+def after_interruption(env: Env) -> None:
+    """After Ctrl-C or a stop: undo a half-applied proposal, render and commit what was recorded."""
+    recover(env)
+    open_experiment = env.state().open_experiment
+    if open_experiment is not None:
+        write_notes(env, open_experiment.id, "interrupted")
