@@ -4,6 +4,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def test_records_round_trip_in_order(tmp_path: Path, records: list[L.Record]) ->
     assert all(json.loads(line)["v"] == L.LEDGER_VERSION for line in path.read_text().splitlines())
 
 
-def test_a_torn_last_line_is_skipped_reported_and_followed_by_a_fresh_line(
+def test_a_torn_last_line_is_skipped_reported_and_cut_off_by_the_next_append(
     tmp_path: Path, records: list[L.Record]
 ) -> None:
     path = tmp_path / "ledger.jsonl"
@@ -43,7 +45,24 @@ def test_a_torn_last_line_is_skipped_reported_and_followed_by_a_fresh_line(
     assert _dumps(L.read(path).records) == _dumps(records[:3]) and L.read(path).torn_lines == [4]
     L.append(path, records[3])
     read = L.read(path)
-    assert _dumps(read.records) == _dumps(records[:4]) and read.torn_lines == [4]
+    assert _dumps(read.records) == _dumps(records[:4]) and read.torn_lines == []
+
+
+def test_a_bad_line_in_the_middle_is_damage_and_the_repair_keeps_every_record(
+    tmp_path: Path, records: list[L.Record]
+) -> None:
+    path = tmp_path / "notes" / "ledger.jsonl"
+    for record in records[:4]:
+        L.append(path, record)
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1][:30]  # the decision of an experiment, damaged by an editor or a disk
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(L.LedgerDamaged, match=r"ledger.jsonl:2: not JSON, and not the last line"):
+        L.read(path)
+    done = L.repair(path, tmp_path / ".vibe")
+    assert done.kept == 3 and done.set_aside == [2]
+    assert done.side_file.read_bytes() == lines[1] + b"\n"
+    assert _dumps(L.read(path).records) == _dumps([records[0], records[2], records[3]])
 
 
 def test_a_complete_line_that_is_not_a_record_is_corruption(
@@ -55,7 +74,7 @@ def test_a_complete_line_that_is_not_a_record_is_corruption(
         handle.write(json.dumps({"v": 1, "kind": "proposal", "experiment": "0001-x"}) + "\n")
     L.append(path, records[1])
     with pytest.raises(
-        UserError, match=r"ledger.jsonl:2: not a valid ledger record .*git checkout"
+        L.LedgerDamaged, match=r"ledger.jsonl:2: not a valid ledger record .*ledger repair"
     ):
         L.read(path)
 
@@ -197,3 +216,27 @@ def test_an_experiment_id_cannot_name_a_path_outside_the_notes() -> None:
 
     with pytest.raises(ValidationError):
         L.NoteRecord(experiment="../../etc/passwd", text="x")
+
+
+def test_ledger_repair_from_the_command_line(tmp_path: Path, records: list[L.Record]) -> None:
+    (tmp_path / "vibe-research.toml").write_text("")
+    path = tmp_path / "notes" / "ledger.jsonl"
+    for record in records[:3]:
+        L.append(path, record)
+    path.write_bytes(path.read_bytes().replace(b'"kind":', b'"kind"', 1))
+    listed = subprocess.run(
+        [sys.executable, "-m", "vibe_research", "status"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 2 and "vibe-research ledger repair" in listed.stderr
+    assert listed.stderr.count("\n") == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "vibe_research", "ledger", "repair"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "kept 2 records; line(s) 1 moved to" in done.stderr
+    assert len(L.read(path).records) == 2

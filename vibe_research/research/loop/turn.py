@@ -29,7 +29,7 @@ from vibe_research.research.loop.decide import decide, judge_runs
 from vibe_research.research.loop.env import Env, Stopwatch
 from vibe_research.research.loop.recovery import clear_pending, recover, save_pending
 from vibe_research.research.loop.runs import adopt_finished, missing_runs, run_planned, smoke
-from vibe_research.research.notes.render import render_from_ledger
+from vibe_research.research.notes.render import check_notes, render_from_ledger
 from vibe_research.research.propose.apply import Attempt, propose_and_apply
 from vibe_research.research.propose.context import (
     best_run,
@@ -114,6 +114,7 @@ def run_turn(env: Env, request: Request) -> Turn:
         # the researcher's own edits to committed experiment files would be measured as the
         # loop's: refused here, at every turn (DirtyExperiments says what to do)
         gitops.check_ready(env.root)
+    check_notes(env.workspace)
     try:
         experiment = _BEGIN[start](env, request)
         if env.state().experiments[experiment].open:

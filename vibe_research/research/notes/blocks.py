@@ -61,6 +61,11 @@ def _spans(text: str, source: str) -> dict[str, tuple[int, int]]:
     return spans
 
 
+def check_blocks(text: str, source: str) -> None:
+    """Raise the one-line UserError replace_blocks would, without changing anything."""
+    _spans(text, source)
+
+
 def replace_blocks(text: str, bodies: dict[str, str], source: str = "page") -> str:
     """Fill each named block with its body; blocks the page lacks are appended at its end.
 

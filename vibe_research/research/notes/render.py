@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vibe_research.lm.atomic import remove_stale_temps, write_text_if_changed
 from vibe_research.lm.errors import UserError
-from vibe_research.research.notes.blocks import replace_blocks, strip_markers
+from vibe_research.research.notes.blocks import check_blocks, replace_blocks, strip_markers
 from vibe_research.research.notes.page import new_page, page_blocks
 from vibe_research.research.notes.readme import readme_blocks
 from vibe_research.research.state.experiments import ResearchState
@@ -34,6 +34,16 @@ def read_page(path: Path) -> str:
         raise UserError(
             f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 so its blocks can be updated"
         ) from exc
+
+
+def check_notes(workspace: Workspace) -> None:
+    """Every page's markers balanced, checked before a turn spends its runs: a page the
+    researcher broke is said at once (UserError naming it and the line to restore), not after
+    the turn when its notes are rendered."""
+    pages = [workspace.notes / "README.md", *sorted(workspace.experiments_pages.glob("*.md"))]
+    for page in pages:
+        if page.is_file():
+            check_blocks(read_page(page), str(page))
 
 
 def render_notes(

@@ -3,8 +3,9 @@
 One JSON object per line, one line per event, each a versioned pydantic record discriminated
 by `kind`. Every append is flushed and fsynced before it returns, so a crash loses at most the
 record being written; a torn last line is skipped on read and reported, and the next append
-starts on a fresh line. The records carry everything the pages render, so the ledger alone
-rebuilds the notes.
+cuts it off first, so only the last line can ever be torn: a bad line anywhere else is damage,
+said as such, with a repair that keeps every record. The records carry everything the pages
+render, so the ledger alone rebuilds the notes.
 """
 
 import json
@@ -274,16 +275,22 @@ class LedgerRead(BaseModel):
 def append(path: Path, record: Record) -> None:
     """Append one record as a line, flushed and fsynced before returning.
 
-    If the file ends in a torn line (a crash mid-write), a newline is written first so the new
-    record starts on a line of its own; the torn fragment stays, ignored, as evidence.
+    If the file ends in a torn line (a crash mid-write), the fragment is cut off first: it is a
+    record that was never written whole (what it recorded is recorded again: a run's result
+    from its run folder), and leaving it would put a bad line in the middle of the ledger.
     """
-    line = record.model_dump_json() + "\n"
+    line = (record.model_dump_json() + "\n").encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = not path.exists()
-    with path.open("ab") as handle:
-        if handle.tell() > 0 and not _ends_with_newline(path):
-            line = "\n" + line
-        handle.write(line.encode("utf-8"))
+    with path.open("r+b" if not fresh else "wb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end > 0 and not _ends_with_newline(path):
+            data = path.read_bytes()
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: cut off a torn record (%d bytes) before appending", path, end - keep)
+            handle.truncate(keep)
+            handle.seek(keep)
+        handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
     if fresh:
@@ -304,31 +311,44 @@ def _fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
-def read(path: Path) -> LedgerRead:
-    """All records in order, skipping torn lines; any other bad line is corruption: UserError.
+class LedgerDamaged(UserError):
+    """A line before the last is not a record: damage, not an interrupted append."""
 
-    A torn line is one an interrupted append left unterminated, so it is not JSON at all; a line
-    that is JSON but not a valid record was written or edited by something else.
-    """
+
+REPAIR = "vibe-research ledger repair"
+
+
+def read(path: Path) -> LedgerRead:
+    """All records in order. Only the last line may be torn (an append a crash cut short: no
+    newline, not JSON); it is skipped and reported. Any other bad line is damage: LedgerDamaged,
+    naming the line and the repair that keeps every record."""
     if not path.exists():
         return LedgerRead(records=[])
+    data = path.read_bytes()
+    lines = data.split(b"\n")
     records: list[Record] = []
     torn: list[int] = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
+        last = number == len(lines) and not data.endswith(b"\n")
         try:
-            data = json.loads(raw)
+            parsed = json.loads(raw)
         except ValueError:
-            torn.append(number)
-            log.warning(
-                "%s:%d: skipped a torn record (%d bytes) left by an interrupted write",
-                path,
-                number,
-                len(raw),
-            )
-            continue
-        records.append(_parse(path, number, data))
+            if last:
+                torn.append(number)
+                log.warning(
+                    "%s:%d: skipped a torn record (%d bytes) left by an interrupted write",
+                    path,
+                    number,
+                    len(raw),
+                )
+                continue
+            raise LedgerDamaged(
+                f"{path}:{number}: not JSON, and not the last line, so not a torn append: the ledger "
+                f"was damaged; run `{REPAIR}` (it keeps every record and sets the bad line aside)"
+            ) from None
+        records.append(_parse(path, number, parsed))
     return LedgerRead(records=records, torn_lines=torn)
 
 
@@ -342,10 +362,42 @@ def _parse(path: Path, number: int, data: object) -> Record:
     try:
         return _RECORD.validate_python(data)
     except ValidationError as exc:
-        raise UserError(
+        raise LedgerDamaged(
             f"{path}:{number}: not a valid ledger record ({validation_error_line('record', exc)}); "
-            f"the ledger is append-only: restore it with `git checkout -- {path}`"
+            f"run `{REPAIR}` (it keeps every record and sets the bad line aside)"
         ) from exc
+
+
+class Repair(BaseModel):
+    kept: int
+    set_aside: list[int] = Field(description="line numbers moved to the side file")
+    side_file: Path | None = None
+
+
+def repair(path: Path, side_folder: Path) -> Repair:
+    """Keep every valid record, in order; move each line that is not one (damaged, torn, from a
+    newer version) to `side_folder`/ledger-set-aside-TIME.jsonl, where nothing is lost. Atomic."""
+    from vibe_research.lm.atomic import write_bytes
+
+    if not path.exists():
+        raise UserError(f"{path}: no ledger to repair")
+    good, bad, numbers = [], [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            _RECORD.validate_python(json.loads(raw))
+        except (ValueError, ValidationError):
+            bad.append(raw)
+            numbers.append(number)
+            continue
+        good.append(raw)
+    side = None
+    if bad:
+        side = side_folder / f"ledger-set-aside-{_now().strftime('%Y%m%d-%H%M%S')}.jsonl"
+        write_bytes(side, b"\n".join(bad) + b"\n")
+    write_bytes(path, b"".join(line + b"\n" for line in good))
+    return Repair(kept=len(good), set_aside=numbers, side_file=side)
 
 
 def experiment_id(number: int, title: str) -> str:
