@@ -209,12 +209,18 @@ def test_choices_come_from_the_config_comment(root):
 
 
 def test_ngram_sweep_and_fusion_are_run_only_moves(root):
-    moves = {move.key: move for move in rank(_context(root, [], best_run=".vibe/runs/0003-s0"))}
+    bases = [".vibe/runs/0003-s0", ".vibe/runs/0003-s1", ".vibe/runs/0003-s2"]
+    moves = {move.key: move for move in rank(_context(root, [], base_runs=bases))}
     sweep = moves["ngram/sweep:ngram.order=2..6"]
     assert sweep.edits == () and [run.overrides["order"] for run in sweep.runs] == [2, 3, 4, 5, 6]
     assert {run.entry for run in sweep.runs} == {"experiments/ngram.py"}
-    fusion = moves["fusion/best:fusion.base_run=.vibe/runs/0003-s0"]
-    assert fusion.runs[0].overrides == {"base_run": ".vibe/runs/0003-s0"}
+    fusion = moves["fusion/best:fusion.base_run=0003-s0,0003-s1,0003-s2"]
+    # one fusion per seed of the base, so the fusion is compared over seeds
+    assert [(run.seeds, run.overrides["base_run"]) for run in fusion.runs] == [
+        ([0], bases[0]),
+        ([1], bases[1]),
+        ([2], bases[2]),
+    ]
     assert not any(key.startswith("fusion/") for key in {m.key for m in rank(_context(root, []))})
 
 
@@ -272,19 +278,54 @@ def test_a_seed_check_promises_no_gain(root):
 def test_a_move_that_failed_once_may_come_back_but_not_after_a_second_failure(root):
     fusion = next(
         move
-        for move in rank(_context(root, [], best_run="/ws/.vibe/runs/0000-s0"))
+        for move in rank(
+            _context(root, [], base_runs=["/ws/.vibe/runs/0000-s0", "/ws/.vibe/runs/0000-s1"])
+        )
         if move.family == "fusion"
     )
     failed = Tried(title=fusion.title, verdict="failed", move=fusion.key)
     assert fusion.key in {
-        move.key for move in rank(_context(root, [failed], best_run="/ws/.vibe/runs/0000-s0"))
+        move.key
+        for move in rank(
+            _context(root, [failed], base_runs=["/ws/.vibe/runs/0000-s0", "/ws/.vibe/runs/0000-s1"])
+        )
     }
     assert fusion.key not in {
         move.key
-        for move in rank(_context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0"))
+        for move in rank(
+            _context(
+                root,
+                [failed, failed],
+                base_runs=["/ws/.vibe/runs/0000-s0", "/ws/.vibe/runs/0000-s1"],
+            )
+        )
     }
     # the researcher asking for it by name tries it again
     again = OfflinePlanner().propose(
-        _context(root, [failed, failed], best_run="/ws/.vibe/runs/0000-s0", idea="shallow fusion")
+        _context(
+            root,
+            [failed, failed],
+            base_runs=["/ws/.vibe/runs/0000-s0", "/ws/.vibe/runs/0000-s1"],
+            idea="shallow fusion",
+        )
     )
     assert again.move == fusion.key and "tried again" in again.rationale
+
+
+def test_the_researchers_steering_removes_prefers_and_budgets_moves(root):
+    plain = [move.key for move in rank(_context(root, []))]
+    assert any(key.startswith("opt/") for key in plain) and any(
+        key.startswith("depth/") for key in plain
+    )
+    steered = rank(
+        _context(root, [], steering="Keep it cheap.\navoid: optimizer, depth\nprefer: n-gram\n")
+    )
+    assert not any(move.family in ("opt", "depth") for move in steered)
+    assert steered[0].key == "ngram/sweep:ngram.order=2..6"
+    # every run counts its whole budget: five 300 s n-gram runs are 25 minutes, over 20
+    budgeted = rank(_context(root, [], steering="budget: 20 min"))
+    assert budgeted and not any(move.family == "ngram" for move in budgeted)
+    assert all(sum(len(r.seeds) for r in move.runs) * 300 / 60 <= 20 for move in budgeted)
+    assert OfflinePlanner().propose(_context(root, [], steering="prefer: fusion, n-gram")).move == (
+        "ngram/sweep:ngram.order=2..6"
+    )

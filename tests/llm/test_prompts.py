@@ -9,7 +9,11 @@ from vibe_research.llm import tokens
 from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.llm.tokens import count_message_tokens, count_tokens
 from vibe_research.lm.errors import UserError
-from vibe_research.research.propose.context import proposal_context, suggestion_context
+from vibe_research.research.propose.context import (
+    proposal_context,
+    read_steering,
+    suggestion_context,
+)
 from vibe_research.research.settings import Settings
 from vibe_research.research.workspace import Workspace
 
@@ -108,12 +112,12 @@ def test_own_idea_is_quoted_in_the_researchers_words(tmp_path):
 def test_suggestion_prompt_asks_for_next_steps_with_costs(tmp_path):
     settings = Settings.model_validate({"train": {"budget_s": 120, "runs_per_proposal": 4}})
     context = suggestion_context(
-        _workspace(tmp_path), settings, HISTORY, best_run=".vibe/runs/0002-s0"
+        _workspace(tmp_path), settings, HISTORY, base_runs=[".vibe/runs/0002-s0"]
     )
     user = context.messages[1]["content"]
     assert "two or three next" in user and "about 2" in user and "minutes" in user
     assert (
-        context.best_run == ".vibe/runs/0002-s0"
+        context.base_runs == [".vibe/runs/0002-s0"]
         and context.seeds == [0, 1, 2, 3]
         and context.budget_s == 120
     )
@@ -165,3 +169,22 @@ def test_a_wrong_ranks_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("VIBE_GPT2_RANKS", str(wrong))
     with pytest.raises(UserError, match="not the GPT-2 r50k_base ranks"):
         count_tokens("hello")
+
+
+def test_the_steering_section_goes_first_and_its_help_comment_does_not(tmp_path):
+    workspace = _workspace(tmp_path)
+    readme = workspace.notes / "README.md"
+    readme.write_text(
+        readme.read_text()
+        + "\n## Steering\n\n<!-- help for the researcher -->\nStay on n-grams this week.\n"
+        + "avoid: optimizer\n\n## Open questions\n\nWhy is 6 worse than 5?\n"
+    )
+    steering = read_steering(workspace)
+    assert steering == "Stay on n-grams this week.\navoid: optimizer"
+    context = proposal_context(workspace, _settings(), HISTORY, steering=steering)
+    system = context.messages[0]["content"]
+    assert system.startswith("The researcher steers this research.")
+    assert system.index("Stay on n-grams this week.") < system.index("You are a careful")
+    assert context.steering == steering and "help for the researcher" not in system
+    readme.write_text("# Research notes\n\nno steering here\n")
+    assert read_steering(workspace) == ""

@@ -12,7 +12,7 @@ Message = dict[str, str]
 class ResearchContext:
     """One request to a proposer.
 
-    `messages` is the chat prompt (built by research/prompting.py) that LLM backends send;
+    `messages` is the chat prompt (built by research/propose/context.py) that LLM backends send;
     the offline planner reads the plain fields instead.
     """
 
@@ -21,9 +21,11 @@ class ResearchContext:
     history: list[Tried] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     budget_s: float = 300.0  # wall clock of one training run
-    best_run: str | None = None  # run folder of the current best transformer, for fusion
+    # run folders of the current best transformer's runs (one per seed), for fusion
+    base_runs: list[str] = field(default_factory=list)
     pick: Suggestion | None = None
     idea: str | None = None
+    steering: str = ""  # the researcher's Steering section of notes/README.md
 
     def after_failure(self, proposal: Proposal, error: str) -> "ResearchContext":
         """The context for a second try: the failed proposal and its exact error are history."""

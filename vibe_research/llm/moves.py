@@ -15,6 +15,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from vibe_research.llm.config_block import ConfigLine, Value, literal, read_config
 from vibe_research.llm.context import ResearchContext
@@ -447,23 +448,26 @@ def _ngram_moves(context: ResearchContext) -> list[Move]:
 
 
 def _fusion_moves(context: ResearchContext) -> list[Move]:
+    """Fuse each run of the best transformer (one fusion run per base seed), so the fusion is
+    compared over seeds like any other change."""
     base = _find(read_config(context.files.get(FUSION, "")), ("base_run", "base"))
-    if base is None or context.best_run is None:
+    if base is None or not context.base_runs:
         return []
+    names = ",".join(sorted(Path(run).name for run in context.base_runs))
     return [
         Move(
-            key=f"fusion/best:fusion.{base.key}={context.best_run}",
+            key=f"fusion/best:fusion.{base.key}={names}",
             title="Shallow fusion of the best transformer with an n-gram",
-            idea=f"run {FUSION} with {base.key} = {context.best_run}: blend its next-token distribution with the n-gram's",
+            idea=f"run {FUSION} with {base.key} = each of the best transformer's {len(context.base_runs)} runs: "
+            "blend its next-token distribution with the n-gram's",
             hypothesis="fusing the best transformer with an n-gram lowers validation bpb without making the judged stories worse",
             why="fusion cut the seed's perplexity from 8.53 to 7.38 at once; the judge must confirm the stories did not get worse",
             prior=0.02,
             risk="medium",
             edits=(),
-            runs=(
-                RunRequest(
-                    seeds=context.seeds[:1], entry=FUSION, overrides={base.key: context.best_run}
-                ),
+            runs=tuple(
+                RunRequest(seeds=[seed], entry=FUSION, overrides={base.key: run})
+                for seed, run in zip(context.seeds, context.base_runs, strict=False)
             ),
             words=("fusion", "fuse", "blend", "knn", "cache head"),
         )

@@ -3,7 +3,9 @@
 It instantiates the move catalogue against the current experiments/ files, drops every move
 whose setting the history shows as measured, and ranks the rest: a move's prior, plus what its
 direction (e.g. `lr/up`) gained when tried before, plus half of what its family gained.
-The researcher's pick (a move key) or own idea (matched by keywords) comes first.
+The researcher's pick (a move key) or own idea (matched by keywords) comes first; the Steering
+section of the notes removes moves it avoids or that train longer than its budget, and puts the
+moves it prefers first (llm/steering.py).
 """
 
 import logging
@@ -14,6 +16,7 @@ from statistics import mean
 from vibe_research.llm.context import ResearchContext
 from vibe_research.llm.moves import Move, catalogue, measured_settings
 from vibe_research.llm.schemas import Proposal, Suggestion, Suggestions, Tried
+from vibe_research.llm.steering import Steering, matches, parse_steering
 from vibe_research.lm.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -73,8 +76,29 @@ def rank(context: ResearchContext) -> list[Move]:
     measured, failures = _outcomes(context.history)
     tried = measured | {setting for setting, count in failures.items() if count >= MAX_FAILURES}
     gains = _gains(context.history)
-    fresh = [move for move in catalogue(context) if move.identity not in tried]
-    return sorted(fresh, key=lambda move: -_score(move, gains))
+    steering = parse_steering(context.steering)
+    fresh = [
+        move
+        for move in catalogue(context)
+        if move.identity not in tried and _allowed(move, steering, context.budget_s)
+    ]
+    return sorted(fresh, key=lambda move: (not _preferred(move, steering), -_score(move, gains)))
+
+
+def _named(move: Move, terms: tuple[str, ...]) -> bool:
+    return any(matches(term, move.family, move.title, move.words) for term in terms)
+
+
+def _allowed(move: Move, steering: Steering, budget_s: float) -> bool:
+    """Not a move the researcher's steering avoids, nor one that trains longer than it allows."""
+    if _named(move, steering.avoid):
+        return False
+    minutes = sum(len(run.seeds) for run in move.runs) * budget_s / 60
+    return steering.max_minutes is None or minutes <= steering.max_minutes
+
+
+def _preferred(move: Move, steering: Steering) -> bool:
+    return _named(move, steering.prefer)
 
 
 def retriable(context: ResearchContext, ranked: list[Move]) -> list[Move]:

@@ -32,8 +32,9 @@ from vibe_research.research.loop.runs import adopt_finished, missing_runs, run_p
 from vibe_research.research.notes.render import check_notes, render_from_ledger
 from vibe_research.research.propose.apply import Attempt, propose_and_apply
 from vibe_research.research.propose.context import (
-    best_run,
+    base_runs,
     proposal_context,
+    read_steering,
     suggestion_context,
     tried,
 )
@@ -232,6 +233,7 @@ def begin_proposal(env: Env, request: Request) -> str:
     direction = request.direction
     state = env.state()
     entry = env.settings.train.entry
+    steering = read_steering(env.workspace)
     with env.watch.phase("proposing"):
         context = proposal_context(
             env.workspace,
@@ -239,7 +241,8 @@ def begin_proposal(env: Env, request: Request) -> str:
             tried(state),
             pick=direction.pick,
             idea=direction.idea,
-            best_run=best_run(env.workspace, entry, state),
+            base_runs=base_runs(env.workspace, entry, state),
+            steering=steering,
         )
     try:
         outcome = propose_and_apply(
@@ -252,7 +255,7 @@ def begin_proposal(env: Env, request: Request) -> str:
     except LLMError as failed:
         if isinstance(failed, BudgetExceeded):
             raise
-        return _no_proposal(env, direction, str(failed))
+        return _no_proposal(env, direction, str(failed), steering)
     number = state.next_number
     for attempt in outcome.attempts[:-1] if outcome.ok else outcome.attempts:
         _record_failed_attempt(
@@ -273,7 +276,7 @@ def begin_proposal(env: Env, request: Request) -> str:
                 env.root, exp, proposal.title, body, outcome.applied.paths(env.root)
             )
             diff = gitops.diff_of(env.root, commit)
-    env.record(_proposal_record(env, exp, proposal, direction, commit=commit, diff=diff))
+    env.record(_proposal_record(env, exp, proposal, direction, steering, commit=commit, diff=diff))
     clear_pending(env)
     env.ui.say(f"[{exp}] {proposal.title}: {len(planned)} runs of {entry}")
     return exp
@@ -298,6 +301,7 @@ def _proposal_record(
     exp: str,
     proposal: Proposal,
     direction: Direction,
+    steering: str,
     commit: str | None = None,
     diff: str = "",
 ) -> ProposalRecord:
@@ -316,19 +320,22 @@ def _proposal_record(
         runs=planned,
         commit=commit,
         diff=diff,
+        steering=steering,
     )
 
 
-def _record_failed_attempt(env: Env, exp: str, attempt: Attempt, direction: Direction) -> None:
+def _record_failed_attempt(
+    env: Env, exp: str, attempt: Attempt, direction: Direction, steering: str
+) -> None:
     assert attempt.error is not None
-    env.record(_proposal_record(env, exp, attempt.proposal, direction))
+    env.record(_proposal_record(env, exp, attempt.proposal, direction, steering))
     decide(env, exp, failure=f"failed at the {attempt.stage} stage: {attempt.error}")
     env.ui.say(
         f"[{exp}] the proposal failed at the {attempt.stage} stage: {attempt.error.splitlines()[0]}"
     )
 
 
-def _no_proposal(env: Env, direction: Direction, reason: str) -> str:
+def _no_proposal(env: Env, direction: Direction, reason: str, steering: str) -> str:
     """An LLM that gave no usable proposal is a failed experiment with the reason."""
     exp = experiment_id(env.state().next_number, "no proposal")
     env.record(
@@ -339,6 +346,7 @@ def _no_proposal(env: Env, direction: Direction, reason: str) -> str:
             source="llm",
             idea=direction.idea or (direction.pick.title if direction.pick else ""),
             entry=env.settings.train.entry,
+            steering=steering,
         )
     )
     decide(env, exp, failure=f"the proposer gave no proposal: {reason}")
@@ -401,7 +409,8 @@ def suggest(env: Env, exp: str) -> SuggestionsRecord | None:
             env.workspace,
             env.settings,
             tried(state),
-            best_run=best_run(env.workspace, env.settings.train.entry, state),
+            base_runs=base_runs(env.workspace, env.settings.train.entry, state),
+            steering=read_steering(env.workspace),
         )
         try:
             suggestions = env.proposer.suggest(context)

@@ -8,6 +8,7 @@ prompt says what was left out.
 """
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,14 +86,30 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def best_run(workspace: Workspace, entry: str, state: ResearchState) -> str | None:
-    """Run folder of the best run of `entry`'s current experiment (the base of a fusion)."""
+def base_runs(workspace: Workspace, entry: str, state: ResearchState) -> list[str]:
+    """Run folders of `entry`'s current experiment, one per measured seed (what a fusion fuses),
+    best first."""
     current = state.current_for(entry)
-    candidates = [run for run in current.chosen_runs if run.evaluation] if current else []
-    if not candidates:
-        return None
-    run = min(candidates, key=lambda r: r.evaluation.bpb if r.evaluation else float("inf"))
-    return str(workspace.runs / run.run)
+    measured = [run for run in current.chosen_runs if run.evaluation] if current else []
+    measured.sort(key=lambda r: r.evaluation.bpb if r.evaluation else float("inf"))
+    return [str(workspace.runs / run.run) for run in measured]
+
+
+STEERING_HEADING = re.compile(r"^##\s+steering\s*$", re.IGNORECASE | re.MULTILINE)
+_NEXT_SECTION = re.compile(r"^#{1,2}\s|^<!-- vibe:begin", re.MULTILINE)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+def read_steering(workspace: Workspace) -> str:
+    """The researcher's Steering section of notes/README.md (its help comment left out); "" when
+    there is none or it is empty. Read afresh at every turn."""
+    text = _read(workspace.notes / "README.md") or ""
+    heading = STEERING_HEADING.search(text)
+    if heading is None:
+        return ""
+    rest = text[heading.end() :]
+    end = _NEXT_SECTION.search(rest)
+    return _COMMENT.sub("", rest[: end.start() if end else len(rest)]).strip()
 
 
 def proposal_context(
@@ -101,22 +118,43 @@ def proposal_context(
     history: list[Tried],
     pick: Suggestion | None = None,
     idea: str | None = None,
-    best_run: str | None = None,
+    base_runs: list[str] | None = None,
+    steering: str = "",
 ) -> ResearchContext:
     """What a proposer needs to propose the next experiment."""
     extra = {"direction": _direction(pick, idea), "seeds": ", ".join(map(str, _seeds(settings)))}
     return _context(
-        workspace, settings, history, "propose.md", extra, pick=pick, idea=idea, best_run=best_run
+        workspace,
+        settings,
+        history,
+        "propose.md",
+        extra,
+        pick=pick,
+        idea=idea,
+        base_runs=base_runs or [],
+        steering=steering,
     )
 
 
 def suggestion_context(
-    workspace: Workspace, settings: Settings, history: list[Tried], best_run: str | None = None
+    workspace: Workspace,
+    settings: Settings,
+    history: list[Tried],
+    base_runs: list[str] | None = None,
+    steering: str = "",
 ) -> ResearchContext:
     """What a proposer needs to offer the next two or three steps."""
     extra = {"run_minutes": f"{settings.train.budget_s / 60:g}"}
     return _context(
-        workspace, settings, history, "suggest.md", extra, pick=None, idea=None, best_run=best_run
+        workspace,
+        settings,
+        history,
+        "suggest.md",
+        extra,
+        pick=None,
+        idea=None,
+        base_runs=base_runs or [],
+        steering=steering,
     )
 
 
@@ -133,7 +171,8 @@ def _context(
     *,
     pick: Suggestion | None,
     idea: str | None,
-    best_run: str | None,
+    base_runs: list[str],
+    steering: str,
 ) -> ResearchContext:
     files = read_experiment_files(workspace)
     parts = _Parts(
@@ -146,6 +185,9 @@ def _context(
     system = render(
         "system.md", question=settings.research.question, budget_s=f"{settings.train.budget_s:g}"
     )
+    if steering:
+        # first, above everything else: the researcher's word outranks the notes and the history
+        system = render("steering.md", steering=steering) + "\n" + system
     messages = fit_prompt(system, template, parts, extra, settings.llm.prompt_token_budget)
     return ResearchContext(
         messages=messages,
@@ -153,7 +195,8 @@ def _context(
         history=history,
         seeds=_seeds(settings),
         budget_s=settings.train.budget_s,
-        best_run=best_run,
+        base_runs=base_runs,
+        steering=steering,
         pick=pick,
         idea=idea,
     )

@@ -69,6 +69,7 @@ class ProposalRecord(_Record):
     restored: str | None = Field(
         default=None, description="a rerun of a discarded change: the commit that put it back"
     )
+    steering: str = Field(default="", description="the researcher's Steering section it saw")
 
 
 class RunStartRecord(_Record):
