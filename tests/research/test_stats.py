@@ -1,30 +1,33 @@
-"""Statistics over seeds: t quantiles against published tables, Welch's test, verdicts."""
+"""Statistics over seeds: t intervals against published tables, Welch's test, verdicts."""
 
 import random
 
 import pytest
 
-from vibe_research.research.stats import (
-    compare,
-    normal_quantile,
-    summarize,
-    t_cdf,
-    t_quantile,
-    welch,
-    wilson,
-)
+from vibe_research.research.stats import compare, summarize, welch, wilson
 
 
 @pytest.mark.parametrize(
-    ("df", "expected"), [(1, 12.706), (2, 4.303), (3, 3.182), (5, 2.571), (10, 2.228), (30, 2.042)]
+    ("n", "expected"), [(2, 12.706), (3, 4.303), (4, 3.182), (6, 2.571), (11, 2.228), (31, 2.042)]
 )
-def test_t_quantile_matches_the_table(df: int, expected: float) -> None:
-    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
-    assert t_cdf(t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-9)
+def test_t_intervals_match_the_table(n: int, expected: float) -> None:
+    values = [1.5 + (0.01 if i % 2 else -0.01) for i in range(n)]
+    summary = summarize(values)
+    half = (summary.high - summary.low) / 2
+    assert half / (summary.std / n**0.5) == pytest.approx(expected, abs=1e-3)
 
 
-def test_normal_quantile_and_wilson() -> None:
-    assert normal_quantile(0.975) == pytest.approx(1.95996, abs=1e-4)
+def test_welch_matches_a_textbook_example() -> None:
+    # by hand: means 1.405 and 1.5003, variances 2.5e-5 and 2.33e-6 over 3 each, so
+    # t = -0.0953 / sqrt(2.5e-5/3 + 2.33e-6/3) = -31.6 on Welch-Satterthwaite df = 2.37
+    difference = welch("bpb", [1.40, 1.41, 1.405], [1.50, 1.502, 1.499], lower_is_better=True)
+    assert difference.diff == pytest.approx(-0.095333, abs=1e-6)
+    assert difference.df == pytest.approx(2.370, abs=1e-3)
+    assert difference.p_value == pytest.approx(3.62e-4, rel=1e-2) and difference.verdict == "better"
+    assert difference.test == "Welch t-test"
+
+
+def test_wilson() -> None:
     low, high = wilson(8, 10)
     assert (low, high) == (pytest.approx(0.4902, abs=1e-3), pytest.approx(0.9433, abs=1e-3))
     assert wilson(0, 4)[0] == pytest.approx(0.0, abs=1e-12) and wilson(4, 4)[1] == 1.0
@@ -107,11 +110,11 @@ def test_no_spread_across_seeds_gives_no_verdict() -> None:
     )
 
 
-def test_one_seed_against_several_borrows_their_variance() -> None:
+def test_one_run_on_a_side_is_only_indicative_and_claims_no_test() -> None:
     difference = welch("bpb", [1.40], [1.50, 1.502, 1.499], lower_is_better=True)
-    assert (
-        difference.low is not None
-        and difference.verdict == "better"
-        and difference.df == pytest.approx(2.0)
-    )
-    assert welch("bpb", [1.40], [1.50], lower_is_better=True).verdict == "inconclusive"
+    assert difference.verdict == "indicative" and difference.low is None and difference.test == ""
+    comparison = compare("bpb", [1.40], [1.50, 1.502, 1.499])
+    assert comparison.verdict == "indicative"
+    assert "n=1 vs 3: no test" in comparison.reason and "t-test" not in comparison.reason
+    assert "run more seeds" in comparison.reason
+    assert compare("both", [1.40, 1.39], [1.5, 1.51], [7.0], [6.0, 6.1]).verdict == "indicative"

@@ -23,6 +23,7 @@ KEYS = (
     "[bold]q[/] quit"
 )
 VERDICT_COLOUR = {"better": "green", "baseline": "cyan", "worse": "red", "failed": "red"}
+INDICATIVE = "too few runs a side for a test: press r (rerun with more seeds) to decide"
 
 
 class ConsoleUI:

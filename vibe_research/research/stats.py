@@ -1,18 +1,23 @@
 """Statistics over seeds: mean, spread, Student t intervals, Welch's test, and the verdict.
 
 Five-minute trainings are noisy (the seed's lesson from fifty transformers): a claim needs
-several seeds and a named test. Everything here is pure; t quantiles are computed from the
-regularised incomplete beta function so no SciPy is needed.
+several seeds and a named test. A verdict needs at least two runs on each side; with fewer the
+difference is only "indicative" and no test is claimed. Distributions and tests come from
+scipy.stats.
 """
 
 import math
 from collections.abc import Sequence
+from statistics import mean, stdev
 from typing import Literal
 
 from pydantic import BaseModel
+from scipy import stats as scipy_stats
 
-Verdict = Literal["better", "worse", "inconclusive"]
+Verdict = Literal["better", "worse", "inconclusive", "indicative"]
 Objective = Literal["bpb", "judge", "both"]
+WELCH = "Welch t-test"
+MIN_RUNS = 2  # on each side, for any test at all
 
 
 class Summary(BaseModel):
@@ -27,7 +32,7 @@ class Summary(BaseModel):
 
 
 class Difference(BaseModel):
-    """candidate mean minus best mean, with a Welch interval and two-sided p-value."""
+    """candidate mean minus best mean, with the test that was run on it (if any)."""
 
     metric: str
     diff: float
@@ -39,6 +44,7 @@ class Difference(BaseModel):
     n_best: int
     confidence: float
     verdict: Verdict  # for this metric alone, direction-aware
+    test: str = WELCH  # "" when no test could be run
 
 
 class Comparison(BaseModel):
@@ -51,90 +57,17 @@ class Comparison(BaseModel):
     judge: Difference | None = None
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz, Numerical Recipes 6.4)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-14:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` degrees of freedom (df may be fractional, as in Welch)."""
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The t value with t_cdf(t, df) == p, by bisection (the CDF is monotone)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"t_quantile needs 0 < p < 1, got {p}")
-    low, high = -1.0, 1.0
-    while t_cdf(low, df) > p:
-        low *= 2.0
-    while t_cdf(high, df) < p:
-        high *= 2.0
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        if t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low < 1e-12:
-            break
-    return 0.5 * (low + high)
-
-
-def _variance(values: Sequence[float]) -> float:
-    mean = sum(values) / len(values)
-    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-
-
 def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """Mean, sample standard deviation and the t interval of the mean."""
     if not values:
         raise ValueError("summarize needs at least one value")
-    n = len(values)
-    mean = sum(values) / n
+    n, centre = len(values), mean(values)
     if n < 2:
-        return Summary(n=n, mean=mean, std=None, low=None, high=None, confidence=confidence)
-    std = math.sqrt(_variance(values))
-    half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+        return Summary(n=n, mean=centre, std=None, low=None, high=None, confidence=confidence)
+    spread = stdev(values)
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * spread / math.sqrt(n)
     return Summary(
-        n=n, mean=mean, std=std, low=mean - half, high=mean + half, confidence=confidence
+        n=n, mean=centre, std=spread, low=centre - half, high=centre + half, confidence=confidence
     )
 
 
@@ -145,66 +78,40 @@ def welch(
     lower_is_better: bool,
     confidence: float = 0.95,
 ) -> Difference:
-    """Welch's unequal-variance t-test of mean(candidate) - mean(best).
+    """Welch's unequal-variance t-test of mean(candidate) - mean(best) (scipy.stats.ttest_ind).
 
-    A side measured once has no variance of its own; it borrows the other side's (equal
-    variance assumed for that side only) so a single rerun can still be compared. With one
-    value on both sides there is no interval and the verdict is inconclusive.
+    With fewer than two values on a side there is no variance to test against: the difference
+    is reported with no test, no interval and the verdict "indicative". With no spread on
+    either side (identical values) nothing can be said either: inconclusive.
     """
     if not candidate or not best:
         raise ValueError(f"welch on {metric} needs values on both sides")
     n_c, n_b = len(candidate), len(best)
-    diff = sum(candidate) / n_c - sum(best) / n_b
-    if n_c < 2 and n_b < 2:
-        return Difference(
-            metric=metric,
-            diff=diff,
-            low=None,
-            high=None,
-            df=None,
-            p_value=None,
-            n_candidate=n_c,
-            n_best=n_b,
-            confidence=confidence,
-            verdict="inconclusive",
-        )
-    var_c = _variance(candidate) if n_c >= 2 else _variance(best)
-    var_b = _variance(best) if n_b >= 2 else _variance(candidate)
-    a, b = var_c / n_c, var_b / n_b
-    se = math.sqrt(a + b)
-    if se == 0.0:
-        # every seed gave the same value: there is no noise to measure a difference against, and a
-        # judge that scores identical samples identically says nothing about the seeds
-        return Difference(
-            metric=metric,
-            diff=diff,
-            low=None,
-            high=None,
-            df=None,
-            p_value=None,
-            n_candidate=n_c,
-            n_best=n_b,
-            confidence=confidence,
-            verdict="inconclusive",
-        )
-    if n_c < 2 or n_b < 2:
-        # one variance estimate serves both sides: its degrees of freedom are all there are
-        df = float(max(n_c, n_b) - 1)
-    else:
-        df = (a + b) ** 2 / (a * a / (n_c - 1) + b * b / (n_b - 1))
-    half = t_quantile(0.5 + confidence / 2.0, df) * se
-    p_value = 2.0 * (1.0 - t_cdf(abs(diff) / se, df))
+    diff = mean(candidate) - mean(best)
+    untested = {
+        "metric": metric, "diff": diff, "low": None, "high": None, "df": None, "p_value": None,
+        "n_candidate": n_c, "n_best": n_b, "confidence": confidence, "test": "",
+    }  # fmt: skip
+    if n_c < MIN_RUNS or n_b < MIN_RUNS:
+        return Difference(**untested, verdict="indicative")
+    if stdev(candidate) == 0 and stdev(best) == 0:
+        # every seed gave the same value: there is no noise to measure a difference against, and
+        # a judge that scores identical samples identically says nothing about the seeds
+        return Difference(**untested, verdict="inconclusive")
+    result = scipy_stats.ttest_ind(candidate, best, equal_var=False)
+    interval = result.confidence_interval(confidence_level=confidence)
+    low, high = float(interval.low), float(interval.high)
     return Difference(
         metric=metric,
         diff=diff,
-        low=diff - half,
-        high=diff + half,
-        df=df,
-        p_value=p_value,
+        low=low,
+        high=high,
+        df=float(result.df),
+        p_value=float(result.pvalue),
         n_candidate=n_c,
         n_best=n_b,
         confidence=confidence,
-        verdict=_direction(diff - half, diff + half, lower_is_better),
+        verdict=_direction(low, high, lower_is_better),
     )
 
 
@@ -217,11 +124,6 @@ def _direction(low: float, high: float, lower_is_better: bool) -> Verdict:
     return "inconclusive"
 
 
-def _no_interval(difference: Difference) -> str:
-    one_each = difference.n_candidate < 2 and difference.n_best < 2
-    return "one seed on each side" if one_each else "every seed gave the same value"
-
-
 def p_text(p_value: float | None) -> str:
     if p_value is None:
         return "p n/a"
@@ -230,20 +132,26 @@ def p_text(p_value: float | None) -> str:
 
 def describe(difference: Difference) -> str:
     """One phrase naming the difference, its interval, the test and n (for verdicts and notes)."""
-    level = f"{difference.confidence:.0%}"
     sizes = f"n={difference.n_candidate} vs {difference.n_best}"
+    if difference.verdict == "indicative":
+        return (
+            f"{difference.metric} {difference.diff:+.4f} ({sizes}: no test, which needs at least "
+            f"{MIN_RUNS} runs a side)"
+        )
     if difference.low is None or difference.high is None:
-        return f"{difference.metric} {difference.diff:+.4f} (no interval: {_no_interval(difference)}, {sizes})"
+        return f"{difference.metric} {difference.diff:+.4f} (no interval: every seed gave the same value, {sizes})"
+    level = f"{difference.confidence:.0%}"
     return (
         f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
-        f"(Welch t-test, {sizes}, {p_text(difference.p_value)})"
+        f"({difference.test}, {sizes}, {p_text(difference.p_value)})"
     )
 
 
 def combine(objective: Objective, bpb: Difference | None, judge: Difference | None) -> Comparison:
     """The overall verdict. `both`: better on one metric and not worse on the other.
 
-    A metric that was not measured (no judge scores, say) drops out and the reason says so.
+    A metric that was not measured (no judge scores, say) drops out and the reason says so; a
+    metric with too few runs for a test makes the whole verdict indicative.
     """
     parts = {"bpb": bpb, "judge": judge}
     wanted = ["bpb", "judge"] if objective == "both" else [objective]
@@ -258,8 +166,10 @@ def combine(objective: Objective, bpb: Difference | None, judge: Difference | No
             reason=f"inconclusive: no {' or '.join(missing)} measurements to compare",
         )
     verdicts = {d.verdict for d in present}
-    if "better" in verdicts and "worse" not in verdicts:
-        verdict: Verdict = "better"
+    if "indicative" in verdicts:
+        verdict: Verdict = "indicative"
+    elif "better" in verdicts and "worse" not in verdicts:
+        verdict = "better"
     elif "worse" in verdicts and "better" not in verdicts:
         verdict = "worse"
     else:
@@ -267,12 +177,13 @@ def combine(objective: Objective, bpb: Difference | None, judge: Difference | No
     detail = "; ".join(describe(d) for d in present)
     note = f" ({' and '.join(missing)} not measured)" if missing else ""
     mixed = " (better on one metric, worse on the other)" if verdicts >= {"better", "worse"} else ""
+    rerun = "; run more seeds to decide" if verdict == "indicative" else ""
     return Comparison(
         objective=objective,
         verdict=verdict,
         bpb=bpb,
         judge=judge,
-        reason=f"{verdict}{mixed}: {detail}{note}",
+        reason=f"{verdict}{mixed}: {detail}{note}{rerun}",
     )
 
 
@@ -298,25 +209,11 @@ def compare(
     return combine(objective, bpb, judge)
 
 
-def normal_quantile(p: float) -> float:
-    """The standard normal z with P(Z <= z) == p, by bisection on erf."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"normal_quantile needs 0 < p < 1, got {p}")
-    low, high = -40.0, 40.0
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        if 0.5 * (1.0 + math.erf(middle / math.sqrt(2.0))) < p:
-            low = middle
-        else:
-            high = middle
-    return 0.5 * (low + high)
-
-
 def wilson(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion; `successes` may count ties as halves."""
     if n <= 0:
         raise ValueError("wilson needs n >= 1")
-    z = normal_quantile(0.5 + confidence / 2.0)
+    z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)

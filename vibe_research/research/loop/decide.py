@@ -8,45 +8,75 @@ import logging
 from vibe_research.research import gitops
 from vibe_research.research.judge.scoring import pairwise, score_samples
 from vibe_research.research.loop.env import Env
-from vibe_research.research.state.experiments import ExperimentState, compare_with_best
-from vibe_research.research.state.ledger import DecisionRecord, JudgementRecord
+from vibe_research.research.state.experiments import ExperimentState, RunState, compare_with_best
+from vibe_research.research.state.ledger import (
+    DecisionRecord,
+    JudgementRecord,
+    Sample,
+    judge_identity,
+)
 from vibe_research.research.stats import Comparison
 
 log = logging.getLogger(__name__)
 
 
-def judge_runs(env: Env, experiment: ExperimentState, best: ExperimentState | None) -> None:
-    """Score every measured, not yet judged run's samples; pairwise against the reference's."""
-    best_samples = (
-        [s for run in best.chosen_runs if run.evaluation for s in run.evaluation.samples]
-        if best
+def judge_identity_of(env: Env) -> str:
+    return judge_identity(env.judge.name, env.judge.rubric_version)
+
+
+def judge_runs(env: Env, experiment: ExperimentState, reference: ExperimentState | None) -> None:
+    """Score the stories of every measured run the current judge has not judged; the reference's
+    chosen runs too, so a comparison has one judge on both sides (answers are cached by judge
+    identity, so a run is never judged twice by the same judge). Pairwise against the reference."""
+    identity = judge_identity_of(env)
+    reference_samples = (
+        [s for run in reference.chosen_runs if run.evaluation for s in run.evaluation.samples]
+        if reference
         else []
     )
     with env.watch.phase("judging"):
+        if reference is not None:
+            for run in reference.chosen_runs:
+                _judge_run(env, reference.id, run, identity, None, [])
         for run in experiment.measured_runs:
-            if run.judgement is not None or run.evaluation is None or not run.evaluation.samples:
-                continue
-            scores = score_samples(env.judge, run.evaluation.samples, env.judge_cache)
-            versus = None
-            if env.settings.judge.pairwise and best is not None and best_samples:
-                versus = pairwise(
-                    env.judge,
-                    run.evaluation.samples,
-                    best_samples,
-                    best.id,
-                    env.judge_cache,
-                    env.settings.research.confidence,
-                )
-            env.record(
-                JudgementRecord(
-                    experiment=experiment.id,
-                    run=run.run,
-                    judge=env.judge.name,
-                    rubric_version=env.judge.rubric_version,
-                    scores=scores,
-                    pairwise=versus,
-                )
-            )
+            _judge_run(env, experiment.id, run, identity, reference, reference_samples)
+
+
+def _judge_run(
+    env: Env,
+    experiment: str,
+    run: RunState,
+    identity: str,
+    reference: ExperimentState | None,
+    reference_samples: list[Sample],
+) -> None:
+    if (
+        run.judgement_by(identity) is not None
+        or run.evaluation is None
+        or not run.evaluation.samples
+    ):
+        return
+    scores = score_samples(env.judge, run.evaluation.samples, env.judge_cache)
+    versus = None
+    if env.settings.judge.pairwise and reference is not None and reference_samples:
+        versus = pairwise(
+            env.judge,
+            run.evaluation.samples,
+            reference_samples,
+            reference.id,
+            env.judge_cache,
+            env.settings.research.confidence,
+        )
+    env.record(
+        JudgementRecord(
+            experiment=experiment,
+            run=run.run,
+            judge=env.judge.name,
+            rubric_version=env.judge.rubric_version,
+            scores=scores,
+            pairwise=versus,
+        )
+    )
 
 
 def decide(
@@ -98,7 +128,11 @@ def _verdict(
     if proposal is not None and proposal.source == "baseline":
         return "baseline", None, "the baseline every later experiment is compared with"
     comparison = compare_with_best(
-        state, experiment.id, env.settings.research.objective, env.settings.research.confidence
+        state,
+        experiment.id,
+        env.settings.research.objective,
+        env.settings.research.confidence,
+        judge=judge_identity_of(env),
     )
     if comparison is None:
         return "better", None, "no measured best to compare with: this becomes the best"

@@ -350,6 +350,11 @@ def _verdict_block(experiment: ExperimentState) -> str:
         lines.append("The researcher overrode the automatic verdict.")
     if decision.reason:
         lines.append(decision.reason)
+    if decision.verdict == "indicative":
+        lines.append(
+            "Too few runs on a side for a test: the difference only indicates a direction. "
+            "Rerun it with more seeds (`r` in the menu) to decide."
+        )
     if decision.tag:
         lines.append(f"New best, tagged `{decision.tag}`.")
     return "\n\n".join(lines)

@@ -25,7 +25,14 @@ from vibe_research.research.state.ledger import (
     SessionRecord,
     SuggestionsRecord,
 )
-from vibe_research.research.stats import Comparison, Objective, Summary, compare, summarize
+from vibe_research.research.stats import (
+    MIN_RUNS,
+    Comparison,
+    Objective,
+    Summary,
+    compare,
+    summarize,
+)
 
 OK_OUTCOME = "ok"
 
@@ -44,7 +51,15 @@ class RunState:
     start: RunStartRecord | None = None
     end: RunEndRecord | None = None
     evaluation: EvaluationRecord | None = None
-    judgement: JudgementRecord | None = None
+    judgements: list[JudgementRecord] = field(default_factory=list)  # one per judge identity
+
+    @property
+    def judgement(self) -> JudgementRecord | None:
+        """The latest judgement (by whichever judge judged last)."""
+        return self.judgements[-1] if self.judgements else None
+
+    def judgement_by(self, identity: str) -> JudgementRecord | None:
+        return next((j for j in self.judgements if j.identity == identity), None)
 
     @property
     def seed(self) -> int | None:
@@ -171,12 +186,23 @@ class ExperimentState:
         return [run.evaluation.bpb for run in self.chosen_runs if run.evaluation]
 
     @property
+    def judge_identity(self) -> str | None:
+        """The judge of the latest judgement of the chosen runs: whose scores the experiment shows."""
+        judged = [run.judgement for run in self.chosen_runs if run.judgement]
+        return max(judged, key=lambda j: j.at).identity if judged else None
+
+    @property
     def judge_scores(self) -> list[float]:
-        return [
-            run.judgement.overall
-            for run in self.chosen_runs
-            if run.judgement and run.judgement.scores
-        ]
+        return self.judge_scores_by(self.judge_identity) if self.judge_identity else []
+
+    def judge_scores_by(self, identity: str) -> list[float]:
+        """The chosen runs' mean rubric scores by one judge: the values a comparison uses."""
+        scores = []
+        for run in self.chosen_runs:
+            judgement = run.judgement_by(identity)
+            if judgement and judgement.scores:
+                scores.append(judgement.overall)
+        return scores
 
     @property
     def interrupted_runs(self) -> list[RunState]:
@@ -257,7 +283,9 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
         case EvaluationRecord():
             _run(experiment, record.run).evaluation = record
         case JudgementRecord():
-            _run(experiment, record.run).judgement = record
+            run = _run(experiment, record.run)
+            run.judgements = [j for j in run.judgements if j.identity != record.identity]
+            run.judgements.append(record)
         case DecisionRecord():
             experiment.decisions.append(record)
             if record.commit:
@@ -295,7 +323,8 @@ def rebuild_state(records: list[Record]) -> ResearchState:
     for experiment_id in kept_order:
         state.current[state.experiments[experiment_id].entry] = experiment_id
     leaders = [state.experiments[e] for e in state.current.values()]
-    measured = [e for e in leaders if e.bpbs]
+    # the leader is chosen among experiments measured over seeds: one lucky run does not lead
+    measured = [e for e in leaders if len(e.bpbs) >= MIN_RUNS] or [e for e in leaders if e.bpbs]
     if measured:
         state.best = min(measured, key=lambda e: (mean(e.bpbs), -kept_order.index(e.id))).id
     elif kept_order:
@@ -304,19 +333,25 @@ def rebuild_state(records: list[Record]) -> ResearchState:
 
 
 def compare_with_best(
-    state: ResearchState, experiment: str, objective: Objective, confidence: float = 0.95
+    state: ResearchState,
+    experiment: str,
+    objective: Objective,
+    confidence: float = 0.95,
+    judge: str | None = None,
 ) -> Comparison | None:
-    """The experiment's seeds against its reference's (see ResearchState.reference); None without one."""
+    """The experiment's seeds against its reference's (see ResearchState.reference); None without
+    one. Judge scores compare within one judge identity, `judge` (default: the candidate's)."""
     reference = state.reference(experiment)
     if reference is None:
         return None
     candidate = state.experiments[experiment]
+    identity = judge or candidate.judge_identity
     return compare(
         objective,
         candidate.bpbs,
         reference.bpbs,
-        candidate.judge_scores,
-        reference.judge_scores,
+        candidate.judge_scores_by(identity) if identity else [],
+        reference.judge_scores_by(identity) if identity else [],
         confidence,
     )
 

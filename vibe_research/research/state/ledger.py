@@ -176,6 +176,10 @@ class PairwiseRecord(BaseModel):
     high: float
 
 
+def judge_identity(name: str, rubric_version: str) -> str:
+    return f"{name} / {rubric_version}"
+
+
 class JudgementRecord(_Record):
     kind: Literal["judgement"] = "judgement"
     run: str
@@ -183,6 +187,11 @@ class JudgementRecord(_Record):
     rubric_version: str
     scores: list[SampleScore]
     pairwise: PairwiseRecord | None = None
+
+    @property
+    def identity(self) -> str:
+        """Which judge with which rubric: scores compare only within one identity."""
+        return judge_identity(self.judge, self.rubric_version)
 
     @property
     def overall(self) -> float:
@@ -196,7 +205,7 @@ class DecisionRecord(_Record):
     """Keep or discard: the statistics' verdict and what was done about it."""
 
     kind: Literal["decision"] = "decision"
-    verdict: Literal["baseline", "better", "worse", "inconclusive", "failed"]
+    verdict: Literal["baseline", "better", "worse", "inconclusive", "indicative", "failed"]
     kept: bool
     by: Literal["auto", "researcher"] = "auto"
     against: str | None = Field(default=None, description="the best it was compared with")
