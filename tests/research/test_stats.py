@@ -4,7 +4,14 @@ import random
 
 import pytest
 
-from vibe_research.research.stats import compare, summarize, welch, wilson
+from vibe_research.research.stats import (
+    compare,
+    describe_gain,
+    split_gain,
+    summarize,
+    welch,
+    wilson,
+)
 
 
 @pytest.mark.parametrize(
@@ -118,3 +125,29 @@ def test_one_run_on_a_side_is_only_indicative_and_claims_no_test() -> None:
     assert "n=1 vs 3: no test" in comparison.reason and "t-test" not in comparison.reason
     assert "run more seeds" in comparison.reason
     assert compare("both", [1.40, 1.39], [1.5, 1.51], [7.0], [6.0, 6.1]).verdict == "indicative"
+
+
+def _curve(tokens: float, offset: float = 0.0, points: int = 40) -> list[tuple[float, float]]:
+    """A loss curve falling like a real one: 6 nats at the start to about 2 at 1M tokens."""
+    return [
+        (t, 2.0 + 4.0 / (1 + t / 1e5) + offset)
+        for t in (tokens * (i + 1) / points for i in range(points))
+    ]
+
+
+def test_a_gain_from_more_tokens_alone_is_split_as_tokens() -> None:
+    split = split_gain([_curve(2e6)] * 3, [_curve(1e6)] * 3, delta_bpb=-0.05)
+    assert split is not None and split.at_tokens == 1e6
+    assert split.from_tokens == pytest.approx(-0.05, abs=2e-3)
+    assert split.from_learning == pytest.approx(0.0, abs=2e-3)
+    assert "came from tokens seen in the budget (2.00x" in describe_gain(split)
+
+
+def test_a_gain_at_equal_tokens_is_split_as_learning() -> None:
+    split = split_gain([_curve(1e6, offset=-0.1)] * 2, [_curve(1e6)] * 2, delta_bpb=-0.04)
+    assert split.from_learning == pytest.approx(-0.04, abs=1e-6)
+    assert split.from_tokens == pytest.approx(0.0, abs=1e-6)
+
+
+def test_curves_too_short_to_read_give_no_split() -> None:
+    assert split_gain([[(1e3, 5.0)]], [_curve(1e6)], -0.1) is None

@@ -14,6 +14,7 @@ from rich.table import Table
 from vibe_research.cli.progress import RunProgress
 from vibe_research.research.state.experiments import ExperimentState, ResearchState
 from vibe_research.research.state.ledger import SuggestionsRecord
+from vibe_research.research.stats import describe_gain
 from vibe_research.runs.events import OnEvent
 from vibe_research.runs.spec import RunSpec
 
@@ -52,6 +53,10 @@ class ConsoleUI:
                 f"[{colour}]{decision.verdict}[/] ({kept}): {escape(decision.reason)}",
                 highlight=False,
             )
+            if decision.verdict == "indicative":
+                print_(INDICATIVE, style="yellow", highlight=False)
+            if decision.gain is not None:
+                print_(f"where it came from: {describe_gain(decision.gain)}", highlight=False)
         if experiment.overhead:
             last = experiment.overhead[-1]
             spent = sum(last.seconds.values())

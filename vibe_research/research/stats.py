@@ -218,3 +218,87 @@ def wilson(successes: float, n: int, confidence: float = 0.95) -> tuple[float, f
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class GainSplit(BaseModel):
+    """Where a bpb difference between two trainings came from, under one time budget: more tokens
+    seen in the budget, or lower loss at an equal number of tokens (more learning per token)."""
+
+    delta_bpb: float  # candidate minus reference, the measured difference being split
+    from_tokens: float  # bpb: the part due to tokens seen (negative: the candidate saw more)
+    from_learning: float  # bpb: the part due to lower loss at equal tokens
+    tokens_candidate: float  # median tokens seen in the budget
+    tokens_reference: float
+    at_tokens: float  # the equal-token point the learning part is read at
+    how: str = (
+        "training-loss curves of both sides, read at the tokens the shorter side reached: the "
+        "loss gap there is the learning part, the rest of the gap between their final losses is "
+        "the tokens part; both shares are applied to the measured validation difference. Train "
+        "loss stands in for validation loss, and a run with a wall-clock schedule is still at a "
+        "higher learning rate at the other's end point, so the tokens part is an estimate."
+    )
+
+
+Curve = Sequence[tuple[float, float]]  # (tokens seen, training loss in nats per token)
+# the loss at t is the mean of the losses logged over the last 10% of tokens before t: one batch
+# is noisy, and a trailing window reads every point (a run's end included) the same way
+WINDOW = 0.1
+
+
+def loss_at(curve: Curve, tokens: float) -> float | None:
+    """The smoothed training loss of `curve` at `tokens` seen, or None outside the curve."""
+    near = [loss for t, loss in curve if (1 - WINDOW) * tokens <= t <= tokens]
+    if near:
+        return mean(near)
+    before = [(t, loss) for t, loss in curve if t <= tokens]
+    after = [(t, loss) for t, loss in curve if t >= tokens]
+    if not before or not after:
+        return None
+    (t0, l0), (t1, l1) = before[-1], after[0]
+    return l0 if t1 == t0 else l0 + (l1 - l0) * (tokens - t0) / (t1 - t0)
+
+
+def split_gain(
+    candidate: list[Curve], reference: list[Curve], delta_bpb: float
+) -> GainSplit | None:
+    """Split `delta_bpb` (candidate minus reference) into a tokens part and a learning part, from
+    the training-loss curves of each side's runs (median curve values over runs); None when the
+    curves cannot say (too short, or no gap between the final losses)."""
+    if not candidate or not reference or any(len(c) < 4 for c in [*candidate, *reference]):
+        return None
+    ends_c = [c[-1][0] for c in candidate]
+    ends_r = [c[-1][0] for c in reference]
+    t_c, t_r = sorted(ends_c)[len(ends_c) // 2], sorted(ends_r)[len(ends_r) // 2]
+    at = min(t_c, t_r)
+
+    def side(curves: list[Curve], tokens: float) -> float | None:
+        values = [v for c in curves if (v := loss_at(c, min(tokens, c[-1][0]))) is not None]
+        return sorted(values)[len(values) // 2] if values else None
+
+    final_c, final_r = side(candidate, t_c), side(reference, t_r)
+    equal_c, equal_r = side(candidate, at), side(reference, at)
+    if None in (final_c, final_r, equal_c, equal_r):
+        return None
+    total = final_c - final_r
+    if abs(total) < 1e-9:
+        return None
+    learning_share = (equal_c - equal_r) / total
+    return GainSplit(
+        delta_bpb=delta_bpb,
+        from_tokens=delta_bpb * (1 - learning_share),
+        from_learning=delta_bpb * learning_share,
+        tokens_candidate=t_c,
+        tokens_reference=t_r,
+        at_tokens=at,
+    )
+
+
+def describe_gain(split: GainSplit) -> str:
+    """One sentence for the page, the menu and the prompt."""
+    more = split.tokens_candidate / max(split.tokens_reference, 1.0)
+    return (
+        f"of bpb {split.delta_bpb:+.4f}, {split.from_tokens:+.4f} came from tokens seen in the "
+        f"budget ({more:.2f}x the reference's {split.tokens_reference / 1e6:.2f}M) and "
+        f"{split.from_learning:+.4f} from lower loss at equal tokens "
+        f"(read at {split.at_tokens / 1e6:.2f}M)"
+    )

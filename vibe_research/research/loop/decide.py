@@ -8,7 +8,12 @@ import logging
 from vibe_research.research import gitops
 from vibe_research.research.judge.scoring import pairwise, score_samples
 from vibe_research.research.loop.env import Env
-from vibe_research.research.state.experiments import ExperimentState, RunState, compare_with_best
+from vibe_research.research.state.experiments import (
+    ExperimentState,
+    RunState,
+    compare_with_best,
+    gain_split,
+)
 from vibe_research.research.state.ledger import (
     DecisionRecord,
     JudgementRecord,
@@ -94,11 +99,12 @@ def decide(
         if override is not None and experiment.decision is not None:
             earlier = experiment.decision
             verdict, comparison, reason = earlier.verdict, earlier.comparison, earlier.reason
-            against = earlier.against
+            against, gain = earlier.against, earlier.gain
         else:
             reference = state.reference(experiment_id)
             against = reference.id if reference else None
             verdict, comparison, reason = _verdict(env, experiment, failure)
+            gain = gain_split(state, experiment_id) if comparison is not None else None
         keep = verdict in ("better", "baseline") if override is None else override
         commit, tag = _make_code_match(env, experiment, keep, verdict, reason)
         decision = DecisionRecord(
@@ -108,6 +114,7 @@ def decide(
             by="auto" if override is None else "researcher",
             against=against,
             comparison=comparison,
+            gain=gain,
             reason=reason,
             commit=commit,
             tag=tag,

@@ -22,7 +22,14 @@ from vibe_research.research.state.experiments import (
     compare_with_best,
 )
 from vibe_research.research.state.ledger import Sample
-from vibe_research.research.stats import Comparison, Difference, describe, p_text, summarize
+from vibe_research.research.stats import (
+    Comparison,
+    Difference,
+    describe,
+    describe_gain,
+    p_text,
+    summarize,
+)
 
 SAMPLES_SHOWN = 3
 LOG_LINES_SHOWN = 15
@@ -214,6 +221,7 @@ def _statistics_block(state: ResearchState, experiment: ExperimentState, confide
     if experiment.judge_scores:
         lines.append(
             f"- judge score over seeds: {interval(summarize(experiment.judge_scores, confidence), 2)}"
+            f" (judge {experiment.judge_identity})"
         )
     decision = experiment.decision
     if decision and decision.comparison and decision.against:
@@ -221,6 +229,11 @@ def _statistics_block(state: ResearchState, experiment: ExperimentState, confide
             decision.comparison,
             f"Against the best at the time, {page_link(decision.against, from_readme=False)}",
         )
+        if decision.gain is not None:
+            lines += [
+                "",
+                f"Where it came from: {describe_gain(decision.gain)}. How: {decision.gain.how}",
+            ]
     elif (
         decision is None
         and (reference := state.reference(experiment.id))

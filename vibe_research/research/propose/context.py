@@ -20,6 +20,7 @@ from vibe_research.llm.tokens import count_message_tokens
 from vibe_research.lm.errors import UserError
 from vibe_research.research.settings import Settings
 from vibe_research.research.state.experiments import ResearchState
+from vibe_research.research.stats import describe_gain
 from vibe_research.research.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def tried(state: ResearchState) -> list[Tried]:
                 verdict=decision.verdict if decision else "unfinished",
                 move=experiment.proposal.move,
                 delta_bpb=delta,
+                detail=describe_gain(decision.gain) if decision and decision.gain else "",
             )
         )
     return items

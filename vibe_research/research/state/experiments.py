@@ -28,9 +28,11 @@ from vibe_research.research.state.ledger import (
 from vibe_research.research.stats import (
     MIN_RUNS,
     Comparison,
+    GainSplit,
     Objective,
     Summary,
     compare,
+    split_gain,
     summarize,
 )
 
@@ -60,6 +62,16 @@ class RunState:
 
     def judgement_by(self, identity: str) -> JudgementRecord | None:
         return next((j for j in self.judgements if j.identity == identity), None)
+
+    @property
+    def curve(self) -> list[tuple[float, float]]:
+        """(tokens seen, training loss) of a run that trained in steps; [] for one that did not
+        (an n-gram counts its tokens in one go)."""
+        end = self.end
+        if end is None or not end.steps or end.steps < 2 or not end.tokens:
+            return []
+        per_step = end.tokens / end.steps
+        return [(point.step * per_step, point.loss) for point in end.loss_curve]
 
     @property
     def seed(self) -> int | None:
@@ -330,6 +342,24 @@ def rebuild_state(records: list[Record]) -> ResearchState:
     elif kept_order:
         state.best = kept_order[-1]
     return state
+
+
+def gain_split(state: ResearchState, experiment: str) -> GainSplit | None:
+    """Where the candidate's bpb difference from its reference came from (stats.split_gain), for
+    two experiments that trained in steps on the same tokenizer; None otherwise."""
+    reference = state.reference(experiment)
+    candidate = state.experiments[experiment]
+    if reference is None or not candidate.bpbs or not reference.bpbs:
+        return None
+    sides = [
+        [run for run in side.chosen_runs if run.curve and run.evaluation]
+        for side in (candidate, reference)
+    ]
+    tokenizers = {run.evaluation.tokenizer for side in sides for run in side if run.evaluation}
+    if not all(sides) or len(tokenizers) != 1:
+        return None
+    delta = mean(candidate.bpbs) - mean(reference.bpbs)
+    return split_gain([run.curve for run in sides[0]], [run.curve for run in sides[1]], delta)
 
 
 def compare_with_best(

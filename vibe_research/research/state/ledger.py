@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from vibe_research.llm.schemas import Suggestion
 from vibe_research.lm.errors import UserError, validation_error_line
-from vibe_research.research.stats import Comparison
+from vibe_research.research.stats import Comparison, GainSplit
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,9 @@ class DecisionRecord(_Record):
     by: Literal["auto", "researcher"] = "auto"
     against: str | None = Field(default=None, description="the best it was compared with")
     comparison: Comparison | None = None
+    gain: GainSplit | None = Field(
+        default=None, description="where the bpb difference came from: tokens seen or learning"
+    )
     reason: str = ""
     commit: str | None = Field(default=None, description="the keep or revert commit")
     tag: str | None = None
