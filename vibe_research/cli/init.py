@@ -41,9 +41,12 @@ def _data_block(data: Path) -> str:
         raise UserError(
             f"--data {data}: expected a folder with train*.txt and valid.txt; point it at one (for example ../shared/data/tinystories)"
         )
-    return (
+    lines = (
         f'source = "files"\ntrain = ["{folder / "train*.txt"}"]\nvalid = "{folder / "valid.txt"}"\n'
     )
+    if (folder / "test.txt").is_file():
+        lines += f'test = "{folder / "test.txt"}"   # sealed: scored only for the best\n'
+    return lines
 
 
 def _settings_text(template: Path, data: Path | None) -> str:

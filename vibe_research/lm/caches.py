@@ -29,13 +29,14 @@ def prepare_caches(
     spec: str,
     progress: ProgressFactory | None = None,
 ) -> list[tuple[TokenSplit, bool]]:
-    """Train the tokenizer if needed and tokenize both splits of `data` (paths relative to
-    `root`); (split, built) for train and valid."""
+    """Train the tokenizer if needed (on train only) and tokenize every split of `data` (paths
+    relative to `root`): train, valid and the sealed test split where there is one; (split,
+    built) for each."""
     spec = check_spec(spec)
     corpus = load_corpus(data, root)
     tokenizer = ensure_tokenizer(spec, cache_dir, corpus.train.fingerprint, corpus.train.texts)
     done = []
-    for stories in (corpus.train, corpus.valid):
+    for stories in (corpus.train, corpus.valid, *([corpus.test] if corpus.test else [])):
         advance = progress(f"{stories.split} stories ({spec})", stories.count) if progress else None
         done.append(prepare_split(stories, tokenizer, cache_dir, advance))
     return done

@@ -1,6 +1,9 @@
 """Where stories come from: local files, the Hugging Face hub, or the built-in synthetic generator.
 
-Validation is always its own split (its own file or hub split), never carved from train.
+Validation is always its own split (its own file or hub split), never carved from train. An
+optional sealed test split (its own file; on the hub the last stories of the validation split,
+disjoint from the valid ones; synthetic: its own seed stream) is scored only for the best
+experiment, never read by training or by any choice.
 """
 
 import glob
@@ -21,7 +24,7 @@ from vibe_research.lm.errors import UserError
 
 log = logging.getLogger(__name__)
 
-Split = Literal["train", "valid"]
+Split = Literal["train", "valid", "test"]
 SEPARATOR = "<|endoftext|>"
 HUB_PROBE_TIMEOUT_S = 3.0
 
@@ -34,18 +37,23 @@ class DataSource(BaseModel):
     # files: train globs/paths and a validation path (env VIBE_DATA: a folder with train*.txt and valid.txt)
     train: list[str] = Field(default_factory=list)
     valid: str | None = None
+    test: str | None = Field(default=None, description="the sealed test split's file, if any")
     text_column: str = "text"
     # hub
     hub_dataset: str = "roneneldan/TinyStories"
     hub_revision: str | None = None
     hub_train_split: str = "train"
     hub_valid_split: str = "validation"
+    # the last this many stories of the validation split are the sealed test split (0: none);
+    # the valid split is then the stories before them, so the two never overlap
+    hub_test_stories: int = Field(default=1000, ge=0)
     # 200k stories (~40M tokens) is more than a five-minute run reads, even on a GPU, and keeps the
     # hub path to minutes.
     limit: int | None = Field(default=200_000, gt=0, description="at most this many train stories")
     # synthetic
     synthetic_train_stories: int = Field(default=20_000, gt=0)
     synthetic_valid_stories: int = Field(default=500, gt=0)
+    synthetic_test_stories: int = Field(default=500, ge=0, description="0: no test split")
     seed: int = 0
     # the tokenizer `data prepare` builds when none is named
     tokenizer: str = "bpe:4096"
@@ -71,25 +79,33 @@ class Stories:
 class Corpus:
     train: Stories
     valid: Stories
+    test: Stories | None = None  # sealed: scored only for the best, never used to choose
 
 
 def load_corpus(source: DataSource, root: Path) -> Corpus:
-    """Both splits of `source`; relative file paths are relative to `root` (the workspace)."""
+    """Every split of `source`; relative file paths are relative to `root` (the workspace)."""
     if source.source == "files" or (source.source == "auto" and source.train):
         train = files_split("train", source.train, source.text_column, root, source.limit)
-        return Corpus(train, _files_valid(source, root))
+        test = files_split("test", [source.test], source.text_column, root) if source.test else None
+        return Corpus(train, _files_valid(source, root), test)
     if source.source == "hub":
-        return Corpus(hub_split(source, "train"), hub_split(source, "valid"))
+        return _hub_corpus(source)
     if source.source == "auto":
         try:
-            return Corpus(hub_split(source, "train"), hub_split(source, "valid"))
+            return _hub_corpus(source)
         except UserError as exc:
             log.warning("the hub is out of reach (%s)", exc)
             log.warning(
                 "USING SYNTHETIC STORIES: results are NOT TinyStories results; set [data] train/valid "
                 "in vibe-research.toml or VIBE_DATA to real data"
             )
-    return Corpus(synthetic_split(source, "train"), synthetic_split(source, "valid"))
+    test = synthetic_split(source, "test") if source.synthetic_test_stories else None
+    return Corpus(synthetic_split(source, "train"), synthetic_split(source, "valid"), test)
+
+
+def _hub_corpus(source: DataSource) -> Corpus:
+    test = hub_split(source, "test") if source.hub_test_stories else None
+    return Corpus(hub_split(source, "train"), hub_split(source, "valid"), test)
 
 
 def _files_valid(source: DataSource, root: Path) -> Stories:
@@ -216,6 +232,10 @@ def hub_split(source: DataSource, split: Split) -> Stories:
     name = source.hub_train_split if split == "train" else source.hub_valid_split
     if split == "train" and source.limit:
         name = f"{name}[:{source.limit}]"
+    elif split != "train" and source.hub_test_stories:
+        # datasets' slice syntax: the test split is the tail of validation, valid the rest
+        tail = source.hub_test_stories
+        name = f"{name}[-{tail}:]" if split == "test" else f"{name}[:-{tail}]"
     _offline_unless_reachable()
     import datasets
 
@@ -265,10 +285,14 @@ def _offline_unless_reachable() -> None:
 
 
 def synthetic_split(source: DataSource, split: Split) -> Stories:
-    """Generated TinyStories-like stories; train and valid come from disjoint seed streams."""
+    """Generated TinyStories-like stories; each split comes from its own seed stream."""
     from vibe_research.lm.synthetic import GENERATOR_VERSION, generate_stories
 
-    count = source.synthetic_train_stories if split == "train" else source.synthetic_valid_stories
+    count = {
+        "train": source.synthetic_train_stories,
+        "valid": source.synthetic_valid_stories,
+        "test": source.synthetic_test_stories,
+    }[split]
     stream = f"{source.seed}:{split}"
     return Stories(
         split,

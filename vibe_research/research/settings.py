@@ -66,7 +66,8 @@ class Settings(BaseModel):
 def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings:
     """Read vibe-research.toml (missing: defaults) with environment overrides applied on top.
 
-    VIBE_DATA names a folder with train*.txt and valid.txt and switches the data source to files.
+    VIBE_DATA names a folder with train*.txt and valid.txt (and test.txt, the sealed test split,
+    where there is one) and switches the data source to files.
     """
     env = os.environ if environ is None else environ
     overrides: dict = {key: env[name] for name, key in ENV_OVERRIDES.items() if env.get(name)}
@@ -76,5 +77,6 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
             "data.source": "files",
             "data.train": [str(folder / "train*.txt")],
             "data.valid": str(folder / "valid.txt"),
+            "data.test": str(folder / "test.txt") if (folder / "test.txt").is_file() else None,
         }
     return load_toml_model(path, Settings, overrides)
