@@ -18,6 +18,7 @@ from vibe_research.llm.errors import (
     InvalidReply,
     LLMError,
     RequestRejected,
+    context_overflow,
 )
 from vibe_research.llm.schemas import Proposal
 from vibe_research.llm.settings import LLMSettings
@@ -205,3 +206,41 @@ def test_at_a_30_percent_fault_rate_every_call_answers_or_fails_typed(fast_setti
     assert outcomes.count("answered") >= 20
     assert set(outcomes) <= {"answered", "deadline", "unavailable", "invalid_reply"}
     assert len(set(server.served) & set(TRANSIENT_FAULTS)) >= 3
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "found"),
+    [
+        (
+            {"code": "context_length_exceeded", "type": "invalid_request_error"},
+            "Input tokens exceed the configured limit of 272000 tokens. Your messages resulted in 301234 tokens.",
+            (272000, 301234),
+        ),
+        (
+            {"code": 400, "type": "BadRequestError"},
+            "'max_tokens' or 'max_completion_tokens' is too large: 8000. This model's maximum "
+            "context length is 4096 tokens and your request has 2778 input tokens (8000 > 4096 - 2778).",
+            (4096, 2778),
+        ),
+        (
+            {},
+            "The decoder prompt (length 12324) is longer than the maximum model length of 8192.",
+            (8192, 12324),
+        ),
+        (
+            {"type": "exceed_context_size_error", "n_ctx": 4096, "n_prompt_tokens": 4476},
+            "request (4476 tokens) exceeds the available context size (4096 tokens), try increasing it",
+            (4096, 4476),
+        ),
+        ({}, "the input length exceeds the context length", (None, None)),
+        ({}, "response_format of type json_schema is not supported by this server", None),
+        (
+            {},
+            "Invalid schema for response_format 'Proposal': 'additionalProperties' is required",
+            None,
+        ),
+        ({"code": "invalid_api_key"}, "Incorrect API key provided", None),
+    ],
+)
+def test_context_overflow_is_read_from_each_servers_words(body, text, found):
+    assert context_overflow(body, text) == found

@@ -108,7 +108,7 @@ SHRINK = 0.75  # of the prompt that was too long, when the server names no limit
 # How servers say a prompt is over the context. OpenAI and Azure send the code; the others only
 # words: vLLM ("maximum context length is N tokens", "longer than the maximum model length of N"),
 # llama.cpp (type exceed_context_size_error, "exceeds the available context size"), Ollama
-# ("the input length exceeds the context length"), LM Studio and others ("context length").
+# ("the input length exceeds the context length"), OpenAI-compatible proxies ("prompt is too long").
 CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error", "string_above_max_length"}
 CONTEXT_WORDS = re.compile(
     r"maximum context length|context length (?:exceeded|is)|exceeds? (?:the )?(?:available )?"
