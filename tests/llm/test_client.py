@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from openai_server import ScriptedOpenAIServer
 
-from vibe_research.llm.client import BudgetExceeded, CallRecord, LLMClient, LLMError
+from vibe_research.llm.calllog import CallRecord
+from vibe_research.llm.client import LLMClient
+from vibe_research.llm.errors import BudgetExceeded, LLMError
 from vibe_research.llm.schemas import Proposal, Suggestions
 from vibe_research.llm.settings import Price
 from vibe_research.llm.tokens import count_message_tokens

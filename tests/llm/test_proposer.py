@@ -2,8 +2,8 @@
 
 import pytest
 
-from vibe_research.llm.client import LLMError
 from vibe_research.llm.context import ResearchContext
+from vibe_research.llm.errors import LLMError
 from vibe_research.llm.planner import OfflinePlanner
 from vibe_research.llm.proposer import LLMProposer, make_proposer
 from vibe_research.llm.settings import LLMSettings

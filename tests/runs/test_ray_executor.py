@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from toy import spec_for
+from toy import ENTRIES, SECRET, spec_for
 
 from vibe_research.lm.errors import UserError
 from vibe_research.runs.executor import LocalExecutor
-from vibe_research.runs.ray_executor import RayExecutor, bundle_code, cluster_check
+from vibe_research.runs.ray_executor import RayExecutor, _collect, bundle_code, cluster_check
 from vibe_research.runs.result import RunResult
 from vibe_research.runs.settings import RaySettings
 from vibe_research.sandbox.policy import SandboxPolicy
@@ -370,3 +370,171 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(
         shutil.rmtree(kept.parents[1])
     for scratch in Path(tempfile.gettempdir()).glob(f"vibe-ray-{victim.run_id}-1-*"):
         shutil.rmtree(scratch)  # the lost attempt's scratch workspace, left behind by the dead node
+
+
+def _plant_links(run_dir: Path, secret: Path) -> None:
+    """What a run could leave in its folder to have the worker send back a file it cannot read."""
+    (run_dir / "stolen.txt").symlink_to(secret)
+    (run_dir / "stolen-dir").symlink_to(secret.parent, target_is_directory=True)
+    os.link(secret, run_dir / "hard.txt")
+    os.mkfifo(run_dir / "pipe")
+
+
+def test_collecting_a_run_folder_never_follows_links(tmp_path: Path) -> None:
+    secret = tmp_path / "elsewhere" / "id_ed25519"
+    secret.parent.mkdir()
+    secret.write_text(SECRET)
+    run_dir = tmp_path / "run"
+    (run_dir / "ckpt").mkdir(parents=True)
+    (run_dir / "result.json").write_text("{}")
+    (run_dir / "ckpt" / "model.bin").write_bytes(b"\0" * 1000)
+    _plant_links(run_dir, secret)
+    (run_dir / "ckpt" / "nested-link").symlink_to(secret)
+
+    files, left, refused = _collect(run_dir, return_bytes=2**20)
+
+    assert set(files) == {"result.json", "ckpt/model.bin"} and left == []
+    assert refused == [
+        "ckpt/nested-link (a symbolic link)",
+        "hard.txt (a hard link)",
+        "pipe (not a plain file)",
+        "stolen-dir (a symbolic link)",
+        "stolen.txt (a symbolic link)",
+    ]
+    # over return_mb the records come back, the rest stays; links are refused all the same
+    files, left, small_refused = _collect(run_dir, return_bytes=100)
+    assert set(files) == {"result.json"} and left == [str(run_dir / "ckpt" / "model.bin")]
+    assert small_refused == refused
+
+
+LINKING_ENTRY = """
+if __name__ == "__main__":
+    import os
+    import sys
+
+    main()
+    out = Path(sys.argv[sys.argv.index("--out") + 1])
+    os.symlink({secret!r}, out / "stolen.txt")
+    os.symlink({folder!r}, out / "stolen-dir")
+"""
+
+
+@pytest.mark.slow
+def test_a_run_on_ray_never_sends_back_a_file_it_links_to(
+    cluster: LocalCluster, workspace: Path, home: Path
+) -> None:
+    secret = home / ".ssh" / "id_ed25519"  # planted by the fixture, outside what runs may read
+    toy = (ENTRIES / "toy_train.py").read_text()
+    main_guard = toy.index('if __name__ == "__main__":')
+    entry = toy[:main_guard] + LINKING_ENTRY.format(secret=str(secret), folder=str(secret.parent))
+    (workspace / "experiments" / "toy_link.py").write_text(entry)
+    spec = spec_for(workspace, "toy_link.py", "linker", steps="2")
+
+    [result] = RayExecutor(SandboxPolicy(), RaySettings(address=cluster.address)).execute([spec])
+
+    assert result.outcome == "ok", (result.reason, result.log_tail)
+    assert not (spec.run_dir / "stolen.txt").exists() and not (spec.run_dir / "stolen-dir").exists()
+    for path in spec.run_dir.rglob("*"):
+        assert path.is_symlink() or not path.is_file() or SECRET.encode() not in path.read_bytes()
+    assert "stolen-dir (a symbolic link), stolen.txt (a symbolic link)" in result.log_tail
+
+
+LOCAL_RAY_PROBE = """
+import json, os
+import grpc
+from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+from vibe_research.runs.ray_executor import ray_session
+from vibe_research.runs.settings import RaySettings
+
+def descendants(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+def listening(pids):
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        inodes |= {int(link[8:-1]) for link in links if link.startswith("socket:[")}
+    hosts = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[9]) in inodes:  # 0A: LISTEN
+                hosts.append(fields[1].split(":")[0])
+    return hosts
+
+def ask_gcs(address, metadata):
+    stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(grpc.insecure_channel(address))
+    try:
+        stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), metadata=metadata, timeout=10)
+        return "answered"
+    except grpc.RpcError as exc:
+        return exc.code().name
+
+with ray_session(RaySettings()) as ray:
+    gcs = ray.get_runtime_context().gcs_address
+    token = os.environ["RAY_AUTH_TOKEN"]
+    report = {
+        "gcs": gcs,
+        "hosts": listening(descendants(os.getpid())),
+        "task_auth_mode": ray.get(ray.remote(lambda: os.environ.get("RAY_AUTH_MODE")).remote()),
+        "without_token": ask_gcs(gcs, []),
+        "wrong_token": ask_gcs(gcs, [("authorization", "Bearer wrong")]),
+        "with_token": ask_gcs(gcs, [("authorization", f"Bearer {token}")]),
+    }
+report["auth_mode_after"] = os.environ.get("RAY_AUTH_MODE")
+print(json.dumps(report))
+"""
+# /proc/net/tcp{,6} hex of 127.0.0.1, and of ::1 and ::ffff:127.0.0.1
+LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+
+
+@pytest.mark.slow
+def test_the_local_ray_listens_on_loopback_only_and_wants_a_token(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    ray_tmp = tempfile.mkdtemp(prefix="vr-", dir="/tmp")  # short: Ray's unix socket paths
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        RAY_TMPDIR=ray_tmp,
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="disabled",  # as set for a cluster; the local Ray turns auth on anyway
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", LOCAL_RAY_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S * 2,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["gcs"].startswith("127.0.0.1:")
+    assert report["hosts"] and set(report["hosts"]) <= LOOPBACK_HEX, report["hosts"]
+    assert report["task_auth_mode"] == "token"
+    assert (report["without_token"], report["wrong_token"], report["with_token"]) == (
+        "UNAUTHENTICATED",
+        "UNAUTHENTICATED",
+        "answered",
+    )
+    assert report["auth_mode_after"] == "disabled"  # the caller's environment, as it was
+    assert not (home / ".ray").exists(), "the token went to a file in HOME"

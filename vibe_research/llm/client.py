@@ -3,7 +3,10 @@
 Works against OpenAI and servers that speak its chat-completions API (vLLM, Ollama, llama.cpp,
 LM Studio). It asks for a JSON-schema response format first; a server that rejects that gets
 the schema in the prompt instead. A reply that does not validate gets one repair round that
-quotes the validation error. Every HTTP call is one JSON line in the call log.
+quotes the validation error. 429, 5xx, timeouts and refused connections are retried with
+exponential backoff, all within llm.deadline_s per structured call. Every HTTP call is one JSON
+line in the workspace's call log, and the spend ledger read from it holds llm.max_usd for every
+client of the workspace together. Failures are the classes of llm.errors.
 """
 
 import json
@@ -12,83 +15,65 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from vibe_research.llm.calllog import CallRecord, Mode, Totals, ledger_for
+from vibe_research.llm.errors import (
+    ContextTooLong,
+    DeadlineExceeded,
+    EndpointUnavailable,
+    InvalidReply,
+    NoAPIKey,
+    RequestRejected,
+    context_overflow,
+)
 from vibe_research.llm.prompts import render
 from vibe_research.llm.settings import LLMSettings
 from vibe_research.llm.tokens import count_message_tokens, count_tokens
-from vibe_research.lm.errors import UserError
 
 log = logging.getLogger(__name__)
 
 Reply = TypeVar("Reply", bound=BaseModel)
-Mode = Literal["json_schema", "text"]
-LOG_FORMAT = 1
-
-
-class LLMError(UserError):
-    """The endpoint failed or answered unusably; the message says what to change."""
-
-
-class BudgetExceeded(LLMError):
-    """The next call could pass llm.max_usd."""
-
-
-class Totals(BaseModel):
-    calls: int = 0
-    failed_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def summary(self) -> str:
-        """One line for the user, e.g. `LLM: 3 calls (1 failed), 12,040 + 2,311 tokens, $0.0426`."""
-        failed = f" ({self.failed_calls} failed)" if self.failed_calls else ""
-        return f"LLM: {self.calls} calls{failed}, {self.prompt_tokens:,} + {self.completion_tokens:,} tokens, ${self.cost_usd:.4f}"
-
-
-class CallRecord(BaseModel):
-    """One line of the call log."""
-
-    v: int = LOG_FORMAT
-    time: str
-    model: str
-    reply_schema: str
-    mode: Mode
-    attempt: int
-    messages: list[dict[str, str]]
-    response: str | None
-    error: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    cost_usd: float
+# Statuses worth asking again: a request timeout, a conflict, rate limits; and every 5xx.
+RETRY_STATUSES = {408, 409, 429}
+# Statuses a context overflow comes with: 400 (OpenAI, vLLM, llama.cpp, Ollama), 413, 422.
+OVERFLOW_STATUSES = {400, 413, 422}
 
 
 class _Retryable(Exception):
     """A failure worth another try (429, 5xx, timeout, connection)."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after_s: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s  # what the server asked for in its Retry-After header
+        self.status = status
 
 
 class LLMClient:
     def __init__(self, settings: LLMSettings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
-        self.totals = totals_from_log(log_path)
+        self.ledger = ledger_for(log_path)
         self._mode: Mode = "json_schema"  # until the server rejects response_format
         self._unpriced_warned: set[str] = set()
         self._api: Any = None
 
+    @property
+    def totals(self) -> Totals:
+        """What the workspace has spent so far: every client's calls, this one's included."""
+        return self.ledger.totals()
+
     def structured(
         self, messages: list[dict[str, str]], model_cls: type[Reply], model: str
     ) -> Reply:
-        """Ask `model` and return its reply validated as `model_cls`, after at most one repair round."""
-        content = self._complete(messages, model_cls, model)
+        """Ask `model` and return its reply validated as `model_cls`, after at most one repair
+        round, within llm.deadline_s; raises an llm.errors.LLMError otherwise."""
+        deadline = time.monotonic() + self.settings.deadline_s
+        content = self._complete(messages, model_cls, model, deadline)
         try:
             return parse_reply(content, model_cls)
         except ValueError as exc:
@@ -104,45 +89,80 @@ class LLMClient:
             {"role": "assistant", "content": content},
             {"role": "user", "content": render("repair.md", error=problem)},
         ]
-        content = self._complete(repair, model_cls, model)
+        content = self._complete(repair, model_cls, model, deadline)
         try:
             return parse_reply(content, model_cls)
         except ValueError as exc:
-            raise LLMError(
+            raise InvalidReply(
                 f"{model} twice answered with no valid {model_cls.__name__} ({describe_parse_error(exc)}); "
                 'try a stronger model in vibe-research.toml [llm] or llm.backend = "offline"'
             ) from exc
 
     def _complete(
-        self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str
+        self,
+        messages: list[dict[str, str]],
+        model_cls: type[BaseModel],
+        model: str,
+        deadline: float,
     ) -> str:
-        """One reply's text, retrying 429, 5xx and timeouts with exponential backoff."""
+        """One reply's text, retrying 429, 5xx and timeouts with exponential backoff until the
+        attempts run out (EndpointUnavailable) or the deadline would pass (DeadlineExceeded)."""
         attempts = self.settings.max_retries + 1
-        wait = 0.0
         for attempt in range(attempts):
-            time.sleep(wait)
             try:
-                return self._call(messages, model_cls, model, attempt)
+                return self._call(messages, model_cls, model, attempt, deadline)
             except _Retryable as exc:
-                last = str(exc)
-                log.warning("%s: %s (attempt %d of %d)", model, last, attempt + 1, attempts)
-                wait = min(
-                    self.settings.max_backoff_s,
-                    max(self.settings.retry_backoff_s * 2**attempt, exc.retry_after_s or 0.0),
+                last = exc
+            left = deadline - time.monotonic()
+            if left > 0 and attempt + 1 == attempts:
+                break
+            wait = min(
+                self.settings.max_backoff_s,
+                max(self.settings.retry_backoff_s * 2**attempt, last.retry_after_s or 0.0),
+            )
+            if wait >= left:
+                raise DeadlineExceeded(
+                    f"{model} at {self._where()}: no usable reply within llm.deadline_s = "
+                    f"{self.settings.deadline_s:g} s ({attempt + 1} attempts, the last: {last}); "
+                    "check the server, or raise llm.deadline_s in vibe-research.toml"
                 )
-        raise LLMError(
+            log.warning(
+                "%s: %s; retry %d of %d in %.1f s (%.0f s left of llm.deadline_s)",
+                model,
+                last,
+                attempt + 1,
+                attempts - 1,
+                wait,
+                left,
+            )
+            time.sleep(wait)
+        raise EndpointUnavailable(
             f"{model} at {self._where()}: {last} on all {attempts} attempts; "
-            "check the server, or raise llm.max_retries / llm.timeout_s in vibe-research.toml"
+            "check the server, or raise llm.max_retries / llm.timeout_s in vibe-research.toml",
+            status=last.status,
         )
 
     def _call(
-        self, messages: list[dict[str, str]], model_cls: type[BaseModel], model: str, attempt: int
+        self,
+        messages: list[dict[str, str]],
+        model_cls: type[BaseModel],
+        model: str,
+        attempt: int,
+        deadline: float,
     ) -> str:
         import openai
 
+        api = self._client()
+        timeout = min(self.settings.timeout_s, deadline - time.monotonic())
+        if timeout <= 0:
+            raise _Retryable("llm.deadline_s reached")
         mode = self._mode
         sent = messages if mode == "json_schema" else with_schema_instruction(messages, model_cls)
-        self._check_budget(sent, model)
+        counted = count_message_tokens(sent)
+        # The worst case: the prompt as counted here and a reply as long as allowed.
+        ticket = self.ledger.reserve(
+            self._cost(model, counted, self.settings.max_output_tokens), self.settings.max_usd
+        )
         call = {
             "model": model,
             "reply_schema": model_cls.__name__,
@@ -152,22 +172,30 @@ class LLMClient:
         }
         started = time.monotonic()
         try:
-            response = self._client().chat.completions.create(
-                **self._request(sent, model_cls, model, mode)
+            response = api.chat.completions.create(
+                **self._request(sent, model_cls, model, mode), timeout=timeout
             )
         except openai.APIError as exc:
-            self._record(call, started, None, _error_text(exc), None)
-            if mode == "json_schema" and getattr(exc, "status_code", None) in (400, 422):
+            self._record(call, started, None, _error_text(exc), None, ticket)
+            failure = self._classify(exc, model, timeout, counted)
+            if (
+                isinstance(failure, RequestRejected)
+                and mode == "json_schema"
+                and failure.status in (400, 422)
+            ):
                 log.info(
                     "%s rejected a JSON-schema response format (%s); sending the schema in the prompt",
                     self._where(),
                     _error_text(exc),
                 )
                 self._mode = "text"
-                return self._call(messages, model_cls, model, attempt)
-            raise self._classify(exc, model) from exc
+                return self._call(messages, model_cls, model, attempt, deadline)
+            raise failure from exc
+        except BaseException:
+            self.ledger.release(ticket)  # interrupted (Ctrl-C): the call is not in flight any more
+            raise
         content = (response.choices[0].message.content or "") if response.choices else ""
-        self._record(call, started, content, None, response.usage)
+        self._record(call, started, content, None, response.usage, ticket)
         if response.choices and response.choices[0].finish_reason == "length":
             log.warning(
                 "%s stopped at llm.max_output_tokens = %d; raise it if replies come back cut off",
@@ -200,11 +228,12 @@ class LLMClient:
         if self._api is None:
             key = os.environ.get(self.settings.api_key_env)
             if not key and not self.settings.base_url:
-                raise LLMError(
+                raise NoAPIKey(
                     f"no API key: set ${self.settings.api_key_env}, or llm.base_url for a local server, "
                     'or llm.backend = "offline" in vibe-research.toml'
                 )
-            # Local servers ignore the key, but the client insists on one.
+            # Local servers ignore the key, but the client insists on one. Its own retries are
+            # off: _complete retries, within llm.deadline_s.
             self._api = openai.OpenAI(
                 base_url=self.settings.base_url,
                 api_key=key or "unused",
@@ -213,22 +242,49 @@ class LLMClient:
             )
         return self._api
 
-    def _classify(self, exc: Exception, model: str) -> Exception:
+    def _classify(self, exc: Exception, model: str, timeout: float, counted: int) -> Exception:
+        """The exception for a failed HTTP call: _Retryable, ContextTooLong or RequestRejected."""
         import openai
 
         if isinstance(exc, openai.APITimeoutError):
+            if timeout < self.settings.timeout_s:
+                return _Retryable(
+                    f"no reply within {timeout:.1f} s, what was left of llm.deadline_s"
+                )
             return _Retryable(f"no reply within llm.timeout_s = {self.settings.timeout_s:g} s")
         if isinstance(exc, openai.APIConnectionError):
             return _Retryable(f"connection failed ({exc})")
-        if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
-            return _Retryable(f"HTTP {exc.status_code} ({_error_text(exc)})", _retry_after_s(exc))
         status = getattr(exc, "status_code", None)
+        text = _error_text(exc)
+        if status in OVERFLOW_STATUSES:
+            overflow = context_overflow(getattr(exc, "body", None), text)
+            if overflow is not None:
+                return self._too_long(model, text, *overflow, counted)
+        if status is not None and (status in RETRY_STATUSES or status >= 500):
+            return _Retryable(f"HTTP {status} ({text})", _retry_after_s(exc), status)
         hint = {
             401: f"check the key in ${self.settings.api_key_env}",
             403: f"check the key in ${self.settings.api_key_env} and its access to {model}",
             404: "check llm.base_url and the model name in vibe-research.toml",
         }.get(status, "check llm.base_url and the model settings in vibe-research.toml")
-        return LLMError(f"{model} at {self._where()}: HTTP {status}: {_error_text(exc)}; {hint}")
+        return RequestRejected(f"{model} at {self._where()}: HTTP {status}: {text}; {hint}", status)
+
+    def _too_long(
+        self, model: str, text: str, limit: int | None, server_prompt: int | None, counted: int
+    ) -> ContextTooLong:
+        out = self.settings.max_output_tokens
+        if limit is not None and limit <= out:
+            hint = f"lower llm.max_output_tokens (now {out}) below the model's context of {limit} tokens"
+        else:
+            hint = f"lower llm.prompt_token_budget (now {self.settings.prompt_token_budget})"
+        return ContextTooLong(
+            f"{model} at {self._where()}: the prompt is over the model's context ({text}); {hint} in vibe-research.toml",
+            server_message=text,
+            limit=limit,
+            server_prompt_tokens=server_prompt,
+            counted_prompt_tokens=counted,
+            max_output_tokens=out,
+        )
 
     def _where(self) -> str:
         return self.settings.base_url or "api.openai.com"
@@ -248,20 +304,6 @@ class LLMClient:
             prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok
         ) / 1e6
 
-    def _check_budget(self, messages: list[dict[str, str]], model: str) -> None:
-        cap = self.settings.max_usd
-        if cap is None:
-            return
-        # The worst case: the prompt as counted here and a reply as long as allowed.
-        estimate = self._cost(
-            model, count_message_tokens(messages), self.settings.max_output_tokens
-        )
-        if self.totals.cost_usd + estimate > cap:
-            raise BudgetExceeded(
-                f"llm.max_usd = ${cap:g} would be passed: ${self.totals.cost_usd:.4f} spent (see {self.log_path}), "
-                f"next call up to ${estimate:.4f}; raise llm.max_usd in vibe-research.toml"
-            )
-
     def _record(
         self,
         call: dict[str, Any],
@@ -269,8 +311,9 @@ class LLMClient:
         content: str | None,
         error: str | None,
         usage: Any,
+        ticket: int,
     ) -> None:
-        """Count the call into the totals and append it to the call log."""
+        """Append the call to the workspace's call log, which the spend ledger counts."""
         prompt_tokens, completion_tokens = _token_counts(usage, call["messages"], content)
         record = CallRecord(
             **call,
@@ -282,10 +325,7 @@ class LLMClient:
             latency_s=round(time.monotonic() - started, 3),
             cost_usd=self._cost(call["model"], prompt_tokens, completion_tokens),
         )
-        _add(self.totals, record)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a", encoding="utf-8") as handle:
-            handle.write(record.model_dump_json() + "\n")
+        self.ledger.record(record, ticket)
 
 
 def _token_counts(
@@ -297,27 +337,6 @@ def _token_counts(
     if content is not None:
         return count_message_tokens(messages), count_tokens(content)
     return 0, 0
-
-
-def _add(totals: Totals, record: CallRecord) -> None:
-    totals.calls += 1
-    totals.failed_calls += record.error is not None
-    totals.prompt_tokens += record.prompt_tokens
-    totals.completion_tokens += record.completion_tokens
-    totals.cost_usd += record.cost_usd
-
-
-def totals_from_log(log_path: Path) -> Totals:
-    """What the workspace has spent so far; a torn last line (a killed writer) is skipped."""
-    totals = Totals()
-    if not log_path.exists():
-        return totals
-    for number, line in enumerate(log_path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            _add(totals, CallRecord.model_validate_json(line))
-        except ValidationError:
-            log.warning("%s:%d: unreadable call record skipped", log_path, number)
-    return totals
 
 
 def with_schema_instruction(

@@ -9,18 +9,30 @@ RUN_DIR/attempt-N/ and submitted once more, away from the node that died. Ctrl-C
 to stop (KeyboardInterrupt in the worker, which stops the training as the local runner does),
 then force-cancels whatever has not returned.
 
+Without `[train.ray] address` the executor starts a local Ray of its own for the session: every
+server on 127.0.0.1, token auth on with a token made for this process. A run folder comes back
+without following links: a symbolic link, a hard-linked file or anything but a plain file in it
+is refused (named in the record), never read, so a run cannot send back a file it points at.
+
 `import ray` happens inside functions only, so the CLI starts without it.
 """
 
+import errno
 import json
 import logging
+import os
+import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +59,7 @@ CANCEL_WAIT_S = 10.0  # after Ctrl-C, on top of sandbox.toml kill_after_s, befor
 ATTEMPTS = 2  # a run whose worker dies is tried once more
 CONNECT_TIMEOUT_S = 5.0  # for the TCP check of the Ray address before ray.init
 RECORD_FILES = ("result.json", "events.jsonl", "train.log", "eval.log", "eval.json", "config.json")
+LOOPBACK = "127.0.0.1"
 
 
 class Shipped(BaseModel):
@@ -58,6 +71,7 @@ class Shipped(BaseModel):
     left_on_worker: list[
         str
     ] = []  # files kept on the worker (run folder over `return_mb`), by their path there
+    refused: list[str] = []  # entries of the run folder not sent: "path (why)"
 
 
 @dataclass
@@ -99,34 +113,79 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
-def connect(settings: RaySettings) -> bool:
-    """Join the cluster at `settings.address` (None: start a local one); True when this call started Ray."""
+@contextmanager
+def ray_session(settings: RaySettings) -> Iterator[Any]:
+    """Ray, connected to the cluster at `settings.address`, or to a local Ray started for this
+    session (see `_local_ray`) and shut down after it. A Ray the caller initialised is used as is."""
     ray = _ray()
     if ray.is_initialized():
-        return False
-    where = settings.address or "a new local Ray"
+        yield ray
+        return
     if settings.address:
         _check_reachable(settings.address)
-    try:
-        ray.init(
-            address=settings.address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
+    with _local_ray() if settings.address is None else nullcontext():
+        try:
+            ray.init(
+                address=settings.address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                **({} if settings.address else {"_node_ip_address": LOOPBACK}),
+            )
+        except ConnectionError as exc:
+            raise UserError(
+                f"cannot reach the Ray cluster at {settings.address or 'a new local Ray'} ({exc}); start one with "
+                "`ray start --head` or fix [train.ray] address"
+            ) from exc
+        log.info(
+            "connected to %s: %s",
+            settings.address or f"a local Ray on {LOOPBACK} with token auth",
+            ray.cluster_resources(),
         )
-    except ConnectionError as exc:
-        raise UserError(
-            f"cannot reach the Ray cluster at {where} ({exc}); start one with `ray start --head` or fix [train.ray] address"
-        ) from exc
-    log.info("connected to %s: %s", where, ray.cluster_resources())
-    return True
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+@contextmanager
+def _local_ray() -> Iterator[None]:
+    """The environment for a local Ray of our own: every server bound to 127.0.0.1, token auth on.
+
+    On Linux Ray turns a node address of 127.0.0.1 into the machine's routable one (multi-node
+    clusters need that) and then listens on every interface; with ray_constants.ENABLE_RAY_CLUSTER
+    off, as on macOS and Windows, it keeps 127.0.0.1 and binds there. With RAY_AUTH_MODE unset,
+    ray.init turns token auth on for a new local Ray (Ray 2.59 and later) and takes the token from
+    RAY_AUTH_TOKEN, so nothing is written to ~/.ray. A RAY_AUTH_MODE=disabled meant for a cluster
+    does not switch it off here. Sandboxed runs never see the token (their environment drops *_TOKEN).
+    """
+    from ray._private import ray_constants
+
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    cluster = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.pop("RAY_AUTH_MODE", None)
+    os.environ["RAY_AUTH_TOKEN"] = _local_token()
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@cache
+def _local_token() -> str:
+    """One token per process: Ray's token loader keeps the first token it reads."""
+    return secrets.token_hex(32)
 
 
 def cluster_check(settings: RaySettings) -> dict:
     """The cluster's nodes and resources, and how many runs fit at once, for `vibe-research doctor`."""
-    ray = _ray()
-    started_here = connect(settings)
-    try:
+    with ray_session(settings) as ray:
         nodes = [
             {
                 "host": node["NodeManagerHostname"],
@@ -160,9 +219,6 @@ def cluster_check(settings: RaySettings) -> dict:
             "per_run": per_run,
             "runs_at_once": runs_at_once,
         }
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _resources(settings: RaySettings) -> dict[str, float]:
@@ -245,17 +301,57 @@ class EventForwarder:
         self._flush()
 
 
-def _collect(run_dir: Path, return_bytes: int) -> tuple[dict[str, bytes], list[str]]:
-    """The run folder's files; when they exceed `return_bytes`, the records only (checkpoints stay)."""
-    paths = sorted(path for path in run_dir.rglob("*") if path.is_file())
-    if sum(path.stat().st_size for path in paths) <= return_bytes:
-        return {path.relative_to(run_dir).as_posix(): path.read_bytes() for path in paths}, []
-    kept = {
-        path.relative_to(run_dir).as_posix(): path.read_bytes()
-        for path in paths
-        if path.name in RECORD_FILES and path.parent == run_dir
-    }
-    return kept, [str(path) for path in paths if path.relative_to(run_dir).as_posix() not in kept]
+def _collect(run_dir: Path, return_bytes: int) -> tuple[dict[str, bytes], list[str], list[str]]:
+    """The run folder's plain files, what stays on the worker when they exceed `return_bytes`
+    (all but the records), and what is refused ("path (why)").
+
+    The walk opens every folder and file relative to its parent without following links, so a
+    link the run planted, or swapped in while this reads, never brings back what it points at.
+    """
+    files: dict[str, bytes] = {}
+    sizes: dict[str, int] = {}
+    refused: list[str] = []
+    for folder, dirs, names, dir_fd in os.fwalk(run_dir, follow_symlinks=False):
+        relative = Path(folder).relative_to(run_dir)
+        for name in dirs:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                refused.append(f"{(relative / name).as_posix()} (a symbolic link)")
+        for name in names:
+            path = (relative / name).as_posix()
+            room = None if path in RECORD_FILES else return_bytes - sum(sizes.values())
+            size, data, why = _read_plain(name, dir_fd, room)
+            if why:
+                refused.append(f"{path} ({why})")
+                continue
+            sizes[path] = size
+            if data is not None:
+                files[path] = data
+    refused.sort()
+    if sum(sizes.values()) <= return_bytes:
+        return files, [], refused
+    kept = {path: data for path, data in files.items() if path in RECORD_FILES}
+    return kept, [str(run_dir / path) for path in sizes if path not in kept], refused
+
+
+def _read_plain(name: str, dir_fd: int, room: int | None) -> tuple[int, bytes | None, str]:
+    """(size, its bytes if it fits `room` (None: any size), "") for a plain file in `dir_fd`,
+    else (0, None, why it is refused)."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return 0, None, "a symbolic link"
+        return 0, None, f"unreadable: {exc.strerror}"
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0, None, "not a plain file"
+        if info.st_nlink > 1:
+            # another name for a file that may live outside the run folder
+            return 0, None, "a hard link"
+        fits = room is None or info.st_size <= room
+        return info.st_size, handle.read() if fits else None, ""
 
 
 def run_on_worker(
@@ -315,8 +411,13 @@ def run_on_worker(
             )
         else:
             result = run_one(local, policy, report, forward)
-        files, left = _collect(local.run_dir, return_bytes)
-        return Shipped(result_json=result.model_dump_json(), files=files, left_on_worker=left)
+        files, left, refused = _collect(local.run_dir, return_bytes)
+        return Shipped(
+            result_json=result.model_dump_json(),
+            files=files,
+            left_on_worker=left,
+            refused=refused,
+        )
     finally:
         forward.close()
         # files too large to send back stay where the record says they are
@@ -336,11 +437,18 @@ def land(spec: RunSpec, shipped: Shipped) -> RunResult:
         )
         atomic.write_text(spec.run_dir / "eval.json", evaluation.model_dump_json(indent=2) + "\n")
     log_tail = remote.log_tail
+    notes = []
+    if shipped.refused:
+        notes.append(
+            f"not sent back from Ray worker {remote.hostname}, only plain files are: "
+            + ", ".join(shipped.refused)
+        )
     if shipped.left_on_worker:
-        note = (
+        notes.append(
             f"left on Ray worker {remote.hostname} (run folder over [train.ray] return_mb): "
             + ", ".join(shipped.left_on_worker)
         )
+    for note in notes:
         log.warning("%s: %s", spec.run_id, note)
         log_tail = f"{log_tail}\n{note}".strip()
     result = remote.model_copy(
@@ -372,7 +480,6 @@ class RayExecutor:
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
         if not specs:
             return []
-        ray = _ray()
         if outside := sorted(
             {spec.entry for spec in specs if Path(spec.entry).parts[0] != CODE_FOLDER}
         ):
@@ -382,12 +489,8 @@ class RayExecutor:
         codes = {
             workspace: bundle_code(workspace) for workspace in {spec.workspace for spec in specs}
         }
-        started_here = connect(self.settings)
-        try:
+        with ray_session(self.settings) as ray:
             return _Session(ray, self, specs, codes, on_event).run()
-        finally:
-            if started_here:
-                ray.shutdown()
 
 
 class _Session:
