@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from vibe_research.llm.client import BudgetExceeded
+from vibe_research.llm.errors import BudgetExceeded
 from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
 from vibe_research.research.loop.decide import decide

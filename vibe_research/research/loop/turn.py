@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vibe_research.llm.client import BudgetExceeded, LLMError
+from vibe_research.llm.errors import BudgetExceeded, ContextTooLong, LLMError
 from vibe_research.llm.schemas import Proposal, Suggestion
 from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
@@ -42,6 +42,7 @@ from vibe_research.research.state.experiments import ResearchState
 from vibe_research.research.state.ledger import (
     DEFAULT_ENTRY,
     DecisionRecord,
+    LLMFailureRecord,
     OverheadRecord,
     PlannedRun,
     ProposalRecord,
@@ -234,37 +235,49 @@ def begin_proposal(env: Env, request: Request) -> str:
     state = env.state()
     entry = env.settings.train.entry
     steering = read_steering(env.workspace)
-    with env.watch.phase("proposing"):
-        context = proposal_context(
-            env.workspace,
-            env.settings,
-            tried(state),
-            pick=direction.pick,
-            idea=direction.idea,
-            base_runs=base_runs(env.workspace, entry, state),
-            steering=steering,
-        )
-    try:
-        outcome = propose_and_apply(
-            env.proposer,
-            context,
-            env.root,
-            smoke_check=lambda proposal: _smoke_first_run(env, proposal),
-            on_applied=lambda applied: save_pending(env, applied),
-        )
-    except LLMError as failed:
-        if isinstance(failed, BudgetExceeded):
+    for asked in (1, 2):
+        with env.watch.phase("proposing"):
+            context = proposal_context(
+                env.workspace,
+                env.settings,
+                tried(state),
+                pick=direction.pick,
+                idea=direction.idea,
+                base_runs=base_runs(env.workspace, entry, state),
+                steering=steering,
+            )
+        try:
+            outcome = propose_and_apply(
+                env.proposer,
+                context,
+                env.root,
+                smoke_check=lambda proposal: _smoke_first_run(env, proposal),
+                on_applied=lambda applied: save_pending(env, applied),
+            )
+            break
+        except ContextTooLong as failed:
+            if asked == 1 and shrink_prompt(env, failed):
+                continue
+            return _no_proposal(env, direction, failed, steering)
+        except BudgetExceeded:
             raise
-        return _no_proposal(env, direction, str(failed), steering)
+        except LLMError as failed:
+            return _no_proposal(env, direction, failed, steering)
     number = state.next_number
     for attempt in outcome.attempts[:-1] if outcome.ok else outcome.attempts:
         _record_failed_attempt(
-            env, experiment_id(number, attempt.proposal.title), attempt, direction
+            env, experiment_id(number, attempt.proposal.title), attempt, direction, steering
         )
         number += 1
     if not outcome.ok:
         clear_pending(env)
-        return experiment_id(number - 1, outcome.attempts[-1].proposal.title)
+        last = experiment_id(number - 1, outcome.attempts[-1].proposal.title)
+        if outcome.retry_error is not None:
+            record_llm_failure(env, last, "propose", outcome.retry_error)
+            env.ui.say(f"no second proposal: {outcome.retry_error}")
+            if isinstance(outcome.retry_error, BudgetExceeded):
+                raise outcome.retry_error
+        return last
     proposal = outcome.proposal
     exp = experiment_id(number, proposal.title)
     entry, planned = planned_runs(proposal, env.seeds())
@@ -335,7 +348,7 @@ def _record_failed_attempt(
     )
 
 
-def _no_proposal(env: Env, direction: Direction, reason: str, steering: str) -> str:
+def _no_proposal(env: Env, direction: Direction, failed: LLMError, steering: str) -> str:
     """An LLM that gave no usable proposal is a failed experiment with the reason."""
     exp = experiment_id(env.state().next_number, "no proposal")
     env.record(
@@ -349,8 +362,9 @@ def _no_proposal(env: Env, direction: Direction, reason: str, steering: str) -> 
             steering=steering,
         )
     )
-    decide(env, exp, failure=f"the proposer gave no proposal: {reason}")
-    env.ui.say(f"[{exp}] no proposal: {reason}")
+    record_llm_failure(env, exp, "propose", failed)
+    decide(env, exp, failure=f"the proposer gave no proposal: {failed}")
+    env.ui.say(f"[{exp}] no proposal: {failed}")
     return exp
 
 
@@ -390,6 +404,7 @@ def finish(env: Env, exp: str) -> None:
     except LLMError as failed:
         if isinstance(failed, BudgetExceeded):
             raise
+        record_llm_failure(env, exp, "judge", failed)
         env.ui.say(
             f"[{exp}] the judge failed ({failed}): its runs are recorded; the next turn judges them"
         )
@@ -404,24 +419,63 @@ def suggest(env: Env, exp: str) -> SuggestionsRecord | None:
     """Two or three next steps, recorded on the experiment they follow; None when the proposer
     could not offer any (said in one line: the menu still takes your own idea)."""
     state = env.state()
-    with env.watch.phase("suggesting"):
-        context = suggestion_context(
-            env.workspace,
-            env.settings,
-            tried(state),
-            base_runs=base_runs(env.workspace, env.settings.train.entry, state),
-            steering=read_steering(env.workspace),
-        )
-        try:
-            suggestions = env.proposer.suggest(context)
-        except LLMError as failed:
-            if isinstance(failed, BudgetExceeded):
+    for asked in (1, 2):
+        with env.watch.phase("suggesting"):
+            context = suggestion_context(
+                env.workspace,
+                env.settings,
+                tried(state),
+                base_runs=base_runs(env.workspace, env.settings.train.entry, state),
+                steering=read_steering(env.workspace),
+            )
+            try:
+                suggestions = env.proposer.suggest(context)
+                break
+            except ContextTooLong as failed:
+                if asked == 1 and shrink_prompt(env, failed):
+                    continue
+                return _no_suggestions(env, exp, failed)
+            except BudgetExceeded:
                 raise
-            env.ui.say(f"no suggestions: {failed}")
-            return None
+            except LLMError as failed:
+                return _no_suggestions(env, exp, failed)
     record = SuggestionsRecord(experiment=exp, items=suggestions.items)
     env.record(record)
     return record
+
+
+def _no_suggestions(env: Env, exp: str, failed: LLMError) -> None:
+    record_llm_failure(env, exp, "suggest", failed)
+    env.ui.say(f"no suggestions: {failed}")
+
+
+def record_llm_failure(env: Env, exp: str, stage: str, failed: LLMError) -> None:
+    env.record(
+        LLMFailureRecord(
+            experiment=exp,
+            stage=stage,  # type: ignore[arg-type]
+            failure=failed.kind,
+            reason=str(failed),
+        )
+    )
+
+
+MIN_PROMPT_BUDGET = 1_000  # tokens: below this the notes and the trainer no longer fit at all
+
+
+def shrink_prompt(env: Env, failed: ContextTooLong) -> bool:
+    """After a context-length error: lower llm.prompt_token_budget for this session to what the
+    server says fits, and say so; False when even that cannot fit."""
+    budget = failed.smaller_budget()
+    if budget < MIN_PROMPT_BUDGET or budget >= env.settings.llm.prompt_token_budget:
+        return False
+    llm = env.settings.llm.model_copy(update={"prompt_token_budget": budget})
+    env.settings = env.settings.model_copy(update={"llm": llm})
+    env.ui.say(
+        f"the prompt was over the model's context ({failed.server_message}): asking again with "
+        f"llm.prompt_token_budget = {budget} for this session (set it in vibe-research.toml to keep it)"
+    )
+    return True
 
 
 def record_turn(env: Env, exp: str) -> None:

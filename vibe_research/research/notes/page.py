@@ -330,12 +330,24 @@ def _judge_block(experiment: ExperimentState) -> str:
     return "\n\n".join(paragraphs)
 
 
+def _llm_failures(experiment: ExperimentState) -> list[str]:
+    return [
+        f"- the LLM failed at the {failure.stage} step ({failure.failure}): {failure.reason}"
+        for failure in experiment.llm_failures
+    ]
+
+
 def _verdict_block(experiment: ExperimentState) -> str:
     decision = experiment.decision
+    failures = _llm_failures(experiment)
     if decision is None:
         interrupted = experiment.interrupted_runs
         if interrupted:
             return f"_Not decided: {len(interrupted)} run(s) were interrupted; `vibe-research continue` offers to rerun them._"
+        if failures:
+            return "\n".join(
+                ["_Not decided yet: the next turn judges and decides it._", "", *failures]
+            )
         return "_Not decided yet._"
     changed_code = (
         experiment.proposal is not None
@@ -370,6 +382,8 @@ def _verdict_block(experiment: ExperimentState) -> str:
         )
     if decision.tag:
         lines.append(f"New best, tagged `{decision.tag}`.")
+    if failures:
+        lines.append("\n".join(failures))
     return "\n\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from vibe_research.llm.context import ResearchContext
+from vibe_research.llm.errors import LLMError
 from vibe_research.llm.proposer import Proposer
 from vibe_research.llm.schemas import Proposal
 from vibe_research.lm.errors import UserError
@@ -33,6 +34,8 @@ class Attempt:
 class ProposalOutcome:
     attempts: list[Attempt]
     applied: AppliedEdits | None  # the edits now on disk; None when every attempt failed
+    # the LLM failed on the retry after a failed attempt: the attempts so far still count
+    retry_error: LLMError | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,10 +58,19 @@ def propose_and_apply(
     smoke_check: SmokeCheck,
     on_applied: OnApplied,
 ) -> ProposalOutcome:
-    """Up to two proposals; the first that applies and survives the smoke run stays on disk."""
+    """Up to two proposals; the first that applies and survives the smoke run stays on disk.
+
+    An LLM failure on the first request is raised (there is nothing to record but the failure);
+    on the retry it ends the tries, and the outcome keeps the failed attempt and the error.
+    """
     attempts: list[Attempt] = []
     for number in range(1, TRIES + 1):
-        proposal = proposer.propose(context)
+        try:
+            proposal = proposer.propose(context)
+        except LLMError as failed:
+            if not attempts:
+                raise
+            return ProposalOutcome(attempts, None, failed)
         attempt, applied = _attempt(proposal, root, smoke_check, on_applied)
         attempts.append(attempt)
         if applied is not None:

@@ -15,6 +15,7 @@ from vibe_research.research.state.ledger import (
     DecisionRecord,
     EvaluationRecord,
     JudgementRecord,
+    LLMFailureRecord,
     NoteRecord,
     OverheadRecord,
     PickRecord,
@@ -109,6 +110,7 @@ class ExperimentState:
     pick: PickRecord | None = None
     notes: list[NoteRecord] = field(default_factory=list)
     overhead: list[OverheadRecord] = field(default_factory=list)
+    llm_failures: list[LLMFailureRecord] = field(default_factory=list)
 
     @property
     def number(self) -> int:
@@ -312,6 +314,8 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
             experiment.notes.append(record)
         case OverheadRecord():
             experiment.overhead.append(record)
+        case LLMFailureRecord():
+            experiment.llm_failures.append(record)
 
 
 def rebuild_state(records: list[Record]) -> ResearchState:

@@ -250,6 +250,16 @@ class OverheadRecord(_Record):
     turn_s: float
 
 
+class LLMFailureRecord(_Record):
+    """An LLM call that gave no usable answer (after its retries and repair round): which step
+    of the experiment it was, the kind of failure (llm.errors' `kind`), and what it said."""
+
+    kind: Literal["llm_failure"] = "llm_failure"
+    stage: Literal["propose", "judge", "suggest"]
+    failure: str = Field(description="invalid_reply, rejected, unavailable, deadline, ...")
+    reason: str
+
+
 class SessionRecord(_Record):
     """A `continue` session began or ended, and why it ended (a stop condition, the spend cap,
     failures in a row, the researcher). Belongs to no experiment."""
@@ -272,6 +282,7 @@ Record = Annotated[
     | PickRecord
     | NoteRecord
     | OverheadRecord
+    | LLMFailureRecord
     | SessionRecord,
     Field(discriminator="kind"),
 ]
