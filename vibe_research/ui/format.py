@@ -39,13 +39,3 @@ def p_value(p: float | None) -> str:
     if p is None:
         return NOTHING
     return "< 0.0001" if p < 1e-4 else f"{p:.3g}"
-
-
-def seconds(value: float | None) -> str:
-    """A duration as m:ss (h:mm:ss past an hour)."""
-    if value is None:
-        return NOTHING
-    whole = max(0, round(value))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -57,13 +57,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(
-        num=fmt.num,
-        plus_minus=fmt.plus_minus,
-        interval=fmt.interval,
-        p_value=fmt.p_value,
-        seconds=fmt.seconds,
-    )
+    env.globals.update(num=fmt.num, interval=fmt.interval)
     return env
 
 

@@ -216,11 +216,12 @@ def beginnings(experiment: ExperimentState, other: ExperimentState | None) -> li
 
 
 def compared_with(state: ResearchState, experiment: ExperimentState) -> ExperimentState | None:
-    """What its verdict compared it with (the best then), or, undecided, what it will be."""
+    """What its verdict compared it with (the best then; nothing for a baseline or a failure), or,
+    undecided, what it will be compared with."""
     decision = experiment.decision
-    if decision and decision.against and decision.against in state.experiments:
-        return state.experiments[decision.against]
-    return state.reference(experiment.id)
+    if decision is None:
+        return state.reference(experiment.id)
+    return state.experiments.get(decision.against) if decision.against else None
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def experiment_page(snapshot: Snapshot, experiment: ExperimentState) -> Experime
     comparison = decision.comparison if decision else None
     runs = list(experiment.runs.values())
     curves = [charts.Curve(f"seed {run.seed} {run.setting}".strip(), _curve(run)) for run in runs]
-    if compared is not None:
+    if compared is not None and any(curve.points for curve in curves):
         curves += [
             charts.Curve(f"{compared.id} seed {run.seed}", _curve(run), reference=True)
             for run in compared.chosen_runs
