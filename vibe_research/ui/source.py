@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vibe_research.llm.client import Totals, totals_from_log
-from vibe_research.research.ledger import JudgementRecord, Sample, SampleScore, read
+from vibe_research.research.ledger import JudgementRecord, SampleScore, read
 from vibe_research.research.state import (
     ExperimentState,
     LeaderboardRow,
@@ -21,25 +21,23 @@ from vibe_research.research.state import (
     leaderboard,
     rebuild_state,
 )
-from vibe_research.research.stats import Comparison, Difference, Summary
+from vibe_research.research.stats import Difference, Summary
 from vibe_research.settings import Settings, load_settings
 from vibe_research.workspace import Workspace, find_workspace
 
+# what the other ui modules take from the research side: through here, so paths change in one place
 __all__ = [
-    "Comparison",
     "Difference",
     "ExperimentState",
     "JudgementRecord",
     "LeaderboardRow",
     "ResearchState",
     "RunState",
-    "Sample",
     "SampleScore",
     "Snapshot",
     "Source",
     "Summary",
-    "Workspace",
-    "find_workspace",
+    "open_workspace",
 ]
 
 log = logging.getLogger(__name__)
