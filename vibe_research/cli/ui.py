@@ -19,12 +19,9 @@ def ui(
         help="Address to listen on. Anything but loopback shows your research to whoever can reach it.",
     ),
 ) -> None:
-    """Serve a live dashboard of this workspace: question, best, leaderboard, progress, every
-    experiment (diff, runs, loss curves, statistics, judge, stories) and the runs in progress.
+    """Serve a live dashboard of this workspace: question, best, leaderboard, progress, every experiment (diff, runs, loss curves, statistics, judge, stories) and the runs in progress.
 
-    Read-only, and works offline: it reads notes/ledger.jsonl and the run folders under .vibe/runs,
-    so it can run beside `vibe-research continue` in another terminal, or after it ends. The page
-    refreshes itself. Stop it with Ctrl-C.
+    Read-only, and works offline: it reads notes/ledger.jsonl and the run folders under .vibe/runs, so it can run beside `vibe-research continue` in another terminal, or after it ends. The page refreshes itself. Stop it with Ctrl-C.
     """
     from vibe_research.ui.server import make_server, url_of
     from vibe_research.ui.source import open_workspace
