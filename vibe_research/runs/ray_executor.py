@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from vibe_research.lm import atomic
 from vibe_research.lm.errors import UserError
-from vibe_research.runs.events import OnEvent, OutputRecorder
+from vibe_research.runs.events import LIVE_TRACE, OnEvent, OutputRecorder
 from vibe_research.runs.executor import not_started
 from vibe_research.runs.result import Outcome, RunResult
 from vibe_research.runs.runner import record, resolve_tokenizer, run_one
@@ -58,7 +58,16 @@ FLUSH_S = 0.25  # how often a worker sends its buffered events
 CANCEL_WAIT_S = 10.0  # after Ctrl-C, on top of sandbox.toml kill_after_s, before force-cancelling
 ATTEMPTS = 2  # a run whose worker dies is tried once more
 CONNECT_TIMEOUT_S = 5.0  # for the TCP check of the Ray address before ray.init
-RECORD_FILES = ("result.json", "events.jsonl", "train.log", "eval.log", "eval.json", "config.json")
+# what comes back from a run folder over return_mb; the live trace too: about 25 kB a minute, capped
+RECORD_FILES = (
+    "result.json",
+    "events.jsonl",
+    "train.log",
+    "eval.log",
+    "eval.json",
+    "config.json",
+    LIVE_TRACE,
+)
 LOOPBACK = "127.0.0.1"
 
 

@@ -337,8 +337,7 @@ def run_one(
     recorder = OutputRecorder(spec.run_id, on_event)
 
     def status(phase: str) -> None:
-        if on_event:
-            on_event(spec.run_id, {"event": "status", "phase": phase})
+        recorder.status(spec.run_dir, phase)
 
     try:
         status("describe")

@@ -25,6 +25,7 @@ from vibe_research.research.workspace import Workspace
 log = logging.getLogger(__name__)
 
 PENDING = "pending-proposal.json"
+LOCK_FILE = "continue.lock"  # in .vibe/: the pid of the `continue` working in the workspace
 PENDING_FORMAT = 1
 
 
@@ -131,7 +132,7 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def exclusive(workspace: Workspace) -> Iterator[None]:
     """One `continue` per workspace at a time; a lock left by a killed process is taken over."""
-    lock = workspace.state / "continue.lock"
+    lock = workspace.state / LOCK_FILE
     lock.parent.mkdir(parents=True, exist_ok=True)
     if lock.exists():
         text = lock.read_text(encoding="utf-8").strip()
