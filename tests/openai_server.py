@@ -288,6 +288,27 @@ def _quoted_files(body: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+TRIED_LINE = re.compile(r"^- (?P<title>.+?)(?: \[[^\]]+\])?: (?P<verdict>[a-z ]+)", re.M)
+
+
+def _tried(body: dict[str, Any], files: dict[str, str]) -> list:
+    """What the prompt lists as tried, mapped back to the planner's moves by title (an LLM's
+    proposals carry no move key), so a working model does not propose the same thing again."""
+    from vibe_research.llm.context import ResearchContext
+    from vibe_research.llm.moves import catalogue
+    from vibe_research.llm.schemas import Tried
+
+    moves = {move.title: move.key for move in catalogue(ResearchContext(messages=[], files=files))}
+    text = "\n".join(
+        m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"
+    )
+    section = text.partition("# Everything tried so far")[2].partition("\n# ")[0]
+    return [
+        Tried(title=m["title"], verdict=m["verdict"].strip(), move=moves.get(m["title"]))
+        for m in TRIED_LINE.finditer(section)
+    ]
+
+
 def good_reply(body: dict[str, Any], rng: random.Random) -> Scripted:
     """A valid answer to the schema the request asks for, as a working model would give."""
     from vibe_research.llm.context import ResearchContext
@@ -303,7 +324,8 @@ def good_reply(body: dict[str, Any], rng: random.Random) -> Scripted:
     elif name == "PairwiseReply":
         reply = {"winner": rng.choice(["A", "B", "tie"]), "rationale": "Closer to an ending."}
     elif name in ("Proposal", "Suggestions"):
-        context = ResearchContext(messages=[], files=_quoted_files(body))
+        files = _quoted_files(body)
+        context = ResearchContext(messages=[], files=files, history=_tried(body, files))
         planner = OfflinePlanner()
         try:
             answer = planner.propose(context) if name == "Proposal" else planner.suggest(context)
