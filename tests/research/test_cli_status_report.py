@@ -11,8 +11,8 @@ import pytest
 from vibe_research.research.state import ledger as L
 
 
-def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "120"}
+def _cli(cwd: Path, *args: str, columns: int = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": str(columns)}
     return subprocess.run(
         [sys.executable, "-c", "from vibe_research.cli import main; main()", *args],
         cwd=cwd,
@@ -53,6 +53,16 @@ def test_status_prints_the_leaderboard_and_json(workspace: Path) -> None:
     assert data["interrupted"] == [
         {"experiment": "0002-n-gram-teacher", "run": "0002-n-gram-teacher-s3"}
     ]
+
+
+def test_status_in_80_columns_keeps_the_experiment_and_gives_up_lesser_columns(
+    workspace: Path,
+) -> None:
+    shown = _cli(workspace, "status", columns=80)
+    assert shown.returncode == 0, shown.stderr
+    assert "★ 0001 Wider" in shown.stdout and "0000 Baseline" in shown.stdout
+    assert "commit" not in shown.stdout and "bpb" in shown.stdout and "verdict" in shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
 
 
 def test_report_renders_notes_and_figures_and_exports_one_file(workspace: Path) -> None:

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vibe_research.research.stats import Summary
@@ -25,22 +26,26 @@ def _interval(summary: Summary | None, digits: int) -> str:
     return f"{summary.mean:.{digits}f} ± {(summary.high - summary.low) / 2:.{digits}f}"
 
 
-def _table(rows: list["LeaderboardRow"], confidence: float) -> Table:
-    """Numbers and short cells keep their full width; the experiment and its title wrap instead."""
+# columns given up, in this order, when the terminal is too narrow for the experiment to show
+DROPPABLE = ("commit", "win rate", "judge", "seeds")
+EXPERIMENT_WIDTH = 22  # the least the experiment column gets: its number and a readable title
+
+
+def _table(rows: list["LeaderboardRow"], confidence: float, width: int) -> Table:
+    """Numbers and short cells keep their full width; the experiment and its title wrap instead.
+    In a narrow terminal the least needed columns go, so the experiment column never vanishes."""
     table = Table(
         title=f"Leaderboard (mean over seeds ± half the {confidence:.0%} t interval)",
         title_justify="left",
     )
     cells = []
     for row in rows:
-        number = row.experiment.split("-", 1)[
-            0
-        ]  # the page's name repeats the title; --json has it whole
+        number = row.experiment.split("-", 1)[0]  # its page's name repeats the title
         name = f"[bold green]★ {number}[/]" if row.best else number
         decided = (
             "" if row.verdict in (None, "baseline") else ", kept" if row.kept else ", discarded"
         )
-        title = row.title + (f" (best: {row.setting})" if row.setting else "")
+        title = escape(row.title + (f" (best: {row.setting})" if row.setting else ""))
         cells.append(
             [
                 str(row.rank),
@@ -53,19 +58,30 @@ def _table(rows: list["LeaderboardRow"], confidence: float) -> Table:
                 row.commit[:8] if row.commit else "–",
             ]
         )
-    for index, header in enumerate(COLUMNS):
+    widths = {
+        header: max([len(header), *(len(cell[index]) for cell in cells)])
+        for index, header in enumerate(COLUMNS)
+        if header != "experiment"
+    }
+    shown = list(COLUMNS)
+    # each column costs its width plus 3 for its border and padding
+    for header in DROPPABLE:
+        needed = EXPERIMENT_WIDTH + 4 + sum(widths[h] + 3 for h in shown if h != "experiment")
+        if needed <= width:
+            break
+        shown.remove(header)
+    for header in shown:
         if header == "experiment":
-            table.add_column(header, justify="left", overflow="fold", min_width=22, ratio=1)
-            continue
-        widest = max([len(header), *(len(cell[index]) for cell in cells)])
-        table.add_column(
-            header,
-            justify="left" if header in ("verdict", "commit") else "right",
-            no_wrap=True,
-            min_width=widest,
-        )
+            table.add_column(
+                header, justify="left", overflow="fold", min_width=EXPERIMENT_WIDTH, ratio=1
+            )
+        else:
+            justify = "left" if header in ("verdict", "commit") else "right"
+            table.add_column(header, justify=justify, no_wrap=True, min_width=widths[header])
     for cell in cells:
-        table.add_row(*cell)
+        table.add_row(
+            *(value for header, value in zip(COLUMNS, cell, strict=True) if header in shown)
+        )
     return table
 
 
@@ -126,7 +142,7 @@ def status(
         f"[bold]{settings.research.question}[/]  (objective: {settings.research.objective})"
     )
     if rows:
-        console.print(_table(rows, settings.research.confidence))
+        console.print(_table(rows, settings.research.confidence, console.width))
     else:
         console.print(
             "No experiments yet: run [bold]vibe-research continue[/] to measure the baseline."
