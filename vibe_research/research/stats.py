@@ -124,6 +124,11 @@ def _direction(low: float, high: float, lower_is_better: bool) -> Verdict:
     return "inconclusive"
 
 
+def percent(level: float) -> str:
+    """0.95 -> "95%", 0.975 -> "97.5%"."""
+    return f"{level * 100:.1f}".rstrip("0").rstrip(".") + "%"
+
+
 def p_text(p_value: float | None) -> str:
     if p_value is None:
         return "p n/a"
@@ -140,7 +145,7 @@ def describe(difference: Difference) -> str:
         )
     if difference.low is None or difference.high is None:
         return f"{difference.metric} {difference.diff:+.4f} (no interval: every seed gave the same value, {sizes})"
-    level = f"{difference.confidence:.0%}"
+    level = percent(difference.confidence)
     return (
         f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
         f"({difference.test}, {sizes}, {p_text(difference.p_value)})"
@@ -175,6 +180,8 @@ def combine(objective: Objective, bpb: Difference | None, judge: Difference | No
     else:
         verdict = "inconclusive"
     detail = "; ".join(describe(d) for d in present)
+    if len(present) == 2 and all(d.test for d in present):
+        detail += f" (each test at {percent(present[0].confidence)}: Bonferroni for two metrics)"
     note = f" ({' and '.join(missing)} not measured)" if missing else ""
     mixed = " (better on one metric, worse on the other)" if verdicts >= {"better", "worse"} else ""
     rerun = "; run more seeds to decide" if verdict == "indicative" else ""
@@ -195,15 +202,24 @@ def compare(
     best_judge: Sequence[float] = (),
     confidence: float = 0.95,
 ) -> Comparison:
-    """Verdict of a candidate's seeds against the best's: bpb lower is better, judge higher."""
+    """Verdict of a candidate's seeds against the best's: bpb lower is better, judge higher.
+
+    Under `both` two tests decide, and either could claim a difference by chance: each runs at
+    1 - (1 - confidence) / 2 (Bonferroni), so the verdict as a whole errs no more often than one
+    test at `confidence` would.
+    """
+    tested = [bool(candidate_bpb and best_bpb), bool(candidate_judge and best_judge)]
+    level = confidence
+    if objective == "both" and all(tested):
+        level = 1 - (1 - confidence) / 2
     bpb = (
-        welch("bpb", candidate_bpb, best_bpb, lower_is_better=True, confidence=confidence)
-        if candidate_bpb and best_bpb
+        welch("bpb", candidate_bpb, best_bpb, lower_is_better=True, confidence=level)
+        if tested[0]
         else None
     )
     judge = (
-        welch("judge", candidate_judge, best_judge, lower_is_better=False, confidence=confidence)
-        if candidate_judge and best_judge
+        welch("judge", candidate_judge, best_judge, lower_is_better=False, confidence=level)
+        if tested[1]
         else None
     )
     return combine(objective, bpb, judge)
