@@ -28,6 +28,7 @@ from vibe_research.research.stats import (
     describe,
     describe_gain,
     p_text,
+    percent,
     summarize,
 )
 
@@ -168,8 +169,8 @@ def _difference_line(difference: Difference | None, unit: str) -> str:
     if difference.low is None or difference.high is None:
         return f"- {unit}: {describe(difference)} → {difference.verdict}"
     return (
-        f"- {unit}: {difference.diff:+.4f}, {difference.confidence:.0%} interval "
-        f"[{difference.low:+.4f}, {difference.high:+.4f}], Welch t-test, n={difference.n_candidate} vs "
+        f"- {unit}: {difference.diff:+.4f}, {percent(difference.confidence)} interval "
+        f"[{difference.low:+.4f}, {difference.high:+.4f}], {difference.test}, n={difference.n_candidate} vs "
         f"{difference.n_best}, {p_text(difference.p_value)} → {difference.verdict}"
     )
 
