@@ -12,6 +12,7 @@ from vibe_research.llm.schemas import Edit, Proposal, RunRequest
 from vibe_research.research import gitops
 from vibe_research.research.judge.cache import JudgeCache
 from vibe_research.research.judge.heuristic import HeuristicJudge
+from vibe_research.research.loop.drift import batch_name, drift
 from vibe_research.research.loop.env import Env
 from vibe_research.research.loop.recovery import recover, save_pending
 from vibe_research.research.loop.runs import missing_runs
@@ -21,7 +22,8 @@ from vibe_research.research.propose.apply import tokenizer_problem
 from vibe_research.research.propose.edits import apply_edits
 from vibe_research.research.settings import SessionSettings, Settings
 from vibe_research.research.state import ledger as L
-from vibe_research.research.state.experiments import rebuild_state
+from vibe_research.research.state.experiments import compare_with_best, rebuild_state
+from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.executor import LocalExecutor
 from vibe_research.sandbox.policy import SandboxPolicy
 
@@ -201,3 +203,42 @@ def test_an_unrecorded_proposal_commit_is_reverted_and_the_researchers_commit_ke
     history = gitops.open_repo(root).git.log("--format=%H", f"{start}..HEAD").split()
     assert proposal in history and researcher in history and len(history) == 3
     assert gitops.proposal_commits_since(root, researcher) == []
+
+
+def _calibrated(
+    exp: str, run: str, seed: int, bpb: float, gflops: float, batch: str | None = None
+) -> list[L.Record]:
+    return [
+        L.RunStartRecord(experiment=exp, run=run, seed=seed, budget_s=5, batch=batch),
+        L.RunEndRecord(
+            experiment=exp, run=run, outcome="ok", calibration=Calibration(gflops=gflops, threads=2)
+        ),
+        L.EvaluationRecord(experiment=exp, run=run, bpb=bpb, perplexity=3.0, tokenizer="bytes"),
+    ]
+
+
+def test_sides_at_different_machine_speeds_are_flagged_and_compared_on_their_side_by_side_batch() -> (
+    None
+):
+    records = [
+        _proposal(BASELINE, source="baseline", commit="c0"),
+        *_calibrated(BASELINE, "b0", 0, 1.30, 34.0),
+        *_calibrated(BASELINE, "b1", 1, 1.31, 33.6),
+        L.DecisionRecord(experiment=BASELINE, verdict="baseline", kept=True),
+        _proposal(WIDER, commit="p1"),
+        # the candidate ran beside a CPU hog: slower machine, fewer tokens, worse bpb
+        *_calibrated(WIDER, "w0", 0, 1.36, 22.0),
+        *_calibrated(WIDER, "w1", 1, 1.37, 23.5),
+    ]
+    state = rebuild_state(records)
+    ratio = drift(state.experiments[WIDER], state.experiments[BASELINE])
+    assert ratio == pytest.approx(22.75 / 33.8, rel=1e-6)
+    assert compare_with_best(state, WIDER, "bpb").verdict == "worse"
+    batch = batch_name(WIDER)
+    for seed in (0, 1):  # alternating, on a quiet machine again
+        records += _calibrated(BASELINE, f"rb{seed}", seed, 1.305 + seed * 0.004, 34.1, batch)
+        records += _calibrated(WIDER, f"rw{seed}", seed, 1.300 + seed * 0.005, 34.0, batch)
+    state = rebuild_state(records)
+    paired = compare_with_best(state, WIDER, "bpb", batch=batch)
+    assert paired.verdict == "inconclusive" and paired.bpb.n_candidate == paired.bpb.n_best == 2
+    assert state.experiments[WIDER].batches == {batch}

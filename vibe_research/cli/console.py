@@ -55,6 +55,8 @@ class ConsoleUI:
             )
             if decision.verdict == "indicative":
                 print_(INDICATIVE, style="yellow", highlight=False)
+            if decision.drift:
+                print_(f"machine speed: {escape(decision.drift)}", style="yellow", highlight=False)
             if decision.gain is not None:
                 print_(f"where it came from: {describe_gain(decision.gain)}", highlight=False)
         if experiment.overhead:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibe_research.lm.evaluate import EvalResult
+from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.probe import ProtectionReport
 
@@ -60,6 +61,7 @@ class RunResult(BaseModel):
     ended: datetime
     duration_s: float
     evaluation: EvalResult | None = None
+    calibration: Calibration | None = None  # the machine's speed around the run (runs/calibrate.py)
     sandbox: ProtectionReport
     lm_fingerprint: str
     python: str

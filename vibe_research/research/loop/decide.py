@@ -7,6 +7,7 @@ import logging
 
 from vibe_research.research import gitops
 from vibe_research.research.judge.scoring import pairwise, score_samples
+from vibe_research.research.loop.drift import batch_name
 from vibe_research.research.loop.env import Env
 from vibe_research.research.state.experiments import (
     ExperimentState,
@@ -85,13 +86,18 @@ def _judge_run(
 
 
 def decide(
-    env: Env, experiment_id: str, override: bool | None = None, failure: str | None = None
+    env: Env,
+    experiment_id: str,
+    override: bool | None = None,
+    failure: str | None = None,
+    drift: str = "",
 ) -> DecisionRecord:
     """Decide `experiment_id`, make the code match, and record the decision.
 
     `failure` says why it could not be measured at all (a proposal that did not apply or smoke-run,
     an LLM that gave no proposal); `override` True/False is the researcher's keep or discard, which
-    keeps the verdict already reached and changes only what is done about it.
+    keeps the verdict already reached and changes only what is done about it. `drift` says the
+    sides ran at different machine speeds (loop/drift.py) and what was done about it.
     """
     state = env.state()
     experiment = state.experiments[experiment_id]
@@ -99,7 +105,7 @@ def decide(
         if override is not None and experiment.decision is not None:
             earlier = experiment.decision
             verdict, comparison, reason = earlier.verdict, earlier.comparison, earlier.reason
-            against, gain = earlier.against, earlier.gain
+            against, gain, drift = earlier.against, earlier.gain, earlier.drift
         else:
             reference = state.reference(experiment_id)
             against = reference.id if reference else None
@@ -115,6 +121,7 @@ def decide(
             against=against,
             comparison=comparison,
             gain=gain,
+            drift=drift,
             reason=reason,
             commit=commit,
             tag=tag,
@@ -134,12 +141,14 @@ def _verdict(
         return "failed", None, _failure_reason(experiment)
     if proposal is not None and proposal.source == "baseline":
         return "baseline", None, "the baseline every later experiment is compared with"
+    batch = batch_name(experiment.id)
     comparison = compare_with_best(
         state,
         experiment.id,
         env.settings.research.objective,
         env.settings.research.confidence,
         judge=judge_identity_of(env),
+        batch=batch if batch in experiment.batches else None,
     )
     if comparison is None:
         return "better", None, "no measured best to compare with: this becomes the best"

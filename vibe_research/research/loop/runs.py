@@ -7,6 +7,7 @@ found in their run folders (adopt_finished) or run again (missing_runs).
 """
 
 import logging
+from pathlib import Path
 
 from vibe_research.lm.caches import caches_ready, prepare_caches
 from vibe_research.research.loop.env import Env
@@ -29,11 +30,17 @@ log = logging.getLogger(__name__)
 
 
 def make_specs(
-    env: Env, prefix: str, entry: str, planned: list[PlannedRun], samples: int | None = None
+    env: Env,
+    prefix: str,
+    entry: str,
+    planned: list[PlannedRun],
+    samples: int | None = None,
+    workspace: Path | None = None,
 ) -> list[RunSpec]:
-    """One spec per planned run, named after `prefix` (the experiment's number, or `smoke`)."""
+    """One spec per planned run, named after `prefix` (the experiment's number, or `smoke`);
+    `workspace` is where its code is (default: the workspace, as it stands)."""
     return plan_runs(
-        env.root,
+        workspace or env.root,
         env.workspace.runs,
         env.workspace.cache,
         entry,
@@ -95,12 +102,19 @@ def smoke(env: Env, entry: str, run: PlannedRun) -> str | None:
 
 
 def run_planned(
-    env: Env, experiment: str, entry: str, planned: list[PlannedRun], commit: str | None
+    env: Env,
+    experiment: str,
+    entry: str,
+    planned: list[PlannedRun],
+    commit: str | None,
+    batch: str | None = None,
+    workspace: Path | None = None,
 ) -> None:
-    """Run `planned` runs of `entry` for `experiment`; Ctrl-C raises KeyboardInterrupt once what
-    finished is recorded."""
+    """Run `planned` runs of `entry` for `experiment` (from the code in `workspace`, default the
+    workspace itself); Ctrl-C raises KeyboardInterrupt once what finished is recorded."""
+    prefix = experiment.split("-", 1)[0]
     with env.watch.phase("data"):
-        specs = with_tokens(env, make_specs(env, experiment.split("-", 1)[0], entry, planned))
+        specs = with_tokens(env, make_specs(env, prefix, entry, planned, workspace=workspace))
     for spec in specs:
         env.record(
             RunStartRecord(
@@ -110,6 +124,7 @@ def run_planned(
                 overrides=spec.overrides,
                 budget_s=spec.budget_s,
                 commit=commit,
+                batch=batch,
             )
         )
     with env.watch.phase("runs"), env.ui.progress(specs) as on_event:
@@ -138,6 +153,7 @@ def record_result(env: Env, experiment: str, result: RunResult) -> None:
             log_tail=result.log_tail if result.outcome != "ok" else "",
             lm_fingerprint=result.lm_fingerprint,
             versions={"python": result.python, **({"torch": result.torch} if result.torch else {})},
+            calibration=result.calibration,
         )
     )
     evaluation = result.evaluation

@@ -26,6 +26,7 @@ from vibe_research.llm.schemas import Proposal, Suggestion
 from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
 from vibe_research.research.loop.decide import decide, judge_runs
+from vibe_research.research.loop.drift import batch_name, drift, rerun_beside, rerunnable, speed
 from vibe_research.research.loop.env import Env, Stopwatch
 from vibe_research.research.loop.recovery import clear_pending, recover, save_pending
 from vibe_research.research.loop.runs import adopt_finished, missing_runs, run_planned, smoke
@@ -398,6 +399,7 @@ def finish(env: Env, exp: str) -> None:
     assert proposal is not None
     if todo := missing_runs(experiment):
         run_planned(env, exp, proposal.entry, todo, proposal.commit)
+    machine = check_drift(env, exp)
     state = env.state()
     try:
         judge_runs(env, state.experiments[exp], state.reference(exp))
@@ -409,7 +411,37 @@ def finish(env: Env, exp: str) -> None:
             f"[{exp}] the judge failed ({failed}): its runs are recorded; the next turn judges them"
         )
         return
-    decide(env, exp)
+    decide(env, exp, drift=machine)
+
+
+def check_drift(env: Env, exp: str) -> str:
+    """When the candidate's runs and its reference's ran at different machine speeds, run both
+    again side by side (loop/drift.py); what the page should say about it, or ""."""
+    state = env.state()
+    candidate, reference = state.experiments[exp], state.reference(exp)
+    if reference is None or batch_name(exp) in candidate.batches:
+        return ""
+    ratio = drift(candidate, reference)
+    if ratio is None:
+        return ""
+    said = (
+        f"its runs ran at {ratio:.0%} of the machine speed of {reference.id}'s "
+        f"({speed(candidate.chosen_runs):.1f} against {speed(reference.chosen_runs):.1f} GFLOP/s in the "
+        "calibration before each run)"
+    )
+    if not rerunnable(reference, candidate):
+        return (
+            said
+            + "; not rerun (the reference has no code of its own to check out): the verdict may measure the machine"
+        )
+    rerun_beside(env, candidate, reference)
+    rerun = env.state()
+    return (
+        said + f"; both were run again side by side, alternating (calibration "
+        f"{speed(rerun.experiments[exp].runs_of(batch_name(exp))):.1f} against "
+        f"{speed(rerun.experiments[reference.id].runs_of(batch_name(exp))):.1f} GFLOP/s), "
+        "and the verdict compares those runs"
+    )
 
 
 # ----- suggest and record ---------------------------------------------------------------------

@@ -230,6 +230,8 @@ def _statistics_block(state: ResearchState, experiment: ExperimentState, confide
             decision.comparison,
             f"Against the best at the time, {page_link(decision.against, from_readme=False)}",
         )
+        if decision.drift:
+            lines += ["", f"Machine speed: {decision.drift}."]
         if decision.gain is not None:
             lines += [
                 "",

@@ -209,10 +209,20 @@ class ExperimentState:
     def judge_scores(self) -> list[float]:
         return self.judge_scores_by(self.judge_identity) if self.judge_identity else []
 
-    def judge_scores_by(self, identity: str) -> list[float]:
+    def runs_of(self, batch: str | None) -> list[RunState]:
+        """The chosen runs, or those of one side-by-side batch of them (drift guard)."""
+        return [
+            r for r in self.chosen_runs if batch is None or (r.start and r.start.batch == batch)
+        ]
+
+    @property
+    def batches(self) -> set[str]:
+        return {r.start.batch for r in self.runs.values() if r.start and r.start.batch}
+
+    def judge_scores_by(self, identity: str, batch: str | None = None) -> list[float]:
         """The chosen runs' mean rubric scores by one judge: the values a comparison uses."""
         scores = []
-        for run in self.chosen_runs:
+        for run in self.runs_of(batch):
             judgement = run.judgement_by(identity)
             if judgement and judgement.scores:
                 scores.append(judgement.overall)
@@ -372,20 +382,26 @@ def compare_with_best(
     objective: Objective,
     confidence: float = 0.95,
     judge: str | None = None,
+    batch: str | None = None,
 ) -> Comparison | None:
     """The experiment's seeds against its reference's (see ResearchState.reference); None without
-    one. Judge scores compare within one judge identity, `judge` (default: the candidate's)."""
+    one. Judge scores compare within one judge identity, `judge` (default: the candidate's); with
+    `batch`, only the runs of that side-by-side batch count, on both sides."""
     reference = state.reference(experiment)
     if reference is None:
         return None
     candidate = state.experiments[experiment]
     identity = judge or candidate.judge_identity
+
+    def bpbs(side: ExperimentState) -> list[float]:
+        return [run.evaluation.bpb for run in side.runs_of(batch) if run.evaluation]
+
     return compare(
         objective,
-        candidate.bpbs,
-        reference.bpbs,
-        candidate.judge_scores_by(identity) if identity else [],
-        reference.judge_scores_by(identity) if identity else [],
+        bpbs(candidate),
+        bpbs(reference),
+        candidate.judge_scores_by(identity, batch) if identity else [],
+        reference.judge_scores_by(identity, batch) if identity else [],
         confidence,
     )
 

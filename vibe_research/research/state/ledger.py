@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from vibe_research.llm.schemas import Suggestion
 from vibe_research.lm.errors import UserError, validation_error_line
 from vibe_research.research.stats import Comparison, GainSplit
+from vibe_research.runs.calibrate import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ class RunStartRecord(_Record):
     overrides: dict[str, str] = Field(default_factory=dict)
     budget_s: float
     commit: str | None = None
+    batch: str | None = Field(
+        default=None,
+        description="runs of a candidate and its reference taken side by side, alternating, "
+        "after their machine speeds differed: the comparison uses these on both sides",
+    )
 
 
 class LossPoint(BaseModel):
@@ -108,6 +114,9 @@ class RunEndRecord(_Record):
     )
     versions: dict[str, str] = Field(
         default_factory=dict, description="python, torch, ... the run used"
+    )
+    calibration: Calibration | None = Field(
+        default=None, description="the machine's speed and load around the run"
     )
 
 
@@ -212,6 +221,9 @@ class DecisionRecord(_Record):
     comparison: Comparison | None = None
     gain: GainSplit | None = Field(
         default=None, description="where the bpb difference came from: tokens seen or learning"
+    )
+    drift: str = Field(
+        default="", description="the two sides ran at different machine speeds, and what was done"
     )
     reason: str = ""
     commit: str | None = Field(default=None, description="the keep or revert commit")

@@ -1,0 +1,55 @@
+"""How fast the machine is right now: a fixed micro-benchmark each run takes before it trains,
+outside its budget, in its own sandboxed process with the run's thread settings.
+
+A wall-clock budget turns machine load into bpb (a browser, thermal throttling, another job),
+so every run records this score and the load average at its start and end; two sides of one
+comparison taken at different speeds are flagged and rerun side by side (research/loop).
+
+    python -m vibe_research.runs.calibrate      prints one Calibration JSON line
+
+The benchmark is the same code on every run: fp32 matrix products of a fixed size, as many as
+fit in MEASURE_S after a warm-up, counted as GFLOP/s.
+"""
+
+import json
+import sys
+import time
+
+from pydantic import BaseModel, Field
+
+CALIBRATION_VERSION = 1
+SIZE = 512  # n of the n x n matrix product: big enough for BLAS to use every thread
+WARMUP = 5
+MEASURE_S = 1.0
+
+
+class Calibration(BaseModel):
+    v: int = CALIBRATION_VERSION
+    gflops: float = Field(description="fp32 matrix products per second, in GFLOP/s")
+    threads: int
+    load_start: float | None = Field(default=None, description="1-minute load average at start")
+    load_end: float | None = Field(default=None, description="1-minute load average at the end")
+
+
+def measure() -> Calibration:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(SIZE, SIZE, generator=generator)
+    b = torch.randn(SIZE, SIZE, generator=generator)
+    for _ in range(WARMUP):
+        torch.mm(a, b)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < MEASURE_S:
+        torch.mm(a, b)
+        count += 1
+    return Calibration(gflops=2 * SIZE**3 * count / elapsed / 1e9, threads=torch.get_num_threads())
+
+
+def main() -> int:
+    print(json.dumps(measure().model_dump(exclude_none=True)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
