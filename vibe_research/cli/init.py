@@ -61,7 +61,7 @@ def _settings_text(template: Path, data: Path | None) -> str:
         + "\n".join(
             line
             for line in tail.splitlines()
-            if not line.startswith(("source =", "train =", "# valid ="))
+            if not line.startswith(("source =", "train =", "# valid =", "# test ="))
         )
         + "\n"
     )
