@@ -14,6 +14,8 @@ from vibe_research.research.notes.render import (
     render_from_ledger,
     render_notes,
 )
+from vibe_research.research.propose.context import proposal_context
+from vibe_research.research.settings import Settings
 from vibe_research.research.state import ledger as L
 from vibe_research.research.state.experiments import rebuild_state
 from vibe_research.research.workspace import Workspace
@@ -196,3 +198,29 @@ def test_an_undecided_experiment_shows_how_it_stands_against_the_best(
     assert "Not decided yet; so far, against [0001-wider-model](0001-wider-model.md)" in page
     assert "1 run(s) were interrupted; `vibe-research continue` offers to rerun them" in page
     assert "interrupted" in (workspace.notes / "README.md").read_text()
+
+
+def test_the_sealed_test_number_is_shown_to_people_and_never_to_the_llm(
+    tmp_path: Path, records: list[L.Record]
+) -> None:
+    best = rebuild_state(records).best_experiment
+    sealed = [
+        L.SealedScoreRecord(
+            experiment=best.id,
+            run=run.run,
+            bpb=1.2311 + 0.001 * i,
+            perplexity=9.7,
+            tokens=40_000,
+            source="test.txt",
+        )
+        for i, run in enumerate(best.chosen_runs)
+    ]
+    workspace = Workspace(tmp_path)
+    (tmp_path / "experiments").mkdir()
+    render_notes(workspace, rebuild_state([*records, *sealed]), "Which model?")
+    readme = (workspace.notes / "README.md").read_text(encoding="utf-8")
+    assert "sealed test split" in readme and "1.2321" in readme and "test bpb (gap)" in readme
+    assert "+0.0271 from valid" in readme  # test 1.2321 against valid 1.2050: the gap
+    context = proposal_context(workspace, Settings(), history=[])
+    prompt = "\n".join(message["content"] for message in context.messages)
+    assert "1.2321" not in prompt and "1.231" not in prompt and "(sealed)" in prompt

@@ -3,6 +3,14 @@
 from vibe_research.research.state.experiments import ExperimentState
 from vibe_research.research.stats import Summary
 
+SEALED_OPEN, SEALED_CLOSE = "<!-- sealed -->", "<!-- /sealed -->"
+
+
+def sealed(text: str) -> str:
+    """Text that only people read: a number of the sealed test split. Prompts built from the notes
+    replace it (propose/context.py), so no LLM ever sees how a model did on test."""
+    return f"{SEALED_OPEN}{text}{SEALED_CLOSE}"
+
 
 def cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")

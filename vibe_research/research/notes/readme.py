@@ -5,12 +5,14 @@ from vibe_research.research.notes.markdown import (
     interval,
     num,
     page_link,
+    sealed,
     short_commit,
     table,
     verdict_word,
 )
 from vibe_research.research.state.experiments import (
     ExperimentState,
+    LeaderboardRow,
     ResearchState,
     leaderboard,
     setting_pairs,
@@ -38,6 +40,7 @@ def _best_block(state: ResearchState, confidence: float) -> str:
             if row.runs > 1
             else "(one run)"
         ),
+        *_sealed_lines(best, row),
         f"- perplexity: {num(sum(perplexities) / len(perplexities), 2) if perplexities else '–'}"
         + (f" per {', '.join(tokenizers)} token" if tokenizers else ""),
         f"- judge score: {interval(row.judge, 2)} (1 to 10)",
@@ -64,6 +67,18 @@ def _best_block(state: ResearchState, confidence: float) -> str:
     return "\n".join(lines)
 
 
+def _sealed_lines(best: ExperimentState, row: LeaderboardRow) -> list[str]:
+    """The sealed test split's number of the best beside its valid one, and the gap: how much
+    the choices made on valid flattered it."""
+    if row.test_bpb is None or row.bpb is None:
+        return []
+    gap = row.test_bpb.mean - row.bpb.mean
+    return [
+        "- sealed test split (scored once, when it became the best; never shown to the LLM): "
+        + sealed(f"**{interval(row.test_bpb, 4)}** bpb, {gap:+.4f} from valid")
+    ]
+
+
 def _overrides(experiment: ExperimentState) -> str:
     """The overrides the best's numbers were measured with (a sweep's chosen setting)."""
     runs = experiment.chosen_runs
@@ -71,16 +86,24 @@ def _overrides(experiment: ExperimentState) -> str:
     return ", ".join(f"`{pair}`" for pair in setting_pairs(start.overrides)) if start else ""
 
 
+def _test_cell(row: LeaderboardRow) -> str:
+    if row.test_bpb is None or row.bpb is None:
+        return "–"
+    return f"{row.test_bpb.mean:.4f} ({row.test_bpb.mean - row.bpb.mean:+.4f})"
+
+
 def _leaderboard_block(state: ResearchState, confidence: float) -> str:
     rows = leaderboard(state, confidence)
     if not rows:
         return "_Nothing measured yet._"
+    tested = any(row.test_bpb for row in rows)
     body = [
         [
             str(row.rank),
             ("★ " if row.best else "") + page_link(row.experiment),
             row.title + (f" (best: `{row.setting}`)" if row.setting else ""),
             interval(row.bpb, 4),
+            *([sealed(_test_cell(row))] if tested else []),
             interval(row.judge, 2),
             f"{row.win_rate:.0%}" if row.win_rate is not None else "–",
             str(row.runs),
@@ -95,6 +118,7 @@ def _leaderboard_block(state: ResearchState, confidence: float) -> str:
             "experiment",
             "title",
             f"bpb ({level})",
+            *(["test bpb (gap)"] if tested else []),
             f"judge ({level})",
             "win rate",
             "seeds",

@@ -18,6 +18,7 @@ from vibe_research.llm.prompts import render
 from vibe_research.llm.schemas import Suggestion, Tried
 from vibe_research.llm.tokens import count_message_tokens
 from vibe_research.lm.errors import UserError
+from vibe_research.research.notes.markdown import SEALED_CLOSE, SEALED_OPEN
 from vibe_research.research.settings import Settings
 from vibe_research.research.state.experiments import ResearchState
 from vibe_research.research.stats import describe_gain
@@ -272,9 +273,14 @@ def _recent_pages(folder: Path) -> list[tuple[str, str]]:
     return [(page.name, text) for page in pages if (text := _read(page)) is not None]
 
 
+_SEALED = re.compile(re.escape(SEALED_OPEN) + ".*?" + re.escape(SEALED_CLOSE), re.DOTALL)
+
+
 def _read(path: Path) -> str | None:
+    """A file as the prompt quotes it: numbers of the sealed test split replaced, so the LLM never
+    sees them (notes/markdown.sealed marks them)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return _SEALED.sub("(sealed)", path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except UnicodeDecodeError:

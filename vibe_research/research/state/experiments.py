@@ -23,6 +23,7 @@ from vibe_research.research.state.ledger import (
     Record,
     RunEndRecord,
     RunStartRecord,
+    SealedScoreRecord,
     SessionRecord,
     SuggestionsRecord,
 )
@@ -54,6 +55,9 @@ class RunState:
     start: RunStartRecord | None = None
     end: RunEndRecord | None = None
     evaluation: EvaluationRecord | None = None
+    test: SealedScoreRecord | None = (
+        None  # the sealed test split, scored once if it became the best
+    )
     judgements: list[JudgementRecord] = field(default_factory=list)  # one per judge identity
 
     @property
@@ -200,6 +204,11 @@ class ExperimentState:
         return [run.evaluation.bpb for run in self.chosen_runs if run.evaluation]
 
     @property
+    def test_bpbs(self) -> list[float]:
+        """The chosen runs' bpb on the sealed test split, where they were scored on it."""
+        return [run.test.bpb for run in self.chosen_runs if run.test]
+
+    @property
     def judge_identity(self) -> str | None:
         """The judge of the latest judgement of the chosen runs: whose scores the experiment shows."""
         judged = [run.judgement for run in self.chosen_runs if run.judgement]
@@ -306,6 +315,8 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
             _run(experiment, record.run).end = record
         case EvaluationRecord():
             _run(experiment, record.run).evaluation = record
+        case SealedScoreRecord():
+            _run(experiment, record.run).test = record
         case JudgementRecord():
             run = _run(experiment, record.run)
             run.judgements = [j for j in run.judgements if j.identity != record.identity]
@@ -417,6 +428,7 @@ class LeaderboardRow(BaseModel):
     )
     runs: int
     bpb: Summary | None
+    test_bpb: Summary | None = Field(default=None, description="sealed test split, if scored")
     judge: Summary | None
     win_rate: float | None
     verdict: str | None
@@ -444,6 +456,9 @@ def leaderboard(state: ResearchState, confidence: float = 0.95) -> list[Leaderbo
                 setting=(experiment.chosen or "") if experiment.is_sweep else "",
                 runs=len(bpbs),
                 bpb=summarize(bpbs, confidence) if bpbs else None,
+                test_bpb=summarize(experiment.test_bpbs, confidence)
+                if experiment.test_bpbs
+                else None,
                 judge=summarize(judges, confidence) if judges else None,
                 win_rate=sum(pairwise) / len(pairwise) if pairwise else None,
                 verdict=decision.verdict if decision else None,

@@ -156,6 +156,18 @@ class EvaluationRecord(_Record):
     samples: list[Sample] = Field(default_factory=list)
 
 
+class SealedScoreRecord(_Record):
+    """A run scored once on the sealed test split, when its experiment became the best. Nothing
+    chooses by it and no prompt quotes it: it measures how optimistic the valid number became."""
+
+    kind: Literal["test"] = "test"
+    run: str
+    bpb: float
+    perplexity: float
+    tokens: int
+    source: str = Field(description="the test split's source, as the evaluator read it")
+
+
 class SampleScore(BaseModel):
     """The TinyStories rubric for one sample, 1 to 10 each."""
 
@@ -288,6 +300,7 @@ Record = Annotated[
     | RunStartRecord
     | RunEndRecord
     | EvaluationRecord
+    | SealedScoreRecord
     | JudgementRecord
     | DecisionRecord
     | SuggestionsRecord
