@@ -33,10 +33,10 @@ from vibe_research.lm import atomic
 from vibe_research.lm.entry import ModelRejected
 from vibe_research.lm.entry import load_model as load_entry
 from vibe_research.lm.errors import UserError, validation_error_line
-from vibe_research.lm.evaluate import story_windows
 from vibe_research.lm.events import emit
 from vibe_research.lm.experiment import Experiment, parse_args
 from vibe_research.lm.ngram import MAX_ORDER, KneserNey
+from vibe_research.lm.scoring import story_windows
 from vibe_research.lm.tokens import open_split
 
 CONFIG = {
