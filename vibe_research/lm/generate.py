@@ -136,12 +136,9 @@ def sample(
     samples: list[Sample] = []
     spots: list[Spot] = []
     for prompt, seed, sequence in zip(prompts, seeds, beginnings, strict=True):
-        steps = set(rng.choice(max_tokens, size=min(SPOT_STEPS, max_tokens), replace=False))
         with source.session() as session:
             story = Continuation(session, reader, checks.incremental, sequence, spots)
-            samples.append(
-                story.run(prompt, seed, tokenizer, temperature, top_k, max_tokens, steps)
-            )
+            samples.append(story.run(prompt, seed, tokenizer, temperature, top_k, max_tokens, rng))
     checks.steps_checked, checks.max_step_change = spot_check(source, spots, reader)
     return Sampling(samples, checks)
 
@@ -181,19 +178,26 @@ class Continuation:
         temperature: float,
         top_k: int | None,
         max_tokens: int,
-        checked_steps: set[int],
+        checks_rng: np.random.Generator,
     ) -> Sample:
+        """Sample until eot or max_tokens; SPOT_STEPS of the steps taken, drawn uniformly with
+        `checks_rng` (a reservoir: which ones is known only once the sample is done), go to the
+        spot checks."""
         generator = np.random.default_rng(seed)
         start, finished = len(self.sequence), False
+        kept: list[Spot] = []
         for step in range(max_tokens):
             distribution = self.next_distribution(step == 0 or len(self.sequence) > self.context)
-            if step in checked_steps:
-                self.spots.append(Spot(self.sequence[-self.context :], distribution))
+            if len(kept) < SPOT_STEPS:
+                kept.append(Spot(self.sequence[-self.context :], distribution))
+            elif (slot := int(checks_rng.integers(step + 1))) < SPOT_STEPS:
+                kept[slot] = Spot(self.sequence[-self.context :], distribution)
             token = pick(distribution, generator, temperature, top_k)
             self.sequence.append(token)
             if token == tokenizer.eot:
                 finished = True
                 break
+        self.spots.extend(kept)
         generated = self.sequence[start:]
         continuation = tokenizer.decode(generated[:-1] if finished else generated)
         return Sample(

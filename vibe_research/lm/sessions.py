@@ -200,7 +200,7 @@ class ModelProcess:
             theirs.close()
         if not isinstance(opened, Opened):
             raise ModelRejected(f"the model process answered open with {opened.kind}")
-        session = ProcessSession(self, ours)
+        session = ProcessSession(self, ours, opened.pid)
         try:
             session.start()
         except ModelRejected:
@@ -243,8 +243,8 @@ class ModelProcess:
 class ProcessSession:
     """One session: a socket to its own fresh process and the buffer its answers land in."""
 
-    def __init__(self, process: ModelProcess, sock: socket.socket) -> None:
-        self.process, self.sock = process, sock
+    def __init__(self, process: ModelProcess, sock: socket.socket, pid: int) -> None:
+        self.process, self.sock, self.pid = process, sock, pid  # pid: the session's own process
         self.buffer: mmap.mmap | None = None
         self.closed = False
 
