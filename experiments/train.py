@@ -243,9 +243,13 @@ class GPT(nn.Module):
         return self.head(self.features(tokens))
 
     @torch.no_grad()
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token log-probabilities [B, T, V] in fp32 for tokens [B, T] (T <= context_length)."""
-        return F.log_softmax(self(tokens).float(), dim=-1)
+    def logprobs(self, tokens: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token log-probabilities [B, T, V] in fp32 for tokens [B, T] (T <= context_length);
+        written into `out` (the evaluator's answer buffer) when given and on this device."""
+        logits = self(tokens).float()
+        if out is not None and out.device == logits.device:
+            return torch.log_softmax(logits, dim=-1, out=out)
+        return F.log_softmax(logits, dim=-1)
 
     def decoder(self) -> "KVDecoder":
         """A fresh sequence to decode token by token (the ModelAPI's optional incremental step)."""

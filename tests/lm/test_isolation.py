@@ -136,6 +136,18 @@ def test_broken_answers_are_rejected_with_a_reason(
     assert not result.ok and reason in result.reason, result.reason
 
 
+def test_an_answer_rewritten_while_the_scorer_reads_it_is_rejected(
+    bytes_cache: Path, tmp_path: Path
+) -> None:
+    """Whichever version of each value the scorer happens to see, it never scores one the
+    normalisation check did not sum."""
+    result = through_the_model_process("scribbles.py", bytes_cache, run_folder(tmp_path))
+    assert not result.ok, result.bpb
+    assert "changed its answer while it was read" in result.reason or result.reason.startswith(
+        "not normalised"
+    ), result.reason
+
+
 def test_a_model_that_never_answers_is_rejected_at_the_deadline(
     bytes_cache: Path, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ Everything after `load_model` is under the experiment's control and trusted for 
 scorer checks every answer it receives. Errors the model raises are sent as `Failed`.
 """
 
+import inspect
 import logging
 import mmap
 import os
@@ -62,6 +63,7 @@ def answer(sock: socket.socket, entry: Path, run_dir: Path) -> None:
     )
     answers: mmap.mmap | None = None
     decoder = None
+    takes_out = "out" in inspect.signature(model.logprobs).parameters
     while True:
         try:
             message, payload, fds = receive(sock, TO_SESSION, None, MAX_REQUEST_BYTES, max_fds=1)
@@ -76,9 +78,7 @@ def answer(sock: socket.socket, entry: Path, run_dir: Path) -> None:
                 raise ModelRejected("a request came before the answer buffer")
             if isinstance(message, Logprobs):
                 tokens, lengths = arrays([message.tokens, message.lengths], payload)
-                with torch.inference_mode():
-                    out = call_logprobs(model, torch.from_numpy(tokens))
-                spec = _write_windows(answers, out, lengths, message.last_only)
+                spec = _logprobs(model, answers, tokens, lengths, message.last_only, takes_out)
             elif isinstance(message, Decode):
                 if message.reset or decoder is None:
                     decoder = model.decoder()
@@ -91,6 +91,38 @@ def answer(sock: socket.socket, entry: Path, run_dir: Path) -> None:
             send(sock, Failed(reason=_reason(_describe(exc))))
             return
         send(sock, Rows(rows=spec))
+
+
+def _logprobs(
+    model: object,
+    answers: mmap.mmap,
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    last_only: bool,
+    takes_out: bool,
+) -> ArraySpec:
+    """Answer one Logprobs request into the buffer. A model whose logprobs takes `out` writes its
+    whole [B, T, V] answer there itself (no copy); otherwise the real rows are copied in."""
+    import torch
+
+    batch, width = tokens.shape
+    inputs = torch.from_numpy(tokens)
+    if takes_out and not last_only:
+        target, _ = _target(answers, torch.float32, batch * width, model.vocab_size)
+        target = target.view(batch, width, model.vocab_size)
+        with torch.inference_mode():
+            out = call_logprobs(model, inputs, out=target)
+        if (out.data_ptr(), out.stride(), out.dtype) == (
+            target.data_ptr(),
+            target.stride(),
+            torch.float32,
+        ):
+            return ArraySpec(dtype="float32", shape=(batch, width, model.vocab_size))
+        out = out.clone()  # it may share the buffer it is about to be copied into
+    else:
+        with torch.inference_mode():
+            out = call_logprobs(model, inputs)
+    return _write_windows(answers, out, lengths, last_only)
 
 
 def _describe(exc: Exception) -> str:

@@ -25,6 +25,10 @@ class LanguageModel(Protocol):
         vocabulary and causal (it must not depend on tokens[b, t+1:], on the other rows, or on
         earlier calls). The tokens arrive on the CPU (move them to your device); the result may be
         on any device and in any float dtype.
+
+        A model may also accept a keyword `out`: a float32 CPU tensor [B, T, V], the evaluator's
+        answer buffer. Writing the answer there and returning it (torch.log_softmax(..., out=out))
+        saves the model process a copy of every answer; returning anything else is fine too.
         """
         ...
 

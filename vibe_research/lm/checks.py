@@ -65,7 +65,7 @@ def recheck(
         tokens, lengths = request(stream, group, eot)
         answer = session.logprobs(tokens, lengths)
         for (start, cut), block in zip(group, answer.rows, strict=True):
-            again = reader.read(block, stream[start + 1 : start + cut + 1], answer.shared)
+            again = reader.read(block, stream[start + 1 : start + cut + 1])
             change = max(change, float(np.abs(again - main[start : start + cut]).max()))
             rows += cut
     return Recheck(len(chosen), rows, change)

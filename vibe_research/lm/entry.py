@@ -73,13 +73,16 @@ def check_interface(model: object) -> None:
         raise ModelRejected(f"the model names an unknown tokenizer: {exc}") from exc
 
 
-def call_logprobs(model: LanguageModel, tokens: "torch.Tensor") -> "torch.Tensor":
-    """model.logprobs(tokens) on the CPU, shape-checked; anything the model raises is ModelRejected."""
+def call_logprobs(
+    model: LanguageModel, tokens: "torch.Tensor", out: "torch.Tensor | None" = None
+) -> "torch.Tensor":
+    """model.logprobs(tokens) (with `out=` when given) on the CPU, shape-checked; anything the
+    model raises is ModelRejected."""
     import torch
 
     try:
         with torch.inference_mode():
-            out = model.logprobs(tokens)
+            out = model.logprobs(tokens) if out is None else model.logprobs(tokens, out=out)
     except Exception as exc:  # untrusted code: a crash is the model's failure
         raise ModelRejected(f"logprobs raised {type(exc).__name__}: {exc}") from exc
     expected = (*tokens.shape, model.vocab_size)

@@ -5,8 +5,8 @@ story longer than the context in consecutive windows of context_length tokens. E
 the stream's first is a target exactly once, the end-of-story tokens included (0 bytes).
 
 `RowReader` reads an answer block: it checks that every row it received is normalised and picks
-the log-probability of each target, both from the same single read of each value (a private
-copy when the block lies in memory the model process can still write).
+the log-probability of each target, and makes sure the two saw the same values (an answer may
+lie in memory the model process can still write).
 """
 
 import itertools
@@ -22,6 +22,10 @@ from vibe_research.lm.sessions import LOGIT_ELEMENTS, Session
 from vibe_research.lm.tokenizer import Tokenizer
 
 NORM_TOLERANCE = 1e-3  # |log sum_v p(v)| allowed per row (float32 over 50k tokens stays far below)
+READ_TOLERANCE = (
+    1e-5  # nats: a target read beside the normalisation pass (exp then log of float32: ~1e-7)
+)
+TINY = 1e-30  # below this probability exp and log no longer round-trip in float32
 CHUNK_ELEMENTS = 1 << 19  # values read per step: 2 MB of float32, so a chunk stays in cache
 
 Window = tuple[int, int]  # (start, length): inputs stream[start:start+length], targets one later
@@ -81,7 +85,12 @@ def request(stream: np.ndarray, group: list[Window], pad: int) -> tuple[np.ndarr
 
 
 class RowReader:
-    """Normalisation of every row read, and the target log-probabilities, from one read each.
+    """Normalisation of every row read, and the target log-probabilities.
+
+    An answer may lie in memory the model process can still write, so a value read twice could
+    differ between the readings. Every value is therefore read once, by the pass that sums
+    exp(log p) over the vocabulary (into memory of the reader's own); the targets' values, read
+    beside it, must be the ones that pass saw (READ_TOLERANCE), or the answer is rejected.
 
     numpy, single-threaded: the reads come in small pieces between the model's answers, and
     OpenMP threads kept for them stall at barriers on a busy machine."""
@@ -91,7 +100,7 @@ class RowReader:
         self.max_error = 0.0  # largest |log sum_v p(v)| seen
         self._scratch: dict[tuple, np.ndarray] = {}
 
-    def read(self, block: np.ndarray, targets: np.ndarray, shared: bool) -> np.ndarray:
+    def read(self, block: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """block [n, V] float -> float64 [n]: log p(targets[i]) of row i. ModelRejected when a row
         is not normalised or a target has no finite log-probability."""
         rows, vocab = block.shape
@@ -99,14 +108,11 @@ class RowReader:
         picked = np.empty(rows, dtype=np.float64)
         for first in range(0, rows, step):
             part = block[first : first + step]
-            if shared:  # the model process could change it between two reads: read it once
-                private = self._buffer("copy", part)
-                np.copyto(private, part)
-                part = private
-            self._check(part, "a row it was asked")
-            picked[first : first + len(part)] = part[
-                np.arange(len(part)), targets[first : first + len(part)]
-            ]
+            index = np.arange(len(part)), targets[first : first + len(part)]
+            chosen = part[index].astype(np.float64)
+            probabilities = self._check(part, "a row it was asked")
+            _agree(chosen, probabilities[index])
+            picked[first : first + len(part)] = chosen
         self.rows += rows
         if not np.isfinite(picked).all():
             raise ModelRejected(
@@ -121,12 +127,13 @@ class RowReader:
         self.rows += 1
         return private
 
-    def _check(self, part: np.ndarray, where: str) -> None:
+    def _check(self, part: np.ndarray, where: str) -> np.ndarray:
+        """exp(part), in the reader's own memory, once every row of it is shown normalised."""
         # log-probabilities are <= 0 when normalised, so exp cannot overflow; a row far off comes
         # out infinite, and NaN anywhere makes the row's sum NaN: both count as infinitely off
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            mass = np.exp(part, out=self._buffer("exp", part)).sum(axis=1, dtype=np.float64)
-            errors = np.abs(np.log(mass))
+            probabilities = np.exp(part, out=self._buffer(part))
+            errors = np.abs(np.log(probabilities.sum(axis=1, dtype=np.float64)))
         error = float(np.nan_to_num(errors, nan=math.inf).max())
         self.max_error = max(self.max_error, error)
         if error > NORM_TOLERANCE:
@@ -134,14 +141,28 @@ class RowReader:
                 f"not normalised: log sum_v p(v) is off by {error:.3g} in {where} "
                 f"(allowed {NORM_TOLERANCE:g}); return log_softmax over the whole vocabulary"
             )
+        return probabilities
 
-    def _buffer(self, name: str, like: np.ndarray) -> np.ndarray:
+    def _buffer(self, like: np.ndarray) -> np.ndarray:
         """Memory of this reader's own shaped like `like` (reused: the reads keep it in cache)."""
-        key = (name, like.dtype.str, like.shape[1])
+        key = (like.dtype.str, like.shape[1])
         held = self._scratch.get(key)
         if held is None or len(held) < len(like):
             held = self._scratch[key] = np.empty((max(len(like), 1), like.shape[1]), like.dtype)
         return held[: len(like)]
+
+
+def _agree(chosen: np.ndarray, seen: np.ndarray) -> None:
+    """The targets' log-probabilities `chosen` must be those whose exp the normalisation `seen`."""
+    tiny = seen < TINY  # exp underflows here: only as tiny a log-probability can stand
+    with np.errstate(divide="ignore", invalid="ignore"):
+        close = np.abs(np.log(seen.astype(np.float64)) - chosen) <= READ_TOLERANCE
+        fine = np.where(tiny, chosen <= math.log(TINY) + READ_TOLERANCE, close)
+    if not fine.all():
+        raise ModelRejected(
+            "the model process changed its answer while it was read: a target's log-probability "
+            "differs from the one the normalisation check summed"
+        )
 
 
 def score_windows(
@@ -155,7 +176,7 @@ def score_windows(
         answer = session.logprobs(tokens, lengths)
         for (start, length), block in zip(group, answer.rows, strict=True):
             picked[start : start + length] = reader.read(
-                block, stream[start + 1 : start + length + 1], answer.shared
+                block, stream[start + 1 : start + length + 1]
             )
     return picked
 

@@ -3,8 +3,7 @@
 `ModelProcess` talks to `python -m vibe_research.lm.serve` over the control socket; each
 `session()` gets a child that has seen nothing before it. A session's answers arrive in a shared
 buffer (a sealed memfd, new per session) that the session's process may still write while it
-lives; `Answer.shared` says so, and the consumers then read every value once, into memory of
-their own, before they use it.
+lives, so the consumers read every value once (scoring.RowReader) before they use it.
 
 `LocalModel` offers the same interface for a model already in this process: no isolation at all,
 for measuring what the isolation costs (benchmarks/evaluation.py) and for unit tests of honest
@@ -16,6 +15,7 @@ the wrong shape or dtype) raises ModelRejected with a reason for the researcher.
 
 import contextlib
 import fcntl
+import math
 import mmap
 import os
 import socket
@@ -60,7 +60,7 @@ from vibe_research.lm.tokenizer import check_spec
 if TYPE_CHECKING:
     import torch
 
-LOGIT_ELEMENTS = 1 << 25  # rows * V log-probabilities asked per request (128 MB in float32)
+LOGIT_ELEMENTS = 1 << 22  # rows * V log-probabilities asked per request (16 MB in float32)
 HELLO_TIMEOUT_S = 120.0  # the model process imports torch before it says hello
 DEATH_WAIT_S = 1.0  # after a session's connection broke: time for its exit status to show
 
@@ -76,8 +76,10 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Answer:
-    rows: list[np.ndarray]  # float32/64: one [length, V] block per window asked ([1, V] per step)
-    shared: bool  # in memory the model process can still write
+    """float32/64 log-probabilities: one [length, V] block per window asked ([1, V] per step),
+    maybe in memory the model process can still write."""
+
+    rows: list[np.ndarray]
 
 
 class Session(Protocol):
@@ -286,21 +288,21 @@ class ProcessSession:
         self.closed = True
         return ModelRejected(f"the model's process ended while {what} ({ended})")
 
-    def _rows(self, what: str, count: int) -> np.ndarray:
-        """The [count, V] answer to the request just sent, as a view of the shared buffer."""
+    def _rows(self, what: str, *shapes: tuple[int, ...]) -> np.ndarray:
+        """The answer to the request just sent, a view of the shared buffer in one of `shapes`."""
         reply = self._reply(what)
         if isinstance(reply, Failed):
             raise ModelRejected(reply.reason)
         if not isinstance(reply, Rows):
             raise ModelRejected(f"the model answered {what} with {reply.kind}")
         spec: ArraySpec = reply.rows
-        expected = (count, self.info.vocab_size)
-        if spec.shape != expected or spec.dtype == "int64":
+        if spec.shape not in shapes or spec.dtype == "int64":
             raise ModelRejected(
-                f"{what}: the answer must be float log-probabilities of shape {list(expected)}, "
-                f"got {spec.dtype} {list(spec.shape)}"
+                f"{what}: the answer must be float log-probabilities of shape "
+                f"{' or '.join(str(list(shape)) for shape in shapes)}, got {spec.dtype} {list(spec.shape)}"
             )
-        return np.frombuffer(self.buffer, DTYPES[spec.dtype], count * expected[1]).reshape(expected)
+        values = np.frombuffer(self.buffer, DTYPES[spec.dtype], math.prod(spec.shape))
+        return values.reshape(spec.shape)
 
     def logprobs(self, tokens: np.ndarray, lengths: np.ndarray, last_only: bool = False) -> Answer:
         tokens, lengths = tokens.astype(np.int64), lengths.astype(np.int64)
@@ -308,16 +310,20 @@ class ProcessSession:
             tokens=array_spec(tokens), lengths=array_spec(lengths), last_only=last_only
         )
         self._send(request, tokens.tobytes() + lengths.tobytes(), "logprobs")
+        vocab = self.info.vocab_size
         if last_only:
-            flat = self._rows("answering logprobs", len(lengths))
-            return Answer([flat[i : i + 1] for i in range(len(lengths))], shared=True)
-        flat = self._rows("answering logprobs", int(lengths.sum()))
-        return Answer(np.split(flat, np.cumsum(lengths)[:-1]), shared=True)
+            flat = self._rows("answering logprobs", (len(lengths), vocab))
+            return Answer([flat[i : i + 1] for i in range(len(lengths))])
+        packed, padded = (int(lengths.sum()), vocab), (*tokens.shape, vocab)
+        answer = self._rows("answering logprobs", packed, padded)
+        if answer.ndim == 3:  # the model wrote its whole [B, T, V] answer into the buffer
+            return Answer([answer[row, :length] for row, length in enumerate(lengths)])
+        return Answer(np.split(answer, np.cumsum(lengths)[:-1]))
 
     def decode(self, tokens: np.ndarray, reset: bool) -> Answer:
         tokens = tokens.astype(np.int64)
         self._send(Decode(tokens=array_spec(tokens), reset=reset), tokens.tobytes(), "decoding")
-        return Answer([self._rows("decoding", len(tokens))], shared=True)
+        return Answer([self._rows("decoding", (len(tokens), self.info.vocab_size))])
 
     def _send(self, message: object, payload: bytes, what: str) -> None:
         try:
@@ -377,10 +383,8 @@ class LocalSession:
 
         out = _numpy(call_logprobs(self.model, torch.from_numpy(tokens.astype(np.int64))))
         if last_only:
-            return Answer(
-                [out[row, length - 1 : length] for row, length in enumerate(lengths)], False
-            )
-        return Answer([out[row, :length] for row, length in enumerate(lengths)], shared=False)
+            return Answer([out[row, length - 1 : length] for row, length in enumerate(lengths)])
+        return Answer([out[row, :length] for row, length in enumerate(lengths)])
 
     def decode(self, tokens: np.ndarray, reset: bool) -> Answer:
         import torch
@@ -394,7 +398,7 @@ class LocalSession:
                 out = self.decoder.step(torch.from_numpy(tokens.astype(np.int64)))
         except Exception as exc:  # untrusted code: a crash is the model's failure
             raise ModelRejected(f"decoding raised {type(exc).__name__}: {exc}") from exc
-        return Answer([_numpy(checked_rows(out, len(tokens), self.info.vocab_size))], shared=False)
+        return Answer([_numpy(checked_rows(out, len(tokens), self.info.vocab_size))])
 
     def close(self) -> None:
         self.decoder = None
