@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vibe_research.lm import fingerprint
 from vibe_research.lm.evaluate import EvalResult, evaluate, measure
@@ -196,6 +197,15 @@ def test_every_session_is_a_new_process_with_working_threads(
                 assert session.info.threads == 2
                 pids.add(session.pid)
         assert len(pids) == 3 and process.process.pid not in pids
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_model_is_loaded_on_the_gpu_in_every_session(
+    honest: EvalResult, bytes_cache: Path, tmp_path: Path
+) -> None:
+    result = through_the_model_process("on_cuda.py", bytes_cache, run_folder(tmp_path), samples=2)
+    assert result.ok, result.reason
+    assert result.bpb == pytest.approx(honest.bpb, rel=1e-9)
 
 
 def test_the_model_process_never_runs_in_the_scorer() -> None:
