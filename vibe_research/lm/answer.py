@@ -63,7 +63,7 @@ def answer(sock: socket.socket, entry: Path, run_dir: Path) -> None:
     )
     answers: mmap.mmap | None = None
     decoder = None
-    takes_out = "out" in inspect.signature(model.logprobs).parameters
+    takes_out = _takes_out(model)
     while True:
         try:
             message, payload, fds = receive(sock, TO_SESSION, None, MAX_REQUEST_BYTES, max_fds=1)
@@ -91,6 +91,14 @@ def answer(sock: socket.socket, entry: Path, run_dir: Path) -> None:
             send(sock, Failed(reason=_reason(_describe(exc))))
             return
         send(sock, Rows(rows=spec))
+
+
+def _takes_out(model: object) -> bool:
+    """Whether the model's logprobs accepts a keyword `out` (the optional answer buffer)."""
+    try:
+        return "out" in inspect.signature(model.logprobs).parameters
+    except (TypeError, ValueError):  # a builtin or C function: no signature to read
+        return False
 
 
 def _logprobs(

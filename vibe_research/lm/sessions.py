@@ -271,9 +271,9 @@ class ProcessSession:
         try:
             message, _, _ = receive(self.sock, TO_SCORER_SESSION, self.process.deadline)
         except PeerTimeout as exc:
-            left = max(0.0, self.process.deadline - time.monotonic())
             raise ModelRejected(
-                f"the model gave no answer while {what} before the evaluation's deadline ({left:.0f} s left)"
+                f"the model gave no answer while {what} before the evaluation's deadline "
+                "(sandbox.toml eval_timeout_s, or --timeout)"
             ) from exc
         except PeerClosed as exc:
             raise self._died(what) from exc
@@ -296,7 +296,7 @@ class ProcessSession:
         if not isinstance(reply, Rows):
             raise ModelRejected(f"the model answered {what} with {reply.kind}")
         spec: ArraySpec = reply.rows
-        if spec.shape not in shapes or spec.dtype == "int64":
+        if spec.shape not in shapes or spec.dtype == "int64" or spec.nbytes > len(self.buffer):
             raise ModelRejected(
                 f"{what}: the answer must be float log-probabilities of shape "
                 f"{' or '.join(str(list(shape)) for shape in shapes)}, got {spec.dtype} {list(spec.shape)}"
