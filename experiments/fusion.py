@@ -33,10 +33,10 @@ from vibe_research.lm import atomic
 from vibe_research.lm.entry import ModelRejected
 from vibe_research.lm.entry import load_model as load_entry
 from vibe_research.lm.errors import UserError, validation_error_line
-from vibe_research.lm.evaluate import story_windows
 from vibe_research.lm.events import emit
 from vibe_research.lm.experiment import Experiment, parse_args
 from vibe_research.lm.ngram import MAX_ORDER, KneserNey
+from vibe_research.lm.scoring import story_windows
 from vibe_research.lm.tokens import open_split
 
 CONFIG = {
@@ -63,6 +63,7 @@ RUN_FILE, NGRAM_FILE, KNN_INDEX, KNN_VALUES = (
     "knn_values.npy",
 )
 FLAT_BELOW = 20_000  # datastores smaller than this are searched exactly
+PER_QUERY_SEARCH = 2**31 - 1  # faiss's query count (an int) from which it batches distances: never
 POINTS_PER_LIST = 64  # inverted lists: one per this many entries (faiss wants >= 39 to train)
 MAX_LISTS = 256
 WEIGHT_FLOOR = 1e-6
@@ -107,6 +108,10 @@ class KnnHead:
             vocab_size,
         )
         self.k, self.temperature = min(k, index.ntotal), temperature
+        # faiss computes the distances of many queries at once as one matrix product, whose last
+        # bits (and so, at near ties, the neighbours) depend on how many queries came together;
+        # query by query they depend on the query alone, as a row's answer must
+        faiss.cvar.distance_compute_blas_threshold = PER_QUERY_SEARCH
 
     def neighbours(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features [N, D] -> squared distances [N, k] and the neighbours' tokens [N, k] (-1: none found)."""
@@ -167,11 +172,21 @@ class FusedModel:
             base.context_length,
         )
 
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The base model's features [B, T, D], always computed at the full context width.
+
+        The kNN head's neighbours jump with the last bits of a feature, and those bits move with
+        the width a row is asked at (the blocking of attention and matrix products): padded to one
+        width, a row's features, and so its answer, depend on its own tokens alone."""
+        width = tokens.shape[1]
+        padded = torch.nn.functional.pad(tokens, (0, self.context_length - width))  # token 0
+        return self.base.features(padded)[:, :width]
+
     def parts(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Log-probabilities [B, T, V] of the transformer and of each head."""
         tokens = tokens.cpu()
         with torch.inference_mode():
-            features = self.base.features(tokens)
+            features = self.features(tokens)
             out = {"lm": torch.log_softmax(self.base.head(features).float(), dim=-1)}
             if self.ngram is not None:
                 out["ngram"] = torch.from_numpy(

@@ -124,13 +124,38 @@ class Attention(nn.Module):
             self.register_buffer("cos", cos, persistent=False)
             self.register_buffer("sin", sin, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: "LayerCache | None" = None) -> torch.Tensor:
+        """x [B, T, D]; with a cache, x holds the T positions after the cache's and is added to it."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)
+        start = cache.length if cache else 0
         if self.rope:
-            q, k = apply_rope(q, self.cos, self.sin), apply_rope(k, self.cos, self.sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, hd]
+            cos, sin = self.cos[start:], self.sin[start:]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, hd]
+        else:
+            k, v = cache.extend(k, v)  # [B, H, start + T, hd]
+            # query i is position start + i: it sees keys 0 .. start + i (one query sees them all)
+            mask = None
+            if T > 1:
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+@dataclass
+class LayerCache:
+    """Keys and values [1, H, context, hd] of one block for the positions decoded so far."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    length: int = 0
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        self.keys[:, :, self.length : end], self.values[:, :, self.length : end] = k, v
+        return self.keys[:, :, :end], self.values[:, :, :end]
 
 
 class MLP(nn.Module):
@@ -161,8 +186,8 @@ class Block(nn.Module):
         self.norm1, self.attn = make_norm(cfg.norm, cfg.n_embd), Attention(cfg)
         self.norm2, self.mlp = make_norm(cfg.norm, cfg.n_embd), MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cache)
         return x + self.mlp(self.norm2(x))
 
 
@@ -194,13 +219,20 @@ class GPT(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    def features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Final hidden states [B, T, D] (after the last norm, before the LM head) of tokens [B, T]."""
+    def features(
+        self, tokens: torch.Tensor, caches: list[LayerCache] | None = None
+    ) -> torch.Tensor:
+        """Final hidden states [B, T, D] (after the last norm, before the LM head) of tokens [B, T];
+        with `caches` (one per block), of the T positions that follow the cached ones."""
+        start = caches[0].length if caches else 0
         x = self.wte(tokens)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(tokens.shape[1], device=tokens.device))
-        for block in self.blocks:
-            x = block(x)
+            x = x + self.wpe(torch.arange(start, start + tokens.shape[1], device=tokens.device))
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches[i] if caches else None)
+        if caches:
+            for cache in caches:
+                cache.length += tokens.shape[1]
         return self.norm_f(x)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
@@ -211,9 +243,38 @@ class GPT(nn.Module):
         return self.head(self.features(tokens))
 
     @torch.no_grad()
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token log-probabilities [B, T, V] in fp32 for tokens [B, T] (T <= context_length)."""
-        return F.log_softmax(self(tokens).float(), dim=-1)
+    def logprobs(self, tokens: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token log-probabilities [B, T, V] in fp32 for tokens [B, T] (T <= context_length);
+        written into `out` (the evaluator's answer buffer) when given and on this device."""
+        logits = self(tokens).float()
+        if out is not None and out.device == logits.device:
+            return torch.log_softmax(logits, dim=-1, out=out)
+        return F.log_softmax(logits, dim=-1)
+
+    def decoder(self) -> "KVDecoder":
+        """A fresh sequence to decode token by token (the ModelAPI's optional incremental step)."""
+        return KVDecoder(self)
+
+
+class KVDecoder:
+    """Incremental decoding of one sequence: each block keeps the keys and values of the
+    positions so far, so a step costs one position's forward pass, not the whole window's."""
+
+    def __init__(self, model: GPT) -> None:
+        cfg, weight = model.cfg, model.wte.weight
+        shape = (1, cfg.n_head, cfg.context, cfg.n_embd // cfg.n_head)
+        self.model, self.context = model, cfg.context
+        self.caches = [
+            LayerCache(weight.new_empty(shape), weight.new_empty(shape)) for _ in model.blocks
+        ]
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens LongTensor[n] appended to the sequence -> log-probabilities [n, V] in fp32."""
+        if self.caches[0].length + len(tokens) > self.context:
+            raise ValueError(f"the sequence would pass the context of {self.context} tokens")
+        features = self.model.features(tokens.to(self.model.wte.weight.device)[None], self.caches)
+        return F.log_softmax(self.model.head(features).float(), dim=-1)[0]
 
 
 def load_model(run_dir: Path) -> GPT:

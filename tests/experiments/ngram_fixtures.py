@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import vibe_research
+from vibe_research.lm.checks import choose, recheck
+from vibe_research.lm.scoring import RowReader, score_windows, story_windows
+from vibe_research.lm.sessions import LocalModel
 
 TEMPLATES = Path(vibe_research.__file__).parent / "templates" / "experiments"
 
@@ -33,3 +38,17 @@ def run_experiment(
     )
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
     return done, events
+
+
+def contract_in_process(model: object, stream: np.ndarray) -> tuple[float, float]:
+    """The evaluator's causality and normalisation checks on a model already in this process
+    (its parts, say), over `stream`: the largest causal change (nats) and normalisation error.
+    Without the model process, memory between calls goes unchecked: these parts keep none."""
+    source, reader, eot = LocalModel(model), RowReader(), int(stream[0])
+    windows = story_windows(stream, eot, model.context_length)
+    with source.session() as session:
+        picked = score_windows(session, stream, windows, eot, reader)
+    chosen = choose(windows, stream, eot, len(windows), np.random.default_rng(0))
+    with source.session() as session:
+        found = recheck(session, stream, chosen, picked, eot, reader)
+    return found.max_change, reader.max_error

@@ -15,6 +15,10 @@ import pytest
 import torch
 from ngram_fixtures import TEMPLATES, few_valid_stories, run_experiment
 
+from vibe_research.lm import fingerprint
+from vibe_research.lm.evaluate import EvalResult, measure
+from vibe_research.lm.sessions import LocalModel
+
 TINY = (
     "n_layer=1",
     "n_head=2",
@@ -97,10 +101,37 @@ def test_five_second_training_passes_the_evaluators_contract_checks(
     final = events[-1]
     assert final["tokens"] == final["steps"] * 8 * 32
     assert (final["device"], final["dtype"], final["compile"]) == ("cpu", "float32", False)
-    result = evaluate_run(tmp_path / "run", bpe_cache, few_valid_stories(tinystories, tmp_path, 5))
+    valid = few_valid_stories(tinystories, tmp_path, 5)
+    result = evaluate_run(tmp_path / "run", bpe_cache, valid)
     assert result["ok"] and result["checks"]["causal"] and result["checks"]["normalised"]
     assert math.isfinite(result["bpb"])
+    assert result["sampling"]["incremental"] and result["sampling"]["probe_rows"] > 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["n_embd"] == 32
+    # the model process (its answers written straight into the buffer) and this one agree
+    local = EvalResult(ok=False, entry="-", run_dir="-", lm_fingerprint=fingerprint())
+    model = LocalModel(train.load_model(tmp_path / "run"))
+    measure(model, bpe_cache, valid, 0, 1, local, time.perf_counter())
+    assert local.bpb == pytest.approx(result["bpb"], rel=1e-12)
+
+
+@pytest.mark.parametrize("positions", ["rope", "learned"])
+def test_the_kv_cache_decoder_and_the_answer_buffer_give_what_logprobs_gives(positions) -> None:
+    torch.manual_seed(0)
+    fields = {
+        k: train.CONFIG[k] for k in train.ModelConfig.__dataclass_fields__ if k != "vocab_size"
+    }
+    fields |= {"n_layer": 2, "n_head": 2, "n_embd": 32, "context": 48, "positions": positions}
+    model = train.GPT(train.ModelConfig(vocab_size=97, **fields)).eval()
+    tokens = torch.randint(0, 97, (2, 48))
+    full = model.logprobs(tokens)
+    decoder = model.decoder()
+    rows = [decoder.step(tokens[0, :7]), *(decoder.step(t[None]) for t in tokens[0, 7:])]
+    torch.testing.assert_close(torch.cat(rows), full[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="context of 48"):
+        decoder.step(tokens[0, :1])
+    buffer = torch.empty(2, 48, 97)
+    assert model.logprobs(tokens, out=buffer) is buffer
+    torch.testing.assert_close(buffer, full, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize(

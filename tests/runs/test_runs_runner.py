@@ -43,7 +43,8 @@ def test_a_run_asked_to_stop_after_its_first_steps_saves_and_is_evaluated(
         result.log_tail
     )
     assert result.summary.steps is not None and 2 <= result.summary.steps < 50
-    assert result.duration_s < 15 and result.evaluation is not None and result.evaluation.ok
+    assert result.summary.loss_curve[-1][0] < 15  # the training's own clock: stopped by steps
+    assert result.evaluation is not None and result.evaluation.ok
 
 
 def test_a_run_asked_to_stop_at_a_time_cap_stops_there(workspace: Path, home: Path) -> None:

@@ -1,7 +1,11 @@
-"""`vibe-research evaluate` and `sample`: measure a trained model in its own process."""
+"""`vibe-research evaluate` and `sample`: measure a trained model as the runner does, the scorer
+and the model process each in its own sandbox (runs/measure.py)."""
 
-import subprocess
+import json
+import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +19,11 @@ from vibe_research.lm.errors import UserError
 if TYPE_CHECKING:
     from vibe_research.lm.evaluate import EvalResult
 
+log = logging.getLogger(__name__)
+
 EXIT_REJECTED = 3
+EXIT_INTERRUPTED = 130
+MODEL_LINES_SHOWN = 20  # of the model process's output, on stderr when the scorer fails
 ENTRY_HELP = "Experiment file with load_model (default: entry in \\[train] of vibe-research.toml)."
 
 
@@ -32,17 +40,10 @@ def evaluate(
     """Check the model's contract, then report validation bits per byte, perplexity and samples."""
     from vibe_research.lm.evaluate import EvalResult
 
-    arguments = [
-        "--run-dir",
-        str(run_dir),
-        "--samples",
-        str(samples),
-        "--max-tokens",
-        str(max_tokens),
-    ]
+    arguments = ["--samples", str(samples), "--max-tokens", str(max_tokens)]
     if valid is not None:
         arguments += ["--valid", str(valid.resolve())]
-    output = _run("vibe_research.lm.evaluate", entry, arguments)
+    _, output = _run("vibe_research.lm.evaluate", run_dir, entry, arguments, valid)
     result = EvalResult.model_validate_json(output)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -70,8 +71,6 @@ def sample(
     from vibe_research.lm.generate import Sample
 
     arguments = [
-        "--run-dir",
-        str(run_dir),
         "--prompt",
         prompt,
         "--temperature",
@@ -83,7 +82,11 @@ def sample(
     ]
     if top_k is not None:
         arguments += ["--top-k", str(top_k)]
-    result = Sample.model_validate_json(_run("vibe_research.lm.generate", entry, arguments))
+    code, output = _run("vibe_research.lm.generate", run_dir, entry, arguments)
+    if code == EXIT_REJECTED:
+        print(f"model rejected: {output}", file=sys.stderr)
+        raise typer.Exit(EXIT_REJECTED)
+    result = Sample.model_validate_json(output)
     if as_json:
         print(result.model_dump_json(indent=2))
         return
@@ -96,30 +99,83 @@ def sample(
     )
 
 
-def _run(module: str, entry: Path | None, arguments: list[str]) -> str:
-    """Run `python -m module` in its own process; its stdout on success, UserError otherwise."""
-    from vibe_research.lm.paths import cache_root
+def _run(
+    module: str, run_dir: Path, entry: Path | None, arguments: list[str], valid: Path | None = None
+) -> tuple[int, str]:
+    """Run the scorer `python -m module` against the model of `run_dir`, both sandboxed under the
+    workspace's sandbox.toml: (0, its stdout), or (3, its stdout or, without one, the reason);
+    UserError otherwise."""
+    from vibe_research.lm.entry import check_paths
     from vibe_research.research.settings import load_settings
     from vibe_research.research.workspace import find_workspace
+    from vibe_research.runs.measure import Measurement, run_measurement
+    from vibe_research.runs.runner import referenced_runs
+    from vibe_research.sandbox.policy import load_policy
+    from vibe_research.sandbox.probe import probe
 
+    workspace = find_workspace()
     if entry is None:
-        workspace = find_workspace()
         entry = workspace.root / load_settings(workspace.settings_file).train.entry
-    command = [
-        sys.executable,
-        "-m",
-        module,
-        "--entry",
-        str(entry.resolve()),
-        "--cache-dir",
-        str(cache_root()),
-        *arguments,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode in (0, EXIT_REJECTED):
-        return done.stdout
-    lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-    raise UserError(lines[-1].removeprefix("error: ").removeprefix("model rejected: "))
+    entry, run_dir = entry.resolve(), run_dir.resolve()
+    check_paths(entry, run_dir)
+    policy = load_policy(workspace.sandbox_file)
+    cache_dir = workspace.cache.resolve()
+    stdout: list[str] = []
+    stderr: list[str] = []
+    model_output: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="vibe-measure-") as scratch:
+        measurement = Measurement(
+            workspace=workspace.root,
+            entry=entry,
+            run_dir=run_dir,
+            cache_dir=cache_dir,
+            scratch=Path(scratch),
+            out_dir=Path(scratch),
+            references=referenced_runs(run_dir, workspace.root, _settings_of(run_dir)),
+            scorer_reads=[valid.resolve()] if valid is not None else [],
+        )
+        end = run_measurement(
+            measurement,
+            module,
+            [
+                "--entry",
+                str(entry),
+                "--run-dir",
+                str(run_dir),
+                "--cache-dir",
+                str(cache_dir),
+                *arguments,
+                "--timeout",
+                f"{policy.eval_timeout_s:g}",
+            ],
+            policy,
+            probe(policy),
+            f"cli-{os.getpid()}",
+            policy.eval_timeout_s,
+            stdout.append,
+            stderr.append,
+            model_output.append,
+        )
+    if end.scorer.stopped == "interrupt":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    code = end.scorer.exit_code
+    lines = "".join(stderr).strip().splitlines()
+    if code in (0, EXIT_REJECTED) and "".join(stdout).strip():
+        return code, "".join(stdout)
+    if code == EXIT_REJECTED:
+        return code, lines[-1].removeprefix("model rejected: ") if lines else "no reason given"
+    for line in model_output[-MODEL_LINES_SHOWN:]:
+        log.info("model process: %s", line.rstrip())
+    raise UserError((lines or [f"exit code {code}"])[-1].removeprefix("error: "))
+
+
+def _settings_of(run_dir: Path) -> list[object]:
+    """The values of the run's resolved config (config.json), where a base run would be named."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return list(config.values()) if isinstance(config, dict) else []
 
 
 def _print_result(result: "EvalResult") -> None:
@@ -134,14 +190,23 @@ def _print_result(result: "EvalResult") -> None:
         "scored", f"{result.tokens:,} tokens, {result.bytes:,} bytes, {result.stories:,} stories"
     )
     table.add_row("valid", result.valid or "")
+    checks = result.checks
     table.add_row(
         "checks",
-        f"causal (max change {result.checks.max_causal_change:.1e} nats), "
-        f"normalised (max error {result.checks.max_normalisation_error:.1e})",
+        f"{checks.rows_normalised:,} rows normalised (max error {checks.max_normalisation_error:.1e}); "
+        f"{checks.windows_checked} windows, {checks.rows_checked:,} rows asked again: causal "
+        f"(max change {checks.max_causal_change:.1e} nats)",
     )
+    if result.sampling is not None:
+        sampling = result.sampling
+        table.add_row(
+            "sampling",
+            f"{'incremental' if sampling.incremental else 'full windows'}; "
+            f"{sampling.steps_checked} steps checked (max total variation {sampling.max_step_change:.1e})",
+        )
     table.add_row(
         "time",
-        f"load {result.load_s:.1f} s, score {result.score_s:.1f} s, "
+        f"load {result.load_s:.1f} s, score {result.score_s:.1f} s, checks {result.check_s:.1f} s, "
         f"sample {result.sample_s:.1f} s, total {result.wall_s:.1f} s",
     )
     console.print(table)

@@ -1,7 +1,9 @@
 """Loading a model from an experiment file: `load_model(run_dir)` imported by file location.
 
-The entry's folder goes first on sys.path so it can import its siblings (experiments/model.py...).
-Whatever the entry's code raises is a failure of the model, reported as ModelRejected, not a crash.
+Only the model process (vibe_research.lm.answer) and experiments that build on another run
+(fusion's base run) do this; the scorer never imports experiment code. The entry's folder goes
+first on sys.path so it can import its siblings (experiments/model.py...). Whatever the entry's
+code raises is a failure of the model, reported as ModelRejected, not a crash.
 """
 
 import importlib.util
@@ -21,15 +23,20 @@ class ModelRejected(Exception):
     """The model broke the ModelAPI contract; the message is the reason shown to the researcher."""
 
 
-def load_model(entry: Path, run_dir: Path) -> LanguageModel:
-    """Import `entry`, call its `load_model(run_dir)`, and check the model's declared interface."""
-    entry = entry.resolve()
-    if not entry.is_file():
+def check_paths(entry: Path, run_dir: Path) -> None:
+    """UserError unless `entry` is a file and `run_dir` a folder."""
+    if not entry.resolve().is_file():
         raise UserError(
-            f"{entry}: no such experiment file; pass --entry with the file that defines load_model"
+            f"{entry.resolve()}: no such experiment file; pass --entry with the file that defines load_model"
         )
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder; pass the folder a training run wrote")
+
+
+def load_model(entry: Path, run_dir: Path) -> LanguageModel:
+    """Import `entry`, call its `load_model(run_dir)`, and check the model's declared interface."""
+    check_paths(entry, run_dir)
+    entry = entry.resolve()
     sys.path.insert(0, str(entry.parent))
     spec = importlib.util.spec_from_file_location(f"vibe_entry_{entry.stem}", entry)
     module = importlib.util.module_from_spec(spec)
@@ -66,13 +73,16 @@ def check_interface(model: object) -> None:
         raise ModelRejected(f"the model names an unknown tokenizer: {exc}") from exc
 
 
-def call_logprobs(model: LanguageModel, tokens: "torch.Tensor") -> "torch.Tensor":
-    """model.logprobs(tokens) on the CPU, shape-checked; anything the model raises is ModelRejected."""
+def call_logprobs(
+    model: LanguageModel, tokens: "torch.Tensor", out: "torch.Tensor | None" = None
+) -> "torch.Tensor":
+    """model.logprobs(tokens) (with `out=` when given) on the CPU, shape-checked; anything the
+    model raises is ModelRejected."""
     import torch
 
     try:
         with torch.inference_mode():
-            out = model.logprobs(tokens)
+            out = model.logprobs(tokens) if out is None else model.logprobs(tokens, out=out)
     except Exception as exc:  # untrusted code: a crash is the model's failure
         raise ModelRejected(f"logprobs raised {type(exc).__name__}: {exc}") from exc
     expected = (*tokens.shape, model.vocab_size)

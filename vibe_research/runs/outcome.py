@@ -102,9 +102,16 @@ def training_outcome(
 
 
 def evaluation_outcome(
-    end: ProcessEnd, log: str, contract_reason: str | None
+    end: ProcessEnd, log: str, contract_reason: str | None, model: ProcessEnd | None = None
 ) -> tuple[Outcome, str]:
-    """`contract_reason`: the evaluator's reason when it rejected the model (exit 3)."""
+    """`end`: the scorer's; `contract_reason`: its reason when it rejected the model (exit 3);
+    `model`: the model process's, whose memory cgroup may have killed a session."""
+    if model is not None and model.oom_kills and contract_reason is not None:
+        return (
+            "out_of_memory",
+            f"the model ran out of memory: the kernel killed {model.oom_kills} process(es) at the "
+            f"memory cap ({contract_reason})",
+        )
     if found := _common(end, log, "evaluation"):
         return found
     if end.stopped == "budget":

@@ -98,23 +98,30 @@ def supervise(
     run_dir: Path,
     run_dir_cap: int,
     stop: threading.Event | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> ProcessEnd:
     """Run `command` to its end, feeding its output lines to the callbacks.
 
     SIGTERM to its group at `limit_s`, SIGKILL `kill_after_s` later; SIGKILL at once when
     `run_dir` grows past `run_dir_cap` bytes; Ctrl-C stops it and returns stopped="interrupt".
     Setting `stop` asks it to end early: SIGTERM (stopped="requested"), SIGKILL `kill_after_s` later.
+    `pass_fds` are handed to the process and closed here once it has started.
     """
     started = time.monotonic()
-    proc = subprocess.Popen(
-        command.argv,
-        cwd=cwd,
-        env=command.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            command.argv,
+            cwd=cwd,
+            env=command.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=pass_fds,
+        )
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
     readers = [
         threading.Thread(target=_read_lines, args=(proc.stdout, on_stdout), daemon=True),
         threading.Thread(target=_read_lines, args=(proc.stderr, on_stderr), daemon=True),

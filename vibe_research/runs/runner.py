@@ -1,5 +1,5 @@
-"""One run, start to end: ask the entry for its config, train it in the sandbox, evaluate it in a
-second sandboxed process that may read the validation cache, and write RUN_DIR/result.json.
+"""One run, start to end: ask the entry for its config, train it in the sandbox, evaluate it (the
+scorer and the model process, each sandboxed: runs/measure.py), and write RUN_DIR/result.json.
 """
 
 import json
@@ -9,7 +9,7 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +21,7 @@ from vibe_research.lm.evaluate import EvalResult
 from vibe_research.lm.paths import spec_slug
 from vibe_research.runs.compile_cache import compile_dir, compile_environment, link_inductor_tmp
 from vibe_research.runs.events import OnEvent, OutputRecorder
+from vibe_research.runs.measure import Measurement, run_measurement
 from vibe_research.runs.outcome import evaluation_outcome, training_outcome
 from vibe_research.runs.process import ProcessEnd, supervise
 from vibe_research.runs.result import Outcome, RunResult
@@ -42,33 +43,33 @@ class RunFailed(Exception):
 
 
 def run_paths(spec: RunSpec, phase: str, tokenizer: str | None, policy: SandboxPolicy) -> RunPaths:
-    """Training reads the train tokens and may never read the valid ones; evaluation reads both.
-    Both may read the other run folders its overrides name (fusion's base_run), and nothing else."""
+    """Describing and training read the train tokens of `tokenizer` and never the valid ones, and
+    may read the other run folders its overrides name (fusion's base_run), and nothing else.
+    (An evaluation's two processes get theirs from runs/measure.py.)"""
     tokens = spec.cache_dir / "tokens"
     paths = RunPaths(workspace=spec.workspace, run_dir=spec.run_dir, tmp_dir=spec.run_dir / "tmp")
     paths.reads.append(spec.cache_dir / "tokenizers")
-    paths.reads += referenced_runs(spec)
+    paths.reads += referenced_runs(spec.run_dir, spec.workspace, spec.overrides.values())
     if tokenizer:
         paths.reads.append(tokens / "train" / spec_slug(tokenizer))
-    if phase == "evaluate":
-        paths.reads.append(tokens / "valid")
-    else:
-        paths.denies.append(tokens / "valid")
-    if policy.compile_cache:
+    paths.denies += [tokens / "valid", tokens / "test"]
+    if policy.compile_cache and phase == "train":
         compile_dir(spec.cache_dir).mkdir(parents=True, exist_ok=True)
         paths.writes.append(compile_dir(spec.cache_dir))
     return paths
 
 
-def referenced_runs(spec: RunSpec) -> list[Path]:
-    """Run folders beside this run's that an override names, such as fusion's base_run: read-only
-    for this run. A path anywhere else is not granted, so an override cannot open the workspace."""
-    runs = spec.run_dir.parent.resolve()
+def referenced_runs(run_dir: Path, workspace: Path, values: Iterable[object]) -> list[Path]:
+    """Run folders beside `run_dir` that a setting names, such as fusion's base_run: read-only
+    for this run. A path anywhere else is not granted, so a setting cannot open the workspace."""
+    runs = run_dir.parent.resolve()
     found = []
-    for value in spec.overrides.values():
-        path = Path(value) if Path(value).is_absolute() else spec.workspace / value
+    for value in values:
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value) if Path(value).is_absolute() else workspace / value
         path = path.resolve()
-        if path.parent == runs and path != spec.run_dir.resolve() and path.is_dir():
+        if path.parent == runs and path != run_dir.resolve() and path.is_dir():
             found.append(path)
     return found
 
@@ -126,7 +127,7 @@ def resolve_tokenizer(spec: RunSpec, policy: SandboxPolicy, report: ProtectionRe
     named = spec.overrides.get("tokenizer") or describe(spec, policy, report).get("tokenizer")
     if isinstance(named, str) and named:
         return named
-    for folder in referenced_runs(spec):
+    for folder in referenced_runs(spec.run_dir, spec.workspace, spec.overrides.values()):
         try:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -234,14 +235,22 @@ def train(
 
 
 def evaluate(
-    spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, tokenizer: str | None
+    spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport
 ) -> tuple[Outcome, str, EvalResult | None]:
+    """Measure the trained model: the scorer writes RUN_DIR/eval.json, which the model process
+    (its run folder read-only to it) cannot touch."""
     out = spec.run_dir / "eval.json"
-    out.unlink(missing_ok=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "vibe_research.lm.evaluate",
+    remove(out)  # whatever training left there (a file, a link, a folder) is not a result
+    measurement = Measurement(
+        workspace=spec.workspace,
+        entry=spec.entry_path,
+        run_dir=spec.run_dir,
+        cache_dir=spec.cache_dir,
+        scratch=spec.run_dir / "tmp",
+        out_dir=spec.run_dir,
+        references=referenced_runs(spec.run_dir, spec.workspace, spec.overrides.values()),
+    )
+    arguments = [
         "--entry",
         str(spec.entry_path),
         "--run-dir",
@@ -252,22 +261,25 @@ def evaluate(
         str(spec.samples),
         "--out",
         str(out),
+        "--timeout",
+        f"{policy.eval_timeout_s:g}",
     ]
     recorder = OutputRecorder(spec.run_id)
-    end = _run_sandboxed(
-        spec,
+    end = run_measurement(
+        measurement,
+        "vibe_research.lm.evaluate",
+        arguments,
         policy,
         report,
-        "evaluate",
-        tokenizer,
-        argv,
+        f"{spec.run_id}-evaluate",
         policy.eval_timeout_s,
         recorder.log_line,
         recorder.log_line,
+        lambda line: recorder.log_line(f"[model] {line}"),
     )
     atomic.write_text(spec.run_dir / "eval.log", recorder.log_text())
     result = None
-    if end.exit_code in (0, 3) and out.is_file():
+    if end.scorer.exit_code in (0, 3) and out.is_file():
         try:
             result = EvalResult.model_validate_json(out.read_text(encoding="utf-8"))
         except ValidationError as exc:
@@ -277,9 +289,19 @@ def evaluate(
                 None,
             )
     outcome, reason = evaluation_outcome(
-        end, recorder.log_text(), result.reason if result and not result.ok else None
+        end.scorer,
+        recorder.log_text(),
+        result.reason if result and not result.ok else None,
+        end.model,
     )
     return outcome, reason, result
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _versions() -> tuple[str, str | None]:
@@ -349,7 +371,7 @@ def run_one(
         evaluation = None
         if outcome == "ok" and spec.evaluate and exit_code == 0:
             status("evaluate")
-            outcome, failed_because, evaluation = evaluate(spec, policy, report, spec.tokenizer)
+            outcome, failed_because, evaluation = evaluate(spec, policy, report)
             reason = failed_because or reason
         result = record(spec, outcome, reason, started, report, recorder, exit_code, evaluation)
     except RunFailed as failed:

@@ -103,6 +103,7 @@ def sandboxed(
             file_grants(policy, paths, gpu),
             policy.denied_paths(paths.workspace, home) + paths.denies,
             policy.network,
+            posix_ipc=not paths.confined,
         )
         wrapped = ["sandbox-exec", "-p", profile, *wrapped]
     return SandboxedCommand(wrapped, env, cgroups)

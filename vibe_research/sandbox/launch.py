@@ -11,7 +11,7 @@ from vibe_research.sandbox import landlock
 from vibe_research.sandbox.limits import apply_rlimits, drop_capabilities
 from vibe_research.sandbox.namespaces import enter_network_namespace
 from vibe_research.sandbox.plan import LaunchPlan
-from vibe_research.sandbox.seccomp import block_unix_sockets
+from vibe_research.sandbox.seccomp import block_persistent_ipc, block_unix_sockets
 
 SETUP_FAILED = 125
 SETUP_MARKER = "vibe-sandbox: could not apply"
@@ -30,6 +30,7 @@ def apply(plan: LaunchPlan) -> None:
         ("rlimits", lambda: apply_rlimits(plan.rlimits)),
         ("capability drop", drop_capabilities if plan.drop_capabilities else None),
         ("seccomp", block_unix_sockets if plan.block_unix_sockets else None),
+        ("seccomp ipc", block_persistent_ipc if plan.block_ipc else None),
         (
             "landlock",
             (lambda: landlock.restrict([(Path(p), g) for p, g in plan.grants], plan.allow_tcp))

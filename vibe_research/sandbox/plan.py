@@ -53,6 +53,7 @@ class LaunchPlan(BaseModel):
     allow_tcp: bool
     network_namespace: bool
     block_unix_sockets: bool
+    block_ipc: bool = False  # the model process: no System V / POSIX IPC, no keyrings
     rlimits: dict[str, int]
     cgroup_procs: list[str]
     drop_capabilities: bool
@@ -70,6 +71,9 @@ class RunPaths:
         default_factory=list
     )  # extra denials: the validation cache in training
     writes: list[Path] = field(default_factory=list)  # extra write grants: the shared compile cache
+    # The model process of an evaluation: the run folder read-only, and no write grant at all but
+    # tmp_dir (not even sandbox.toml's write_paths: /dev/shm would outlive a session)
+    confined: bool = False
 
 
 def gpu_devices() -> list[Path]:
@@ -133,8 +137,11 @@ def file_grants(policy: SandboxPolicy, paths: RunPaths, gpu: bool) -> list[tuple
     grants += [(paths.workspace / "experiments", "read")]
     grants += [(path, "read") for path in paths.reads]
     grants += [(Path(p).expanduser(), "read") for p in policy.read_paths]
-    grants += [(path, "write") for path in (paths.run_dir, paths.tmp_dir, *paths.writes)]
-    grants += [(Path(p).expanduser(), "write") for p in policy.write_paths]
+    if paths.confined:
+        grants += [(paths.run_dir, "read"), (paths.tmp_dir, "write")]
+    else:
+        grants += [(path, "write") for path in (paths.run_dir, paths.tmp_dir, *paths.writes)]
+        grants += [(Path(p).expanduser(), "write") for p in policy.write_paths]
     home = Path(os.environ.get("HOME", "/root"))
     return safe_grants(grants, policy.denied_paths(paths.workspace, home) + paths.denies)
 
@@ -163,6 +170,7 @@ def build_plan(
     policy: SandboxPolicy, report: ProtectionReport, paths: RunPaths, cgroup_procs: list[str]
 ) -> LaunchPlan:
     """Request exactly the protections `report` says this machine has."""
+    from vibe_research.sandbox import seccomp
     from vibe_research.sandbox.limits import user_task_count
 
     gpu = uses_gpu(policy)
@@ -174,6 +182,7 @@ def build_plan(
         allow_tcp=policy.network,
         network_namespace=not policy.network and report.active("network-namespace"),
         block_unix_sockets=not policy.network and report.active("unix-sockets"),
+        block_ipc=paths.confined and seccomp.supported(),
         rlimits=rlimits(policy, gpu, physical_memory(), task_base),
         cgroup_procs=cgroup_procs,
         drop_capabilities=linux and root,

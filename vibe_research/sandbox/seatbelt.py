@@ -39,8 +39,11 @@ def _quote(path: Path | str) -> str:
     return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def seatbelt_profile(grants: list[tuple[Path, Grant]], denied: list[Path], network: bool) -> str:
-    """The SBPL text for `sandbox-exec -p`: `grants` as on Linux, `denied` never readable."""
+def seatbelt_profile(
+    grants: list[tuple[Path, Grant]], denied: list[Path], network: bool, posix_ipc: bool = True
+) -> str:
+    """The SBPL text for `sandbox-exec -p`: `grants` as on Linux, `denied` never readable;
+    POSIX shared memory and semaphores (named objects that outlive a process) only if `posix_ipc`."""
     reads = [*SYSTEM_READ, *(str(path) for path, _ in grants)]
     writes = [str(path) for path, grant in grants if grant in ("write", "device")]
     lines = [
@@ -49,7 +52,7 @@ def seatbelt_profile(grants: list[tuple[Path, Grant]], denied: list[Path], netwo
         "(allow process-fork process-exec)",
         "(allow signal (target same-sandbox))",
         "(allow sysctl-read)",
-        "(allow ipc-posix-shm ipc-posix-sem)",
+        *(["(allow ipc-posix-shm ipc-posix-sem)"] if posix_ipc else []),
         "(allow file-read-metadata)",
         "(allow mach-lookup "
         + " ".join(f"(global-name {_quote(name)})" for name in METAL_MACH_SERVICES)

@@ -1,0 +1,185 @@
+"""The whole evaluation of the default model after a training run, and what its isolation costs.
+
+    .venv/bin/python benchmarks/evaluation.py --workspace WS [--budget 300] [--run-dir DIR]
+        [--repeats 3] [--samples 8] [--max-tokens 256]
+
+WS is a workspace whose bpe:4096 token caches are prepared (`vibe-research data prepare
+--tokenizer bpe:4096` there); its sandbox.toml applies.
+
+1. Trains vibe_research/templates/experiments/train.py (its defaults) for --budget seconds in a
+   subprocess, as benchmarks/trainer.py does, unless --run-dir names a run it trained.
+2. Evaluates that run as the runner does (runs/measure.py: the scorer and the model process, each
+   in its sandbox): the checks, the 500 validation stories, --samples samples of --max-tokens;
+   the split (load, scoring, checks, sampling) and the whole against 10% of a 300 s budget.
+3. Scoring alone, --repeats times, interleaved: the main pass through the model process (the
+   same sandboxed evaluation with no samples: its score_s) against the same scorer code
+   (lm.scoring.score_windows and RowReader) on the same model loaded in this process
+   (lm.sessions.LocalModel: no second process, no shared buffer, no sandbox). The ratio of the
+   medians is what the isolation costs; the target is at most 1.05.
+
+Prints markdown tables on stdout, progress on stderr. Load from other processes moves every
+number: run it on an idle machine, and compare only numbers of one invocation.
+"""
+
+import argparse
+import importlib.util
+import logging
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vibe_research.lm.evaluate import EvalResult, valid_stream
+from vibe_research.lm.scoring import RowReader, score_windows, story_windows
+from vibe_research.lm.sessions import LocalModel
+from vibe_research.lm.tokenizer import load_tokenizer
+from vibe_research.research.workspace import Workspace
+from vibe_research.runs.measure import Measurement, run_measurement
+from vibe_research.sandbox.policy import load_policy
+from vibe_research.sandbox.probe import probe
+
+TEMPLATE = (
+    Path(__file__).resolve().parents[1] / "vibe_research" / "templates" / "experiments" / "train.py"
+)
+BUDGET_S = 300  # the research loop's training budget the evaluation is compared with
+log = logging.getLogger("benchmarks.evaluation")
+
+
+def train(workspace: Path, out: Path, budget: float) -> None:
+    command = [sys.executable, str(TEMPLATE), "--out", str(out), "--budget", f"{budget:g}"]
+    done = subprocess.run(
+        command, cwd=workspace, capture_output=True, text=True, check=False, timeout=budget + 900
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"train.py failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+
+
+def sandboxed_evaluation(
+    workspace: Workspace, run_dir: Path, samples: int, max_tokens: int
+) -> EvalResult:
+    """One evaluation exactly as the runner's, its result read from the scorer's stdout."""
+    policy = load_policy(workspace.sandbox_file)
+    stdout: list[str] = []
+    stderr: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="vibe-bench-") as scratch:
+        measurement = Measurement(
+            workspace=workspace.root,
+            entry=TEMPLATE,
+            run_dir=run_dir,
+            cache_dir=workspace.cache.resolve(),
+            scratch=Path(scratch),
+            out_dir=Path(scratch),
+        )
+        arguments = [
+            "--entry",
+            str(TEMPLATE),
+            "--run-dir",
+            str(run_dir),
+            "--cache-dir",
+            str(workspace.cache.resolve()),
+            "--samples",
+            str(samples),
+            "--max-tokens",
+            str(max_tokens),
+            "--timeout",
+            f"{policy.eval_timeout_s:g}",
+        ]
+        run_measurement(
+            measurement,
+            "vibe_research.lm.evaluate",
+            arguments,
+            policy,
+            probe(policy),
+            "bench",
+            policy.eval_timeout_s,
+            stdout.append,
+            stderr.append,
+            lambda line: None,
+        )
+    if not "".join(stdout).strip():
+        raise SystemExit(f"the evaluation failed: {''.join(stderr).strip()[-500:]}")
+    result = EvalResult.model_validate_json("".join(stdout))
+    if not result.ok:
+        raise SystemExit(f"the model was rejected: {result.reason}")
+    return result
+
+
+def in_process_scoring(workspace: Workspace, run_dir: Path) -> tuple[float, float]:
+    """Seconds of the main pass, and the bpb, with the model loaded in this process."""
+    spec = importlib.util.spec_from_file_location("bench_train", TEMPLATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = LocalModel(module.load_model(run_dir))
+    tokenizer = load_tokenizer(source.info.tokenizer, workspace.cache)
+    stream = valid_stream(tokenizer, workspace.cache, None).tokens
+    windows = story_windows(stream, tokenizer.eot, source.info.context_length)
+    started = time.perf_counter()
+    with source.session() as session:
+        picked = score_windows(session, stream, windows, tokenizer.eot, RowReader())
+    seconds = time.perf_counter() - started
+    bytes_ = int(tokenizer.token_bytes[stream[1:]].sum())
+    return seconds, float(-picked.sum()) / math.log(2) / bytes_
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--budget", type=float, default=BUDGET_S, help="training seconds")
+    parser.add_argument("--run-dir", type=Path, help="a run train.py trained: skip training")
+    parser.add_argument("--repeats", type=int, default=3, help="scoring comparisons")
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    workspace = Workspace(args.workspace.resolve())
+    with tempfile.TemporaryDirectory(prefix="vibe-bench-run-") as scratch:
+        run_dir = args.run_dir.resolve() if args.run_dir else Path(scratch) / "run"
+        if args.run_dir is None:
+            log.info("training train.py for %g s", args.budget)
+            train(workspace.root, run_dir, args.budget)
+        log.info("evaluating")
+        full = sandboxed_evaluation(workspace, run_dir, args.samples, args.max_tokens)
+        through, local = [], []
+        for repeat in range(args.repeats):
+            log.info("scoring, repeat %d of %d", repeat + 1, args.repeats)
+            scored = sandboxed_evaluation(workspace, run_dir, 0, 1)
+            through.append(scored.score_s)
+            seconds, bpb = in_process_scoring(workspace, run_dir)
+            local.append(seconds)
+            if abs(bpb - scored.bpb) > 1e-9:
+                raise SystemExit(f"in-process bpb {bpb} differs from the evaluation's {scored.bpb}")
+    print(report(full, through, local))
+
+
+def report(full: EvalResult, through: list[float], local: list[float]) -> str:
+    checks, sampling = full.checks, full.sampling
+    steps = sum(sample.tokens for sample in full.samples)
+    ratio = statistics.median(through) / statistics.median(local)
+    lines = [
+        f"bpb {full.bpb:.4f} on {full.stories} stories ({full.tokens:,} tokens); model process "
+        f"torch threads {full.threads}",
+        "",
+        "| part | seconds | what |",
+        "|---|---:|---|",
+        f"| load | {full.load_s:.2f} | both processes up, the first session's load_model, the valid split |",
+        f"| scoring | {full.score_s:.2f} | {full.tokens:,} rows, every one checked normalised |",
+        f"| checks | {full.check_s:.2f} | {checks.windows_checked} windows, {checks.rows_checked:,} rows asked again in a fresh process |",
+        f"| sampling | {full.sample_s:.2f} | {len(full.samples)} samples, {steps} steps "
+        f"({'incremental' if sampling and sampling.incremental else 'full windows'}), "
+        f"{sampling.steps_checked if sampling else 0} spot checks |",
+        f"| whole | {full.wall_s:.2f} | {100 * full.wall_s / BUDGET_S:.1f}% of a {BUDGET_S} s budget (target: at most 10%) |",
+        "",
+        "| scoring | median s | each |",
+        "|---|---:|---|",
+        f"| through the model process | {statistics.median(through):.2f} | {' / '.join(f'{s:.2f}' for s in through)} |",
+        f"| in this process | {statistics.median(local):.2f} | {' / '.join(f'{s:.2f}' for s in local)} |",
+        f"| ratio | {ratio:.3f} | target: at most 1.05 |",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
