@@ -31,10 +31,13 @@ import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -428,6 +431,27 @@ def _handler_for(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (a timeout test); nothing to answer
 
     return Handler
+
+
+@contextmanager
+def server_process(*args: str, log: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
+    """This file as its own process on a free port, as a researcher's endpoint would be: its base
+    URL and the process. `log`: keep its per-request lines on a pipe (read them after SIGTERM);
+    otherwise they are dropped, so a long soak never fills the pipe and blocks the server."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if log else subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        address = process.stdout.readline().strip()
+        assert address.startswith("http://127.0.0.1:"), process.stderr.read() if log else address
+        yield address, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
 
 
 def main() -> None:

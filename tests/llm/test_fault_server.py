@@ -3,11 +3,11 @@
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from openai_server import server_process
 
 from vibe_research.llm.client import LLMClient
 from vibe_research.llm.errors import RequestRejected
@@ -18,22 +18,8 @@ SERVER = Path(__file__).parents[1] / "openai_server.py"
 TRAIN = Path(__file__).parents[2] / "vibe_research" / "templates" / "experiments" / "train.py"
 
 
-@contextmanager
-def fault_server(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        address = process.stdout.readline().strip()
-        assert address.startswith("http://127.0.0.1:"), process.stderr.read()
-        yield address, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
+def fault_server(*args: str) -> AbstractContextManager[tuple[str, subprocess.Popen]]:
+    return server_process(*args, log=True)
 
 
 def _prompt() -> list[dict[str, str]]:

@@ -157,9 +157,11 @@ def test_auto_falls_back_to_synthetic_loudly(tmp_path: Path) -> None:
     done = vibe("data", "prepare", "--tokenizer", "bpe:512", "--json", cwd=root, env=env)
     assert done.returncode == 0, done.stderr
     assert "NOT TinyStories" in done.stderr
-    assert [split["source_kind"] for split in json.loads(done.stdout)["splits"]] == [
-        "synthetic",
-        "synthetic",
+    splits = json.loads(done.stdout)["splits"]
+    assert [(split["split"], split["source_kind"]) for split in splits] == [
+        ("train", "synthetic"),
+        ("valid", "synthetic"),
+        ("test", "synthetic"),  # the sealed test split: its own seed stream
     ]
 
 

@@ -44,18 +44,22 @@ def _synthetic(stream: str, count: int) -> str:
     return "".join(f"{story}\n<|endoftext|>\n" for story in generate_stories(stream, 0, count))
 
 
-def make_data(folder: Path, train: int = 300, valid: int = 30) -> Path:
+def make_data(folder: Path, train: int = 300, valid: int = 30, test: int = 20) -> Path:
     """A small slice of the real stories where ../shared/data is present, else synthetic stories
     (lm/synthetic.py), so a clone without the shared data still tests the loop; in tmp, never
-    in the repository."""
+    in the repository. test.txt is a sealed test split, disjoint from valid."""
     folder.mkdir(parents=True, exist_ok=True)
     if (TINYSTORIES / "valid.txt").is_file():
         train_text = _stories(TINYSTORIES / "train-v1.txt", train)
-        valid_text = _stories(TINYSTORIES / "valid.txt", valid)
+        held_out = _stories(TINYSTORIES / "valid.txt", valid + test).split("<|endoftext|>\n")
+        valid_text = "".join(story + "<|endoftext|>\n" for story in held_out[:valid])
+        test_text = "".join(story + "<|endoftext|>\n" for story in held_out[valid : valid + test])
     else:
         train_text, valid_text = _synthetic("loop:train", train), _synthetic("loop:valid", valid)
+        test_text = _synthetic("loop:test", test)
     (folder / "train-small.txt").write_text(train_text, encoding="utf-8")
     (folder / "valid.txt").write_text(valid_text, encoding="utf-8")
+    (folder / "test.txt").write_text(test_text, encoding="utf-8")
     return folder
 
 

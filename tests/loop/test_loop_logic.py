@@ -9,6 +9,7 @@ from gitrepo import commit_all
 from vibe_research.cli.init import init_workspace
 from vibe_research.llm.planner import OfflinePlanner
 from vibe_research.llm.schemas import Edit, Proposal, RunRequest
+from vibe_research.lm.caches import tokenizer_problem
 from vibe_research.research import gitops
 from vibe_research.research.judge.cache import JudgeCache
 from vibe_research.research.judge.heuristic import HeuristicJudge
@@ -18,7 +19,6 @@ from vibe_research.research.loop.recovery import recover, save_pending
 from vibe_research.research.loop.runs import missing_runs
 from vibe_research.research.loop.session import stop_reason
 from vibe_research.research.loop.turn import Request, planned_runs, start_of
-from vibe_research.research.propose.apply import tokenizer_problem
 from vibe_research.research.propose.edits import apply_edits
 from vibe_research.research.settings import SessionSettings, Settings
 from vibe_research.research.state import ledger as L

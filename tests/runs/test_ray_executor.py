@@ -217,7 +217,7 @@ def test_three_runs_on_two_nodes_give_the_local_records(
         assert kinds == ["start", "step", "step", "step", "step", "done"]
         streamed = [event for run_id, event in events if run_id == spec.run_id]
         phases = [event["phase"] for event in streamed if event["event"] == "status"]
-        assert phases == ["placed", "describe", "train", "evaluate", "finished"]
+        assert phases == ["placed", "describe", "calibrate", "train", "evaluate", "finished"]
         assert [event["event"] for event in streamed if event["event"] != "status"] == kinds
         nodes.add(streamed[0]["node_id"])
     assert len(nodes) == 2, "the three runs did not use both nodes"
@@ -352,10 +352,12 @@ def test_a_killed_worker_node_is_recorded_and_the_run_retried(
     assert lost.summary.steps >= 1  # the steps streamed before the node died are in the record
     assert placed[victim.run_id] == cluster.head_node_id  # the retry ran on the head
     victim_phases = [phase for run_id, phase in phases if run_id == victim.run_id]
-    assert victim_phases[:3] == ["placed", "describe", "train"] and victim_phases[3:] == [
+    assert victim_phases[:4] == ["placed", "describe", "calibrate", "train"]
+    assert victim_phases[4:] == [
         "retry",
         "placed",
         "describe",
+        "calibrate",
         "train",
         "evaluate",
         "finished",

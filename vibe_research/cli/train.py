@@ -1,6 +1,7 @@
 """`vibe-research train`: K sandboxed trainings of an experiment, each then evaluated; a table."""
 
 import json
+import sys
 
 import typer
 from rich.console import Console
@@ -47,7 +48,7 @@ def train(
     from vibe_research.cli.progress import RunProgress
     from vibe_research.research.settings import load_settings
     from vibe_research.research.workspace import find_workspace
-    from vibe_research.runs.executor import make_executor
+    from vibe_research.runs.executor import make_executor, with_tokens
     from vibe_research.runs.spec import plan_runs
 
     workspace = find_workspace()
@@ -70,6 +71,15 @@ def train(
         samples=settings.judge.samples_per_run,
     )
     executor = make_executor(settings.train, workspace.sandbox_file)
+    # like `continue`: the token caches the entry reads are built first when missing
+    specs = with_tokens(
+        executor,
+        specs,
+        settings.data,
+        workspace.root,
+        workspace.cache.resolve(),
+        lambda line: print(line, file=sys.stderr),
+    )
     if as_json:
         results = executor.execute(specs)
         print(json.dumps([result.model_dump(mode="json") for result in results], indent=2))

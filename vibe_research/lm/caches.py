@@ -12,11 +12,38 @@ from vibe_research.lm.tokens import TokenSplit, open_split, prepare_split
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
+# the largest BPE a proposal may ask for: the loop trains it outside the sandbox, and past this
+# size training takes minutes on the shared data and the embedding dwarfs a five-minute model
+MAX_PROPOSED_BPE = 32_768
+
+
+def tokenizer_problem(spec: str) -> str | None:
+    """Why a tokenizer a proposal or an entry asks for is not built for it, or None if it may be."""
+    try:
+        spec = check_spec(spec)
+    except UserError as exc:
+        return str(exc)
+    if spec.startswith("bpe:") and int(spec.removeprefix("bpe:")) > MAX_PROPOSED_BPE:
+        return (
+            f"tokenizer {spec}: larger than bpe:{MAX_PROPOSED_BPE}, the most a proposal may ask for"
+        )
+    return None
+
+
 def caches_ready(cache_dir: Path, spec: str) -> bool:
     """Whether both splits are tokenized for the tokenizer `spec` under `cache_dir`."""
     try:
         open_split("train", spec, cache_dir)
         open_split("valid", spec, cache_dir)
+    except UserError:
+        return False
+    return True
+
+
+def sealed_ready(cache_dir: Path, spec: str) -> bool:
+    """Whether the sealed test split is tokenized for `spec`."""
+    try:
+        open_split("test", spec, cache_dir)
     except UserError:
         return False
     return True

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 Split = Literal["train", "valid", "test"]
 SEPARATOR = "<|endoftext|>"
-HUB_PROBE_TIMEOUT_S = 3.0
+HUB_PROBE_TIMEOUT_S = 3.0  # `auto` asks the hub this long before it falls back to synthetic
 
 
 class DataSource(BaseModel):
@@ -101,6 +101,17 @@ def load_corpus(source: DataSource, root: Path) -> Corpus:
             )
     test = synthetic_split(source, "test") if source.synthetic_test_stories else None
     return Corpus(synthetic_split(source, "train"), synthetic_split(source, "valid"), test)
+
+
+def has_test_split(source: DataSource) -> bool:
+    """Whether `source` defines a sealed test split (load_corpus gives it as Corpus.test)."""
+    if source.source == "files" or (source.source == "auto" and source.train):
+        return bool(source.test)
+    if source.source == "hub":
+        return source.hub_test_stories > 0
+    if source.source == "synthetic":
+        return source.synthetic_test_stories > 0
+    return source.hub_test_stories > 0 or source.synthetic_test_stories > 0
 
 
 def _hub_corpus(source: DataSource) -> Corpus:

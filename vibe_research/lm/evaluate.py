@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -78,7 +79,8 @@ class EvalResult(BaseModel):
     tokenizer_fingerprint: str | None = None
     vocab_size: int | None = None
     context_length: int | None = None
-    valid: str | None = None  # the validation source
+    valid: str | None = None  # the source of the stories scored
+    split: str = "valid"  # which: valid, test (the sealed split) or file (a --valid story file)
     valid_fingerprint: str | None = None  # of the validation text, tokenizer-independent
     checks: ContractChecks | None = None
     bpb: float | None = None  # validation bits per UTF-8 byte of story text
@@ -98,6 +100,9 @@ class EvalResult(BaseModel):
     wall_s: float = 0.0
 
 
+Scored = Literal["valid", "test"]
+
+
 @dataclass(frozen=True)
 class ValidStream:
     tokens: np.ndarray  # int64[N], `[eot] s1 [eot] s2 [eot] ...`
@@ -105,16 +110,19 @@ class ValidStream:
     fingerprint: str
 
 
-def valid_stream(tokenizer: Tokenizer, cache_dir: Path | None, valid: Path | None) -> ValidStream:
-    """The cached valid split for the tokenizer, or `valid` (a story file) tokenized here."""
+def valid_stream(
+    tokenizer: Tokenizer, cache_dir: Path | None, valid: Path | None, split: Scored = "valid"
+) -> ValidStream:
+    """The cached `split` (valid, or the sealed test split) for the tokenizer, or `valid` (a story
+    file) tokenized here."""
     if valid is None:
-        split = open_split("valid", tokenizer.spec, cache_dir)
-        if split.manifest.tokenizer_fingerprint != tokenizer.fingerprint:
+        cached = open_split(split, tokenizer.spec, cache_dir)
+        if cached.manifest.tokenizer_fingerprint != tokenizer.fingerprint:
             raise UserError(
-                f"the valid cache for {tokenizer.spec} was built with another tokenizer: rerun `vibe-research data prepare`"
+                f"the {split} cache for {tokenizer.spec} was built with another tokenizer: rerun `vibe-research data prepare`"
             )
-        tokens = np.asarray(split.tokens, dtype=np.int64)
-        return ValidStream(tokens, split.manifest.source, split.manifest.source_fingerprint)
+        tokens = np.asarray(cached.tokens, dtype=np.int64)
+        return ValidStream(tokens, cached.manifest.source, cached.manifest.source_fingerprint)
     stories = files_split("valid", [str(valid)], "text", Path.cwd())
     chunks = [
         array
@@ -134,6 +142,7 @@ def evaluate(
     max_tokens: int = 256,
     timeout_s: float = 600.0,
     model_fd: int | None = None,
+    split: Scored = "valid",
 ) -> EvalResult:
     """Check and score one trained model through its own process (started here unless
     `model_fd` is the control socket of one started for us). UserError for bad input; a broken
@@ -153,7 +162,7 @@ def evaluate(
             else ModelProcess.spawn(entry.resolve(), run_dir, deadline, cache_dir)
         )
         with process:
-            measure(process, cache_dir, valid, samples, max_tokens, result, started)
+            measure(process, cache_dir, valid, samples, max_tokens, result, started, split)
         result.ok = True
     except ModelRejected as exc:
         result.reason = str(exc)
@@ -169,8 +178,10 @@ def measure(
     max_tokens: int,
     result: EvalResult,
     started: float,
+    split: Scored = "valid",
 ) -> None:
-    """Score, check and sample the model behind `source`, filling in `result`."""
+    """Score, check and sample the model behind `source`, filling in `result`; `split` names the
+    cached split scored (the sealed test split only when an experiment became the best)."""
     result.torch_version = _torch_version()
     seed = secrets.randbits(63)
     rng = np.random.default_rng(seed)
@@ -189,7 +200,8 @@ def measure(
                 raise ModelRejected(
                     f"vocab_size {info.vocab_size} but tokenizer {tokenizer.spec} has {tokenizer.vocab_size} tokens"
                 )
-            stream = valid_stream(tokenizer, cache_dir, valid)
+            stream = valid_stream(tokenizer, cache_dir, valid, split)
+            result.split = split if valid is None else "file"
             result.tokenizer_fingerprint = tokenizer.fingerprint
             result.valid, result.valid_fingerprint = stream.description, stream.fingerprint
             result.load_s = time.perf_counter() - started
@@ -266,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds for the whole evaluation"
     )
+    parser.add_argument(
+        "--split",
+        choices=["valid", "test"],
+        default="valid",
+        help="the cached split to score: valid, or the sealed test split (for the best only)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -278,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             args.max_tokens,
             args.timeout,
             args.model_fd,
+            args.split,
         )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

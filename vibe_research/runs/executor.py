@@ -6,17 +6,24 @@
 runner's `{"event": "status", "phase": ...}` events, from whichever thread sees them.
 """
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from vibe_research.lm.caches import caches_ready, prepare_caches, tokenizer_problem
+from vibe_research.lm.corpus import DataSource
+from vibe_research.lm.evaluate import EvalResult
 from vibe_research.runs.events import OnEvent, OutputRecorder
-from vibe_research.runs.result import RunResult
-from vibe_research.runs.runner import record, resolve_tokenizer, run_one
+from vibe_research.runs.result import Outcome, RunResult
+from vibe_research.runs.runner import RunFailed, record, resolve_tokenizer, run_one, score_sealed
 from vibe_research.runs.settings import TrainSettings
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.policy import SandboxPolicy, load_policy
 from vibe_research.sandbox.probe import ProtectionReport, probe
+
+log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
@@ -29,6 +36,10 @@ class Executor(Protocol):
         build it before the run; raises runs.runner.RunFailed when the entry cannot say."""
         ...
 
+    def score_sealed(self, spec: RunSpec, out_dir: Path) -> tuple[Outcome, str, EvalResult | None]:
+        """The sealed test split scored for the finished run `spec` (see runs.runner.score_sealed)."""
+        ...
+
 
 def make_executor(settings: TrainSettings, sandbox_file: Path) -> Executor:
     """The executor [train] executor names, under the policy of `sandbox_file`."""
@@ -38,6 +49,52 @@ def make_executor(settings: TrainSettings, sandbox_file: Path) -> Executor:
 
         return RayExecutor(policy, settings.ray)
     return LocalExecutor(policy)
+
+
+def with_tokens(
+    executor: Executor,
+    specs: list[RunSpec],
+    data: DataSource,
+    root: Path,
+    cache_dir: Path,
+    say: Callable[[str], None],
+) -> list[RunSpec]:
+    """Each spec with the tokenizer its run reads, whose token caches are built first if missing.
+
+    Asked once per distinct entry and overrides; a spec whose entry cannot say keeps no tokenizer,
+    and its run records why. A tokenizer past what may be built (lm.caches.tokenizer_problem) is
+    not built: the run then finds no cache and records that, since nothing is built outside the
+    sandbox on an untrusted entry's word beyond that.
+    """
+    known: dict[tuple[str, tuple], str | None] = {}
+    ready = []
+    for spec in specs:
+        key = (spec.entry, tuple(sorted(spec.overrides.items())))
+        if key not in known:
+            try:
+                known[key] = executor.tokenizer_of(spec)
+            except RunFailed as failed:
+                log.debug("describe failed (%s); the run will record why", failed.reason)
+                known[key] = None
+            tokenizer = known[key]
+            if tokenizer is not None and (problem := tokenizer_problem(tokenizer)):
+                say(f"not building token caches for {spec.entry}: {problem}")
+            elif tokenizer is not None and not caches_ready(cache_dir, tokenizer):
+                say(f"building the {tokenizer} token caches")
+                prepare_caches(data, root, cache_dir, tokenizer)
+            elif tokenizer is not None:
+                # caches exist: rebuilt only if [data] or the tokenizer's training text changed
+                # since they were made, so a run never trains or is scored on stale tokens
+                rebuilt = [
+                    split
+                    for split, built in prepare_caches(data, root, cache_dir, tokenizer)
+                    if built
+                ]
+                if rebuilt:
+                    names = ", ".join(split.manifest.split for split in rebuilt)
+                    say(f"rebuilt the {tokenizer} token caches ({names}): the data changed")
+        ready.append(spec.model_copy(update={"tokenizer": known[key]}))
+    return ready
 
 
 def not_started(spec: RunSpec, report: ProtectionReport) -> RunResult:
@@ -61,6 +118,9 @@ class LocalExecutor:
 
     def tokenizer_of(self, spec: RunSpec) -> str | None:
         return resolve_tokenizer(spec, self.policy, self.report)
+
+    def score_sealed(self, spec: RunSpec, out_dir: Path) -> tuple[Outcome, str, EvalResult | None]:
+        return score_sealed(spec, self.policy, self.report, out_dir)
 
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
         results: list[RunResult] = []

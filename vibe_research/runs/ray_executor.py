@@ -40,10 +40,11 @@ from pydantic import BaseModel, ConfigDict
 
 from vibe_research.lm import atomic
 from vibe_research.lm.errors import UserError
+from vibe_research.lm.evaluate import EvalResult
 from vibe_research.runs.events import LIVE_TRACE, OnEvent, OutputRecorder
 from vibe_research.runs.executor import not_started
 from vibe_research.runs.result import Outcome, RunResult
-from vibe_research.runs.runner import record, resolve_tokenizer, run_one
+from vibe_research.runs.runner import record, resolve_tokenizer, run_one, score_sealed
 from vibe_research.runs.settings import RaySettings
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.policy import SandboxPolicy
@@ -485,6 +486,10 @@ class RayExecutor:
     def tokenizer_of(self, spec: RunSpec) -> str | None:
         """Asked of the entry here, in the local sandbox: the driver builds the token caches."""
         return resolve_tokenizer(spec, self.policy, self.report)
+
+    def score_sealed(self, spec: RunSpec, out_dir: Path) -> tuple[Outcome, str, EvalResult | None]:
+        """Here, on the driver: the run folder has come back, and the test split stays here."""
+        return score_sealed(spec, self.policy, self.report, out_dir)
 
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
         if not specs:

@@ -3,6 +3,7 @@ scorer and the model process, each sandboxed: runs/measure.py), and write RUN_DI
 """
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -17,8 +18,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from vibe_research.lm import atomic, fingerprint
-from vibe_research.lm.evaluate import EvalResult
+from vibe_research.lm.evaluate import EvalResult, Scored
 from vibe_research.lm.paths import spec_slug
+from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.compile_cache import compile_dir, compile_environment, link_inductor_tmp
 from vibe_research.runs.events import OnEvent, OutputRecorder
 from vibe_research.runs.measure import Measurement, run_measurement
@@ -31,7 +33,9 @@ from vibe_research.sandbox.plan import RunPaths
 from vibe_research.sandbox.policy import SandboxPolicy
 from vibe_research.sandbox.probe import ProtectionReport
 
-DESCRIBE_LIMIT_S = 120.0
+log = logging.getLogger(__name__)
+
+DESCRIBE_LIMIT_S = 120.0  # `--describe` imports torch and exits; minutes only on a starved machine
 
 
 class RunFailed(Exception):
@@ -235,19 +239,26 @@ def train(
 
 
 def evaluate(
-    spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport
+    spec: RunSpec,
+    policy: SandboxPolicy,
+    report: ProtectionReport,
+    split: Scored = "valid",
+    out_dir: Path | None = None,
 ) -> tuple[Outcome, str, EvalResult | None]:
     """Measure the trained model: the scorer writes RUN_DIR/eval.json, which the model process
-    (its run folder read-only to it) cannot touch."""
-    out = spec.run_dir / "eval.json"
+    (its run folder read-only to it) cannot touch. `split` = "test" scores the sealed test split
+    instead, with no samples, into `out_dir`/test.json (outside the run folder, which later runs
+    that build on it may read)."""
+    out = (out_dir or spec.run_dir) / ("eval.json" if split == "valid" else "test.json")
     remove(out)  # whatever training left there (a file, a link, a folder) is not a result
+    out.parent.mkdir(parents=True, exist_ok=True)
     measurement = Measurement(
         workspace=spec.workspace,
         entry=spec.entry_path,
         run_dir=spec.run_dir,
         cache_dir=spec.cache_dir,
         scratch=spec.run_dir / "tmp",
-        out_dir=spec.run_dir,
+        out_dir=out.parent,
         references=referenced_runs(spec.run_dir, spec.workspace, spec.overrides.values()),
     )
     arguments = [
@@ -258,7 +269,9 @@ def evaluate(
         "--cache-dir",
         str(spec.cache_dir),
         "--samples",
-        str(spec.samples),
+        str(spec.samples if split == "valid" else 0),
+        "--split",
+        split,
         "--out",
         str(out),
         "--timeout",
@@ -277,7 +290,7 @@ def evaluate(
         recorder.log_line,
         lambda line: recorder.log_line(f"[model] {line}"),
     )
-    atomic.write_text(spec.run_dir / "eval.log", recorder.log_text())
+    atomic.write_text(out.with_suffix(".log"), recorder.log_text())
     result = None
     if end.scorer.exit_code in (0, 3) and out.is_file():
         try:
@@ -295,6 +308,18 @@ def evaluate(
         end.model,
     )
     return outcome, reason, result
+
+
+def score_sealed(
+    spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport, out_dir: Path
+) -> tuple[Outcome, str, EvalResult | None]:
+    """The sealed test split scored for the trained model of `spec` (its experiment became the
+    best), sandboxed like every evaluation; the result also goes to `out_dir`/test.json."""
+    spec.run_dir.joinpath("tmp").mkdir(exist_ok=True)
+    try:
+        return evaluate(spec, policy, report, split="test", out_dir=out_dir)
+    finally:
+        shutil.rmtree(spec.run_dir / "tmp", ignore_errors=True)
 
 
 def remove(path: Path) -> None:
@@ -321,6 +346,7 @@ def record(
     recorder: OutputRecorder,
     exit_code: int | None = None,
     evaluation: EvalResult | None = None,
+    calibration: Calibration | None = None,
 ) -> RunResult:
     """Build the RunResult and write result.json, events.jsonl and train.log into the run folder."""
     ended = datetime.now(UTC)
@@ -337,6 +363,7 @@ def record(
         ended=ended,
         duration_s=(ended - started).total_seconds(),
         evaluation=evaluation,
+        calibration=calibration,
         sandbox=report,
         lm_fingerprint=fingerprint(),
         python=python_version,
@@ -348,6 +375,39 @@ def record(
     atomic.write_text(spec.run_dir / "train.log", recorder.log_text())
     atomic.write_text(spec.run_dir / "result.json", result.model_dump_json(indent=2) + "\n")
     return result
+
+
+CALIBRATE_LIMIT_S = 120.0  # interpreter, torch import and one second of benchmark, under load
+
+
+def calibrate(spec: RunSpec, policy: SandboxPolicy, report: ProtectionReport) -> Calibration | None:
+    """The machine's speed just before training (runs/calibrate.py), sandboxed like the training
+    and with its thread settings; None when it could not be measured (said in the log)."""
+    lines: list[str] = []
+    recorder = OutputRecorder(spec.run_id)
+    argv = [sys.executable, "-m", "vibe_research.runs.calibrate"]
+    load = os.getloadavg()[0]
+    end = _run_sandboxed(
+        spec,
+        policy,
+        report,
+        "calibrate",
+        None,
+        argv,
+        CALIBRATE_LIMIT_S,
+        lines.append,
+        recorder.log_line,
+    )
+    if end.stopped == "interrupt":
+        raise KeyboardInterrupt
+    try:
+        measured = Calibration.model_validate_json("".join(lines))
+    except ValidationError:
+        log.warning(
+            "%s: no calibration (%s)", spec.run_id, recorder.tail(2) or f"exit {end.exit_code}"
+        )
+        return None
+    return measured.model_copy(update={"load_start": load})
 
 
 def run_one(
@@ -366,14 +426,22 @@ def run_one(
         spec = spec.model_copy(
             update={"tokenizer": spec.tokenizer or resolve_tokenizer(spec, policy, report)}
         )
+        calibration = None
+        if spec.calibrate:
+            status("calibrate")
+            calibration = calibrate(spec, policy, report)
         status("train")
         outcome, reason, exit_code = train(spec, policy, report, spec.tokenizer, recorder)
+        if calibration is not None:
+            calibration = calibration.model_copy(update={"load_end": os.getloadavg()[0]})
         evaluation = None
         if outcome == "ok" and spec.evaluate and exit_code == 0:
             status("evaluate")
             outcome, failed_because, evaluation = evaluate(spec, policy, report)
             reason = failed_because or reason
-        result = record(spec, outcome, reason, started, report, recorder, exit_code, evaluation)
+        result = record(
+            spec, outcome, reason, started, report, recorder, exit_code, evaluation, calibration
+        )
     except RunFailed as failed:
         result = record(spec, failed.outcome, failed.reason, started, report, recorder)
     except KeyboardInterrupt:

@@ -22,6 +22,9 @@ class RunSpec(BaseModel):
     tokenizer: str | None = None
     samples: int = Field(default=8, ge=0, description="story samples the evaluation draws")
     evaluate: bool = True
+    # a short benchmark of the machine before training (runs/calibrate.py), outside the budget,
+    # so comparisons can tell a slower machine from a worse model; the smoke run skips it
+    calibrate: bool = True
     # Ask the training to stop early (SIGTERM; it saves and exits): after it reports this many
     # steps, or this many seconds in. The smoke run uses both; a timed run neither.
     stop_after_steps: int | None = Field(default=None, ge=1)

@@ -9,9 +9,9 @@ found in their run folders (adopt_finished) or run again (missing_runs).
 import logging
 from pathlib import Path
 
-from vibe_research.lm.caches import caches_ready, prepare_caches
+from vibe_research.lm.caches import prepare_caches, sealed_ready
+from vibe_research.lm.corpus import has_test_split
 from vibe_research.research.loop.env import Env
-from vibe_research.research.propose.apply import tokenizer_problem
 from vibe_research.research.state.experiments import ExperimentState
 from vibe_research.research.state.ledger import (
     EvaluationRecord,
@@ -19,11 +19,12 @@ from vibe_research.research.state.ledger import (
     RunEndRecord,
     RunStartRecord,
     Sample,
+    SealedScoreRecord,
     loss_points,
 )
+from vibe_research.runs.executor import with_tokens as ready_tokens
 from vibe_research.runs.leftovers import kill_leftovers
 from vibe_research.runs.result import RunResult
-from vibe_research.runs.runner import RunFailed
 from vibe_research.runs.spec import RunSpec, plan_runs
 
 log = logging.getLogger(__name__)
@@ -52,30 +53,10 @@ def make_specs(
 
 
 def with_tokens(env: Env, specs: list[RunSpec]) -> list[RunSpec]:
-    """Each spec with the tokenizer its run reads, whose token caches are built first if missing.
-
-    Asked once per distinct entry and overrides (the executor's tokenizer_of); a spec whose entry
-    cannot say keeps no tokenizer, and its run records why.
-    """
-    known: dict[tuple[str, tuple], str | None] = {}
-    ready = []
-    for spec in specs:
-        key = (spec.entry, tuple(sorted(spec.overrides.items())))
-        if key not in known:
-            try:
-                known[key] = env.executor.tokenizer_of(spec)
-            except RunFailed as failed:
-                log.debug("describe failed (%s); the run will record why", failed.reason)
-                known[key] = None
-            tokenizer = known[key]
-            if tokenizer is not None and (problem := tokenizer_problem(tokenizer)):
-                # the run finds no cache and records why; nothing is built outside the sandbox
-                env.ui.say(f"not building token caches for {spec.entry}: {problem}")
-            elif tokenizer is not None and not caches_ready(env.workspace.cache, tokenizer):
-                env.ui.say(f"building the {tokenizer} token caches")
-                prepare_caches(env.settings.data, env.root, env.workspace.cache, tokenizer)
-        ready.append(spec.model_copy(update={"tokenizer": known[key]}))
-    return ready
+    """`specs` with their tokenizers, the caches built where missing (runs.executor.with_tokens)."""
+    return ready_tokens(
+        env.executor, specs, env.settings.data, env.root, env.workspace.cache, env.ui.say
+    )
 
 
 def smoke(env: Env, entry: str, run: PlannedRun) -> str | None:
@@ -85,7 +66,7 @@ def smoke(env: Env, entry: str, run: PlannedRun) -> str | None:
     Ctrl-C raises KeyboardInterrupt."""
     cap = env.settings.train.smoke_budget_s
     specs = [
-        spec.model_copy(update={"stop_after_steps": 1, "stop_after_s": cap})
+        spec.model_copy(update={"stop_after_steps": 1, "stop_after_s": cap, "calibrate": False})
         for spec in make_specs(env, "smoke", entry, [run], samples=0)
     ]
     env.ui.say(f"smoke run: {entry} until its first step (at most {cap:g} s)")
@@ -112,7 +93,7 @@ def run_planned(
 ) -> None:
     """Run `planned` runs of `entry` for `experiment` (from the code in `workspace`, default the
     workspace itself); Ctrl-C raises KeyboardInterrupt once what finished is recorded."""
-    prefix = experiment.split("-", 1)[0]
+    prefix = experiment.split("-", 1)[0]  # run ids start with the experiment's number
     with env.watch.phase("data"):
         specs = with_tokens(env, make_specs(env, prefix, entry, planned, workspace=workspace))
     for spec in specs:
@@ -150,6 +131,8 @@ def record_result(env: Env, experiment: str, result: RunResult) -> None:
             device=summary.device,
             elapsed_s=result.duration_s,
             loss_curve=loss_points(summary.loss_curve),
+            # a failure's log tail goes to the notes and the next prompt; an ok run's stays in
+            # its run folder
             log_tail=result.log_tail if result.outcome != "ok" else "",
             lm_fingerprint=result.lm_fingerprint,
             versions={"python": result.python, **({"torch": result.torch} if result.torch else {})},
@@ -185,6 +168,7 @@ def adopt_finished(env: Env, experiment: ExperimentState) -> list[str]:
         result_file = env.workspace.runs / run.run / "result.json"
         if result_file.is_file():
             result = RunResult.model_validate_json(result_file.read_text(encoding="utf-8"))
+            # an interrupted run is not a result: missing_runs plans it again
             if result.outcome != "interrupted":
                 record_result(env, experiment.id, result)
                 adopted.append(run.run)
@@ -202,3 +186,54 @@ def missing_runs(experiment: ExperimentState) -> list[PlannedRun]:
         if r.start and r.end and r.end.outcome != "interrupted"
     ]
     return [planned for planned in proposal.runs if (planned.seed, planned.overrides) not in done]
+
+
+def score_sealed(env: Env, experiment_id: str) -> None:
+    """An experiment that has just become the best: its runs scored once on the sealed test split
+    (where the data has one), recorded beside their valid numbers. Nothing decides by them."""
+    experiment = env.state().experiments[experiment_id]
+    runs = [
+        run for run in experiment.chosen_runs if run.test is None and run.evaluation and run.start
+    ]
+    if not runs or not has_test_split(env.settings.data):
+        return
+    with env.watch.phase("sealed test"):
+        for run in runs:
+            assert run.start is not None and run.evaluation is not None
+            tokenizer = run.evaluation.tokenizer
+            if not sealed_ready(env.workspace.cache, tokenizer):
+                prepare_caches(env.settings.data, env.root, env.workspace.cache, tokenizer)
+            spec = RunSpec(
+                run_id=run.run,
+                workspace=env.root,
+                entry=experiment.entry,
+                seed=run.start.seed,
+                budget_s=run.start.budget_s,
+                overrides=dict(run.start.overrides),
+                run_dir=env.workspace.runs / run.run,
+                cache_dir=env.workspace.cache,
+                tokenizer=tokenizer,
+                samples=0,
+            )
+            # the score lands outside the run folder, which the model's own process may write
+            outcome, reason, result = env.executor.score_sealed(
+                spec, env.workspace.state / "sealed" / run.run
+            )
+            if result is None or not result.ok or result.bpb is None:
+                env.ui.say(
+                    f"[{experiment_id}] {run.run}: no sealed test score ({outcome}: {reason})"
+                )
+                continue
+            env.record(
+                SealedScoreRecord(
+                    experiment=experiment_id,
+                    run=run.run,
+                    bpb=result.bpb,
+                    perplexity=result.perplexity or float("nan"),
+                    tokens=result.tokens,
+                    source=result.valid or "",
+                )
+            )
+    env.ui.say(
+        f"[{experiment_id}] the best: {len(runs)} run(s) scored once on the sealed test split"
+    )

@@ -29,7 +29,13 @@ from vibe_research.research.loop.decide import decide, judge_runs
 from vibe_research.research.loop.drift import batch_name, drift, rerun_beside, rerunnable, speed
 from vibe_research.research.loop.env import Env, Stopwatch
 from vibe_research.research.loop.recovery import clear_pending, recover, save_pending
-from vibe_research.research.loop.runs import adopt_finished, missing_runs, run_planned, smoke
+from vibe_research.research.loop.runs import (
+    adopt_finished,
+    missing_runs,
+    run_planned,
+    score_sealed,
+    smoke,
+)
 from vibe_research.research.notes.render import check_notes, render_from_ledger
 from vibe_research.research.propose.apply import Attempt, propose_and_apply
 from vibe_research.research.propose.context import (
@@ -412,6 +418,10 @@ def finish(env: Env, exp: str) -> None:
         )
         return
     decide(env, exp, drift=machine)
+    # the best's runs on the sealed test split: all of them when it has just become the best, and
+    # the ones a drift rerun has since added to it (score_sealed skips runs already scored)
+    if (best := env.state().best) is not None:
+        score_sealed(env, best)
 
 
 def check_drift(env: Env, exp: str) -> str:

@@ -10,8 +10,7 @@ from vibe_research.llm.context import ResearchContext
 from vibe_research.llm.errors import LLMError
 from vibe_research.llm.proposer import Proposer
 from vibe_research.llm.schemas import Proposal
-from vibe_research.lm.errors import UserError
-from vibe_research.lm.tokenizer import check_spec
+from vibe_research.lm.caches import tokenizer_problem
 from vibe_research.research.propose.edits import AppliedEdits, EditRejected, apply_edits
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 SmokeCheck = Callable[[Proposal], str | None]
 # Told what the edits wrote before the smoke run starts, so a crash can undo exactly that.
 OnApplied = Callable[[AppliedEdits], None]
-TRIES = 2
+TRIES = 2  # a failed proposal is shown its error once; a second failure is the turn's
 
 
 @dataclass(frozen=True)
@@ -80,24 +79,6 @@ def propose_and_apply(
         )
         context = context.after_failure(proposal, attempt.error or "")
     return ProposalOutcome(attempts, None)
-
-
-# the largest BPE a proposal may ask for: the loop trains it outside the sandbox, and past this
-# size training takes minutes on the shared data and the embedding dwarfs a five-minute model
-MAX_PROPOSED_BPE = 32_768
-
-
-def tokenizer_problem(spec: str) -> str | None:
-    """Why a tokenizer a proposal or an entry asks for is not built for it, or None if it may be."""
-    try:
-        spec = check_spec(spec)
-    except UserError as exc:
-        return str(exc)
-    if spec.startswith("bpe:") and int(spec.removeprefix("bpe:")) > MAX_PROPOSED_BPE:
-        return (
-            f"tokenizer {spec}: larger than bpe:{MAX_PROPOSED_BPE}, the most a proposal may ask for"
-        )
-    return None
 
 
 def _check_runs(proposal: Proposal) -> None:

@@ -4,39 +4,25 @@ and the researcher's uncommitted files are never touched."""
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import vibe
+from openai_server import server_process
 
 from vibe_research.llm.calllog import CallRecord
 from vibe_research.research.state.experiments import rebuild_state
 from vibe_research.research.state.ledger import LLMFailureRecord, SessionRecord, read
 
-SERVER = Path(__file__).resolve().parents[1] / "openai_server.py"
-
 
 @contextmanager
 def fault_server(*args: str) -> Iterator[str]:
     """tests/openai_server.py as its own process, as a researcher's endpoint would be."""
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        address = process.stdout.readline().strip()
-        assert address.startswith("http://127.0.0.1:"), address
+    with server_process(*args) as (address, _):
         yield address
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 def _configure(workspace: Path, judge: str, max_usd: float, session: str) -> None:
