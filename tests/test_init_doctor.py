@@ -76,9 +76,12 @@ def test_doctor_reports_every_check(tmp_path: Path) -> None:
     done = run(tmp_path / "ws", "doctor", "--json")
     report = json.loads(done.stdout)
     names = [check["name"] for check in report["checks"]]
-    assert names[:2] == ["device", "data"] and {"llm", "sandbox", "git"} <= set(names)
+    assert names[:3] == ["device", "precision", "data"] and {"llm", "sandbox", "git"} <= set(names)
     levels = {check["name"]: check["level"] for check in report["checks"]}
     assert levels["git"] == "ok" and levels["device"] == "ok"
+    # what the trainer's dtype and compile `auto` can use here, said in words
+    precision = next(check for check in report["checks"] if check["name"] == "precision")
+    assert "bf16" in precision["detail"] and "compile" in precision["detail"]
     assert levels["tokens bpe:4096"] == "fail"  # nothing prepared yet: doctor says what to run
     assert done.returncode == 1
     assert report["sandbox"]["protections"]

@@ -62,6 +62,52 @@ def check_device() -> Check:
     return Check(name="device", level="ok", detail=detail)
 
 
+def check_precision() -> Check:
+    """What the trainer's dtype and compile `auto` settings can use here: native bf16, and the
+    compiler torch.compile needs (a C++ compiler for inductor on CPU, triton on CUDA)."""
+    import shutil
+
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        bf16 = torch.cuda.is_bf16_supported()
+        try:
+            import triton
+
+            compiler = f"triton {triton.__version__}"
+        except ImportError:
+            compiler = ""
+        detail = (
+            f"bf16 {'native' if bf16 else 'not supported'} (compute capability {major}.{minor})"
+        )
+        where = "CUDA"
+    elif torch.backends.mps.is_available():
+        return Check(
+            name="precision", level="ok", detail="mps: fp32 and bf16; torch.compile is not used"
+        )
+    else:
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        native = [
+            name
+            for name, probe in zip(("AMX", "AVX512-BF16"), probes, strict=True)
+            if getattr(torch.cpu, probe, lambda: False)()
+        ]
+        detail = (
+            f"bf16 {'native (' + ', '.join(native) + ')' if native else 'emulated: fp32 is used'}"
+        )
+        compiler = next((name for name in ("g++", "c++", "clang++") if shutil.which(name)), "")
+        where = "CPU"
+    if not compiler:
+        return Check(
+            name="precision",
+            level="warn",
+            detail=f"{detail}; no compiler for torch.compile on {where}",
+            fix="install g++ (CPU) or triton (CUDA), or train with --set compile=off",
+        )
+    return Check(name="precision", level="ok", detail=f"{detail}; torch.compile with {compiler}")
+
+
 def check_data(workspace: "Workspace", settings: "Settings") -> Check:
     data = settings.data
     if data.source == "synthetic":
@@ -252,6 +298,7 @@ def run_checks(workspace: "Workspace", settings: "Settings") -> tuple[list[Check
     """Every check, in the order a person reads them; and the sandbox protection report."""
     checks = [
         check_device(),
+        check_precision(),
         check_data(workspace, settings),
         check_tokens(workspace, settings.data.tokenizer),
         check_llm(settings),
