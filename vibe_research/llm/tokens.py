@@ -16,7 +16,7 @@ from vibe_research.lm.tokenizer import GPT2_RANKS_ENV, Tokenizer, load_tokenizer
 log = logging.getLogger(__name__)
 
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
-BYTES_PER_TOKEN = 4
+BYTES_PER_TOKEN = 4  # English averages about 4 bytes per BPE token: the estimate without tiktoken
 
 
 def gpt2_encoding() -> Tokenizer | None:

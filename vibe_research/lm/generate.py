@@ -60,7 +60,7 @@ STORY_BEGINNINGS: tuple[str, ...] = (
     "The wind blew hard, and Ben's kite got stuck in a tree.",
     "Once upon a time, in a land full of candy, there lived a happy little dragon.",
 )
-SAMPLE_SEED = 1000
+SAMPLE_SEED = 1000  # away from the training seeds 0, 1, 2, ... so no run samples with its own
 STEP_TOLERANCE = 1e-3  # total variation allowed between a step's distribution and logprobs'
 SPOT_STEPS = 4  # steps of each sample asked again with logprobs in a fresh session
 PROBE_TOKENS = 32  # tokens the decoder probe decodes: a quarter at once, then one at a time

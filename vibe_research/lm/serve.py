@@ -47,7 +47,7 @@ from vibe_research.lm.protocol import (
 log = logging.getLogger(__name__)
 
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
-REAP_POLL_S = 0.005
+REAP_POLL_S = 0.005  # one fork per request: a slow poll would add up over ~130 requests
 
 
 def protect() -> None:

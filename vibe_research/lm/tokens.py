@@ -25,7 +25,7 @@ from vibe_research.lm.tokenizer import Tokenizer, check_spec
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-BATCH_STORIES = 512
+BATCH_STORIES = 512  # stories encoded per call: amortises the call, keeps memory flat
 
 
 class TokenManifest(BaseModel):

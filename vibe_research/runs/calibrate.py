@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 CALIBRATION_VERSION = 1
 SIZE = 512  # n of the n x n matrix product: big enough for BLAS to use every thread
-WARMUP = 5
-MEASURE_S = 1.0
+WARMUP = 5  # products before timing: threads spun up, caches warm
+MEASURE_S = 1.0  # many products: timer resolution and one descheduling average out
 
 
 class Calibration(BaseModel):

@@ -18,8 +18,8 @@ from vibe_research.sandbox.command import SandboxedCommand
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.1
-SIZE_CHECK_S = 0.5
+POLL_S = 0.1  # how soon an ended process or a passed deadline is seen
+SIZE_CHECK_S = 0.5  # the run folder size walk: bounds how far past run_dir_gb a disk filler gets
 STRAGGLER_WAIT_S = 2.0  # children get this long to exit after the main process has ended
 LINE_LIMIT = (
     1 << 16

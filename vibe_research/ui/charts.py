@@ -14,7 +14,7 @@ from vibe_research.ui.source import LeaderboardRow, Summary
 
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 60, 16, 14, 44  # margins, pixels
-MAX_X_LABELS = 24
+MAX_X_LABELS = 24  # experiment numbers under the x axis before they are thinned out
 RUN_COLOURS = 6  # css classes run-0 .. run-5, reused in turn
 
 Shape = Literal["circle", "square", "diamond", "triangle", "down"]

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 ORDER = 3  # trigrams: enough for local fluency, sparse enough to punish scrambled text
 MAX_TOKENS = 2_000_000  # of training stream: more adds seconds to the build and little accuracy
 HELD_OUT = 0.05  # share of the stream kept back to measure typical fluency
-OPENING_TOKENS = 4
+OPENING_TOKENS = 4  # a story's first tokens, scored apart: any opening is unlikely to a trigram
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from vibe_research.research.stats import (
     summarize,
 )
 
-SAMPLES_SHOWN = 3
-LOG_LINES_SHOWN = 15
+SAMPLES_SHOWN = 3  # stories quoted per page: enough to see a pattern, short enough to read
+LOG_LINES_SHOWN = 15  # of a failed run's log tail: the traceback, not the whole training log
 
 
 def _summary_block(experiment: ExperimentState) -> str:
@@ -64,6 +64,7 @@ def _change_block(experiment: ExperimentState) -> str:
     diff = experiment.proposal.diff if experiment.proposal else ""
     if not diff.strip():
         return "_No code change: this measures experiments/ as it stood._"
+    # a diff that itself holds a ``` fence (a markdown file, a docstring) needs a longer one
     fence = "````" if "```" in diff else "```"
     return f"{fence}diff\n{diff.rstrip()}\n{fence}"
 
@@ -124,6 +125,7 @@ def _failure(run: RunState) -> str:
     if run.end is None or run.end.outcome == "ok" or not run.end.log_tail.strip():
         return ""
     tail = "\n".join(run.end.log_tail.rstrip().splitlines()[-LOG_LINES_SHOWN:])
+    # the same for a log tail that prints a fenced block
     fence = "````" if "```" in tail else "```"
     return (
         f"\n\n<details><summary>{run.run}: {run.end.outcome}, last lines of its log</summary>\n\n"
@@ -257,6 +259,7 @@ def _story(sample: Sample) -> str:
     text = sample.text
     if text.startswith(sample.prompt):
         text = text[len(sample.prompt) :]
+    # the beginning in bold, so the reader sees where the model's own words start
     story = f"**{sample.prompt.strip()}**{' ' if text[:1] not in ('', ' ', ',', '.') else ''}{text.strip()}"
     return "\n".join(f"> {line}" if line else ">" for line in story.splitlines())
 
@@ -267,6 +270,7 @@ def _showcase_run(experiment: ExperimentState) -> RunState | None:
         (run for run in experiment.chosen_runs if run.evaluation and run.evaluation.samples),
         key=lambda run: run.evaluation.bpb if run.evaluation else 0.0,
     )
+    # the median run by bpb: neither the luckiest seed nor the worst speaks for the experiment
     return runs[len(runs) // 2] if runs else None
 
 

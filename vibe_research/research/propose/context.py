@@ -26,7 +26,7 @@ from vibe_research.research.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-RECENT_PAGES = 3
+RECENT_PAGES = 3  # latest experiment pages quoted in full; older ones reach the prompt as rows
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".json", ".txt", ".cfg", ".yaml", ".yml"}
 
 
