@@ -1,6 +1,7 @@
 """The dashboard driven as a person would: `vibe-research ui` in a subprocess, Debian's Chromium
 through Playwright, every request the page makes recorded."""
 
+import gzip
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import pytest
 
 from vibe_research.llm.config_block import read_config
 
-REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
 CLI = [sys.executable, "-m", "vibe_research"]
 CHROMIUM = Path("/usr/bin/chromium")
 # What works on the development machine and in CI (root, no GPU, no network).
@@ -89,11 +90,14 @@ def dashboard(workspace: Path, *args: str) -> Iterator[str]:
 
 @pytest.fixture
 def repo_workspace(tmp_path: Path) -> Path:
-    """A workspace holding this repository's own research log (its settings and ledger)."""
+    """A workspace holding a real research log: the settings and ledger of this repository's
+    first log (17 experiments at 120 s, in git history since notes/ began a new one), kept in
+    tests/ui/data so the pages are tested on the same records whatever notes/ holds now."""
     workspace = tmp_path / "research"
     (workspace / "notes").mkdir(parents=True)
-    shutil.copyfile(REPO / "vibe-research.toml", workspace / "vibe-research.toml")
-    shutil.copyfile(REPO / "notes" / "ledger.jsonl", workspace / "notes" / "ledger.jsonl")
+    shutil.copyfile(DATA / "vibe-research-120s.toml", workspace / "vibe-research.toml")
+    with gzip.open(DATA / "ledger-120s.jsonl.gz") as packed:
+        (workspace / "notes" / "ledger.jsonl").write_bytes(packed.read())
     return workspace
 
 
