@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CONFIG = {
     "tokenizer": "bpe:4096",  # token cache spec: bpe:N, gpt2 or bytes (`vibe-research data prepare`)
-    "n_layer": 1,  # transformer blocks
+    "n_layer": 4,  # transformer blocks
     "n_head": 4,  # attention heads per block
     "n_embd": 192,  # residual stream width (channels)
     "mlp_ratio": 4,  # MLP hidden width / n_embd (swiglu uses 2/3 of it per branch, same params)
@@ -47,7 +47,7 @@ CONFIG = {
     "mlp": "gelu",  # gelu | swiglu | relu2
     "positions": "rope",  # learned | rope
     "tie_embeddings": True,  # share the token embedding with the LM head
-    "optimizer": "muon",  # adamw | muon (Muon for the blocks' matrices, AdamW for the rest)
+    "optimizer": "adamw",  # adamw | muon (Muon for the blocks' matrices, AdamW for the rest)
     "device": "auto",  # auto | cpu | cuda | mps (auto: cuda, then mps, then cpu)
     "dtype": "auto",  # auto | fp32 | bf16 (autocast; weights stay fp32)
     "compile": "auto",  # auto | on | off (torch.compile)
