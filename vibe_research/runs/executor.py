@@ -67,6 +67,7 @@ def with_tokens(
     sandbox on an untrusted entry's word beyond that.
     """
     known: dict[tuple[str, tuple], str | None] = {}
+    checked: set[str] = set()  # tokenizers already checked against the data in this call
     ready = []
     for spec in specs:
         key = (spec.entry, tuple(sorted(spec.overrides.items())))
@@ -77,24 +78,36 @@ def with_tokens(
                 log.debug("describe failed (%s); the run will record why", failed.reason)
                 known[key] = None
             tokenizer = known[key]
-            if tokenizer is not None and (problem := tokenizer_problem(tokenizer)):
-                say(f"not building token caches for {spec.entry}: {problem}")
-            elif tokenizer is not None and not caches_ready(cache_dir, tokenizer):
-                say(f"building the {tokenizer} token caches")
-                prepare_caches(data, root, cache_dir, tokenizer)
-            elif tokenizer is not None:
-                # caches exist: rebuilt only if [data] or the tokenizer's training text changed
-                # since they were made, so a run never trains or is scored on stale tokens
-                rebuilt = [
-                    split
-                    for split, built in prepare_caches(data, root, cache_dir, tokenizer)
-                    if built
-                ]
-                if rebuilt:
-                    names = ", ".join(split.manifest.split for split in rebuilt)
-                    say(f"rebuilt the {tokenizer} token caches ({names}): the data changed")
+            if tokenizer is not None and tokenizer not in checked:
+                checked.add(tokenizer)
+                _current_caches(tokenizer, spec.entry, data, root, cache_dir, say)
         ready.append(spec.model_copy(update={"tokenizer": known[key]}))
     return ready
+
+
+def _current_caches(
+    tokenizer: str,
+    entry: str,
+    data: DataSource,
+    root: Path,
+    cache_dir: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Build the caches of `tokenizer` where missing, rebuild them where [data] or the tokenizer's
+    training text changed since they were made (so no run trains or is scored on stale tokens),
+    and build nothing for a tokenizer past what may be built."""
+    if problem := tokenizer_problem(tokenizer):
+        say(f"not building token caches for {entry}: {problem}")
+    elif not caches_ready(cache_dir, tokenizer):
+        say(f"building the {tokenizer} token caches")
+        prepare_caches(data, root, cache_dir, tokenizer)
+    else:
+        built = [
+            split for split, fresh in prepare_caches(data, root, cache_dir, tokenizer) if fresh
+        ]
+        if built:
+            names = ", ".join(split.manifest.split for split in built)
+            say(f"rebuilt the {tokenizer} token caches ({names}): the data changed")
 
 
 def not_started(spec: RunSpec, report: ProtectionReport) -> RunResult:
