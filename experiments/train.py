@@ -33,7 +33,7 @@ CONFIG = {
     "tokenizer": "bpe:4096",  # token cache spec: bpe:N, gpt2 or bytes (`vibe-research data prepare`)
     "n_layer": 4,  # transformer blocks
     "n_head": 4,  # attention heads per block
-    "n_embd": 256,  # residual stream width (channels)
+    "n_embd": 192,  # residual stream width (channels)
     "mlp_ratio": 4,  # MLP hidden width / n_embd (swiglu uses 2/3 of it per branch, same params)
     "context": 256,  # tokens per training sequence, and the model's context length
     "batch_size": 32,  # sequences per optimizer step
