@@ -224,6 +224,28 @@ def test_ngram_sweep_and_fusion_are_run_only_moves(root):
     assert not any(key.startswith("fusion/") for key in {m.key for m in rank(_context(root, []))})
 
 
+def test_a_picked_fusion_survives_its_base_gaining_runs(root):
+    """Picked over the best's 3 runs; before the turn proposes, a drift rerun gave the best 3 more
+    (so the move's key changed): the turn still runs the fusion, over the runs there are now."""
+    three = [".vibe/runs/0000-s0", ".vibe/runs/0000-s1", ".vibe/runs/0000-s2"]
+    offered = {m.key: m for m in rank(_context(root, [], base_runs=three))}
+    pick = Suggestion(
+        title="Shallow fusion",
+        idea="fuse",
+        why="w",
+        expected_effect="e",
+        cost_minutes=15,
+        risk="medium",
+        move="fusion/best:fusion.base_run=0000-s0,0000-s1,0000-s2",
+    )
+    assert pick.move in offered
+    six = [*three, ".vibe/runs/0000-b0", ".vibe/runs/0000-b1", ".vibe/runs/0000-b2"]
+    proposal = OfflinePlanner().propose(_context(root, [], pick=pick, base_runs=six))
+    assert proposal.move == "fusion/best:fusion.base_run=" + ",".join(
+        sorted(Path(run).name for run in six)
+    )
+
+
 def test_distillation_knobs_open_once_distillation_is_on(root):
     assert not any(move.family == "alpha" for move in rank(_context(root, [])))
     train = root / "experiments" / "train.py"

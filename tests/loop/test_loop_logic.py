@@ -22,7 +22,7 @@ from vibe_research.research.loop.turn import Request, planned_runs, start_of
 from vibe_research.research.propose.edits import apply_edits
 from vibe_research.research.settings import SessionSettings, Settings
 from vibe_research.research.state import ledger as L
-from vibe_research.research.state.experiments import compare_with_best, rebuild_state
+from vibe_research.research.state.experiments import compare_with_best, gain_split, rebuild_state
 from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.executor import LocalExecutor
 from vibe_research.sandbox.policy import SandboxPolicy
@@ -208,10 +208,21 @@ def test_an_unrecorded_proposal_commit_is_reverted_and_the_researchers_commit_ke
 def _calibrated(
     exp: str, run: str, seed: int, bpb: float, gflops: float, batch: str | None = None
 ) -> list[L.Record]:
+    steps = round(gflops * 10)  # a faster machine trains more steps in the budget
+    curve = [
+        L.LossPoint(elapsed_s=s / 10, step=s, loss=3.0 - s / 1000 + bpb)
+        for s in (1, steps // 3, 2 * steps // 3, steps)
+    ]
     return [
         L.RunStartRecord(experiment=exp, run=run, seed=seed, budget_s=5, batch=batch),
         L.RunEndRecord(
-            experiment=exp, run=run, outcome="ok", calibration=Calibration(gflops=gflops, threads=2)
+            experiment=exp,
+            run=run,
+            outcome="ok",
+            calibration=Calibration(gflops=gflops, threads=2),
+            steps=steps,
+            tokens=steps * 100,
+            loss_curve=curve,
         ),
         L.EvaluationRecord(experiment=exp, run=run, bpb=bpb, perplexity=3.0, tokenizer="bytes"),
     ]
@@ -242,3 +253,10 @@ def test_sides_at_different_machine_speeds_are_flagged_and_compared_on_their_sid
     paired = compare_with_best(state, WIDER, "bpb", batch=batch)
     assert paired.verdict == "inconclusive" and paired.bpb.n_candidate == paired.bpb.n_best == 2
     assert state.experiments[WIDER].batches == {batch}
+    # where the gain came from splits the difference the verdict states, from the same runs
+    split = gain_split(state, WIDER, batch)
+    assert split.delta_bpb == pytest.approx(paired.bpb.diff)
+    assert split.tokens_candidate == pytest.approx(34.0 * 10 * 100, rel=0.01)
+    assert gain_split(state, WIDER).delta_bpb == pytest.approx(
+        (1.36 + 1.37 + 1.300 + 1.305) / 4 - (1.30 + 1.31 + 1.305 + 1.309) / 4
+    )

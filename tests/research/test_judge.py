@@ -53,6 +53,11 @@ def test_features_see_the_seeds_artifacts() -> None:
         "Lily was sad. She cried. Then her mom came. Once upon a time, there was a girl named Lily."
     )
     assert scrambled.names_used_before_introduced == 1 and scrambled.misplaced_formulas == 1
+    # a possessive is its name, a contraction no name at all
+    told = extract(
+        "Lily had a ball. Lily's ball was red. Let's play, said Lily. Don't go, Tom said."
+    )
+    assert told.one_off_names == ("Tom",)
     assert (
         extract("She ran home.").opens_mid_story
         and not extract("She ran home.", prompt="x").opens_mid_story
@@ -107,7 +112,7 @@ def test_heuristic_scores_fit_the_rubric_and_explain_themselves(reference: Refer
             for value in (score.grammar, score.creativity, score.consistency, score.plot)
         )
     assert "doubled" in broken.rationale and "punctuation" in broken.rationale
-    assert judge.rubric_version.startswith("heuristic-3+kn3-gpt2-")
+    assert judge.rubric_version.startswith("heuristic-4+kn3-gpt2-")
 
 
 def test_gibberish_from_an_untrained_model_scores_one_everywhere(reference: Reference) -> None:
@@ -122,7 +127,7 @@ def test_gibberish_from_an_untrained_model_scores_one_everywhere(reference: Refe
 
 def test_heuristic_without_a_reference_still_scores() -> None:
     judge = HeuristicJudge()
-    assert judge.rubric_version == "heuristic-3"
+    assert judge.rubric_version == "heuristic-4"
     assert (
         judge.score(
             _story("Tim had a ball. He threw it high. The dog caught it. They were happy.")
@@ -264,7 +269,7 @@ def test_make_judge_picks_the_backend_and_builds_the_reference_from_the_token_ca
     prepare_split(stories_file, load_tokenizer("gpt2"), workspace.cache)
     judge = make_judge(settings, workspace, None)
     assert isinstance(judge, HeuristicJudge) and judge.rubric_version.startswith(
-        "heuristic-3+kn3-gpt2-"
+        "heuristic-4+kn3-gpt2-"
     )
     llm = settings.model_copy(
         update={"judge": settings.judge.model_copy(update={"backend": "llm"})}

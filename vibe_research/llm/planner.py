@@ -164,6 +164,10 @@ def _choose(
     matches the untried moves first, then those that only ever failed (`retry`)."""
     if context.pick is not None and context.pick.move:
         picked = next((move for move in ranked if move.key == context.pick.move), None)
+        # the same kind of move, its details since changed (a fusion's base runs, after a drift
+        # rerun gave the best more runs)
+        variant = context.pick.move.partition(":")[0]
+        picked = picked or next((move for move in ranked if move.variant == variant), None)
         if picked is not None:
             return picked, ""
         return (

@@ -85,6 +85,8 @@ _MID_STORY_OPENERS = {
     "because",
 }
 _INTRODUCERS = {"named", "called"}
+# words whose 's is "us" or "is" rather than a possessive: "Let's go", "Here's"
+_CONTRACTED = {"let", "here", "there", "that", "what", "where", "who", "it", "he", "she"}
 # two words run together by a subword model: lower case straight into a capitalised word
 _GLUED = re.compile(r"\b[a-z]{2,}[A-Z][a-z]+")
 # words that carry no content of their own: what is left is what a story is about (Lily, ball, park)
@@ -317,17 +319,32 @@ def _distinct_2(tokens: list[str]) -> float:
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
+def _name(token: str) -> str | None:
+    """The name a capitalised word stands for ("Lily's" -> "Lily"), or None: lower case, a
+    contraction ("Let's", "Don't", "I'm") or a word that is capitalised but names no one."""
+    if not token[0].isupper():
+        return None
+    base, _, suffix = token.partition("'")
+    if suffix not in ("", "s"):
+        return None
+    lower = base.lower()
+    if lower in _NOT_NAMES or lower in _FUNCTION_WORDS or (suffix and lower in _CONTRACTED):
+        return None
+    return base
+
+
 def _names_used_before_introduced(text: str) -> int:
     """Names whose introduction ("named Lily") comes after an earlier use of the name."""
     tokens = words(text)
     first_use: dict[str, int] = {}
     introduced_at: dict[str, int] = {}
     for index, token in enumerate(tokens):
-        if not token[0].isupper() or token.lower() in _NOT_NAMES:
+        name = _name(token)
+        if name is None:
             continue
         if index > 0 and tokens[index - 1].lower() in _INTRODUCERS:
-            introduced_at.setdefault(token, index)
-        first_use.setdefault(token, index)
+            introduced_at.setdefault(name, index)
+        first_use.setdefault(name, index)
     return sum(1 for name, at in introduced_at.items() if first_use[name] < at)
 
 
@@ -370,14 +387,11 @@ def _one_off_names(text: str) -> tuple[str, ...]:
     for sentence in sentences(text):
         tokens = words(sentence)
         for index, token in enumerate(tokens):
-            if (
-                token[0].isupper()
-                and token.lower() not in _NOT_NAMES
-                and token.lower() not in _FUNCTION_WORDS
-            ):
-                mentions[token] += 1
+            name = _name(token)
+            if name is not None:
+                mentions[name] += 1
                 if index > 0:
-                    mid_sentence.add(token)
+                    mid_sentence.add(name)
     return tuple(name for name in mid_sentence if mentions[name] == 1)
 
 

@@ -31,7 +31,7 @@ from vibe_research.research.judge.reference import Fluency, Reference
 from vibe_research.research.state.ledger import Sample, SampleScore
 
 HEURISTIC_NAME = "heuristic"
-HEURISTIC_RUBRIC = "heuristic-3"
+HEURISTIC_RUBRIC = "heuristic-4"  # 4: "Lily's" is Lily, "Let's" no name
 
 
 # share of legible characters at and below which text counts as unreadable, and from which fully readable

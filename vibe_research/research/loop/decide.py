@@ -110,7 +110,11 @@ def decide(
             reference = state.reference(experiment_id)
             against = reference.id if reference else None
             verdict, comparison, reason = _verdict(env, experiment, failure)
-            gain = gain_split(state, experiment_id) if comparison is not None else None
+            gain = (
+                gain_split(state, experiment_id, _batch(experiment))
+                if comparison is not None
+                else None
+            )
         keep = verdict in ("better", "baseline") if override is None else override
         commit, tag = _make_code_match(env, experiment, keep, verdict, reason)
         decision = DecisionRecord(
@@ -141,18 +145,23 @@ def _verdict(
         return "failed", None, _failure_reason(experiment)
     if proposal is not None and proposal.source == "baseline":
         return "baseline", None, "the baseline every later experiment is compared with"
-    batch = batch_name(experiment.id)
     comparison = compare_with_best(
         state,
         experiment.id,
         env.settings.research.objective,
         env.settings.research.confidence,
         judge=judge_identity_of(env),
-        batch=batch if batch in experiment.batches else None,
+        batch=_batch(experiment),
     )
     if comparison is None:
         return "better", None, "no measured best to compare with: this becomes the best"
     return comparison.verdict, comparison, comparison.reason
+
+
+def _batch(experiment: ExperimentState) -> str | None:
+    """The side-by-side batch a drift rerun made for this experiment: what its verdict compares."""
+    batch = batch_name(experiment.id)
+    return batch if batch in experiment.batches else None
 
 
 def _failure_reason(experiment: ExperimentState) -> str:

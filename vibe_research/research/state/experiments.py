@@ -369,21 +369,24 @@ def rebuild_state(records: list[Record]) -> ResearchState:
     return state
 
 
-def gain_split(state: ResearchState, experiment: str) -> GainSplit | None:
+def gain_split(state: ResearchState, experiment: str, batch: str | None = None) -> GainSplit | None:
     """Where the candidate's bpb difference from its reference came from (stats.split_gain), for
-    two experiments that trained in steps on the same tokenizer; None otherwise."""
+    two experiments that trained in steps on the same tokenizer; None otherwise. With `batch`,
+    the runs of that side-by-side batch on both sides, as the verdict compares them."""
     reference = state.reference(experiment)
     candidate = state.experiments[experiment]
-    if reference is None or not candidate.bpbs or not reference.bpbs:
+    if reference is None:
         return None
     sides = [
-        [run for run in side.chosen_runs if run.curve and run.evaluation]
+        [run for run in side.runs_of(batch) if run.curve and run.evaluation]
         for side in (candidate, reference)
     ]
     tokenizers = {run.evaluation.tokenizer for side in sides for run in side if run.evaluation}
     if not all(sides) or len(tokenizers) != 1:
         return None
-    delta = mean(candidate.bpbs) - mean(reference.bpbs)
+    delta = mean(run.evaluation.bpb for run in sides[0]) - mean(
+        run.evaluation.bpb for run in sides[1]
+    )
     return split_gain([run.curve for run in sides[0]], [run.curve for run in sides[1]], delta)
 
 
