@@ -1,7 +1,7 @@
 """The whole evaluation of the default model after a training run, and what its isolation costs.
 
     .venv/bin/python benchmarks/evaluation.py --workspace WS [--budget 300] [--run-dir DIR]
-        [--repeats 3] [--samples 8] [--max-tokens 256]
+        [--repeats 3] [--samples 8] [--max-tokens 256] [--split]
 
 WS is a workspace whose bpe:4096 token caches are prepared (`vibe-research data prepare
 --tokenizer bpe:4096` there); its sandbox.toml applies.
@@ -16,6 +16,10 @@ WS is a workspace whose bpe:4096 token caches are prepared (`vibe-research data 
    (lm.scoring.score_windows and RowReader) on the same model loaded in this process
    (lm.sessions.LocalModel: no second process, no shared buffer, no sandbox). The ratio of the
    medians is what the isolation costs; the target is at most 1.05.
+
+With --split (and --run-dir) only the main pass, timed per request, alternating in this process
+and through a model process --repeats times each: the seconds waiting for answers and the
+seconds reading them, to show which of the two the isolation slows.
 
 Prints markdown tables on stdout, progress on stderr. Load from other processes moves every
 number: run it on an idle machine, and compare only numbers of one invocation.
@@ -32,9 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from vibe_research.lm.evaluate import EvalResult, valid_stream
-from vibe_research.lm.scoring import RowReader, score_windows, story_windows
-from vibe_research.lm.sessions import LocalModel
+from vibe_research.lm.scoring import RowReader, batches, request, score_windows, story_windows
+from vibe_research.lm.sessions import LocalModel, ModelProcess, Session
 from vibe_research.lm.tokenizer import load_tokenizer
 from vibe_research.research.workspace import Workspace
 from vibe_research.runs.measure import Measurement, run_measurement
@@ -107,12 +113,17 @@ def sandboxed_evaluation(
     return result
 
 
-def in_process_scoring(workspace: Workspace, run_dir: Path) -> tuple[float, float]:
-    """Seconds of the main pass, and the bpb, with the model loaded in this process."""
+def local_model(run_dir: Path) -> LocalModel:
+    """train.py's load_model, in this process."""
     spec = importlib.util.spec_from_file_location("bench_train", TEMPLATE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    source = LocalModel(module.load_model(run_dir))
+    return LocalModel(module.load_model(run_dir))
+
+
+def in_process_scoring(workspace: Workspace, run_dir: Path) -> tuple[float, float]:
+    """Seconds of the main pass, and the bpb, with the model loaded in this process."""
+    source = local_model(run_dir)
     tokenizer = load_tokenizer(source.info.tokenizer, workspace.cache)
     stream = valid_stream(tokenizer, workspace.cache, None).tokens
     windows = story_windows(stream, tokenizer.eot, source.info.context_length)
@@ -124,6 +135,48 @@ def in_process_scoring(workspace: Workspace, run_dir: Path) -> tuple[float, floa
     return seconds, float(-picked.sum()) / math.log(2) / bytes_
 
 
+def request_split(session: Session, stream: np.ndarray, eot: int) -> tuple[float, float]:
+    """The main pass timed per request: seconds waiting for the answers, seconds reading them."""
+    reader, waiting, reading = RowReader(), 0.0, 0.0
+    windows = story_windows(stream, eot, session.info.context_length)
+    for group in batches(windows, session.info.vocab_size):
+        tokens, lengths = request(stream, group, eot)
+        started = time.perf_counter()
+        answer = session.logprobs(tokens, lengths)
+        answered = time.perf_counter()
+        for (start, length), block in zip(group, answer.rows, strict=True):
+            reader.read(block, stream[start + 1 : start + length + 1])
+        waiting, reading = waiting + answered - started, reading + time.perf_counter() - answered
+    return waiting, reading
+
+
+def split(workspace: Workspace, run_dir: Path, repeats: int) -> str:
+    """Where the isolation's cost lies: each request's wait and read, in this process against
+    through a model process (unsandboxed: ModelProcess.spawn), alternating, `repeats` each."""
+    tokenizer = load_tokenizer(local_model(run_dir).info.tokenizer, workspace.cache)
+    stream = valid_stream(tokenizer, workspace.cache, None).tokens
+    deadline = time.monotonic() + 3600
+    times: dict[str, list[tuple[float, float]]] = {"in this process": [], "model process": []}
+    with ModelProcess.spawn(TEMPLATE, run_dir, deadline, workspace.cache.resolve()) as process:
+        for repeat in range(repeats):
+            log.info("request split, repeat %d of %d", repeat + 1, repeats)
+            with local_model(run_dir).session() as session:
+                times["in this process"].append(request_split(session, stream, tokenizer.eot))
+            with process.session() as session:
+                times["model process"].append(request_split(session, stream, tokenizer.eot))
+    lines = [
+        "| scoring | waiting for answers (median s) | reading them (median s) | each (wait + read) |"
+    ]
+    lines.append("|---|---:|---:|---|")
+    for name, pairs in times.items():
+        each = " / ".join(f"{w:.2f} + {r:.2f}" for w, r in pairs)
+        waits, reads = [w for w, _ in pairs], [r for _, r in pairs]
+        lines.append(
+            f"| {name} | {statistics.median(waits):.3f} | {statistics.median(reads):.3f} | {each} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, required=True)
@@ -132,9 +185,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="scoring comparisons")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="with --run-dir: only the per-request split of waiting and reading, and stop",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     workspace = Workspace(args.workspace.resolve())
+    if args.split:
+        if args.run_dir is None:
+            raise SystemExit("--split needs --run-dir: a run train.py trained")
+        print(split(workspace, args.run_dir.resolve(), args.repeats))
+        return
     with tempfile.TemporaryDirectory(prefix="vibe-bench-run-") as scratch:
         run_dir = args.run_dir.resolve() if args.run_dir else Path(scratch) / "run"
         if args.run_dir is None:
