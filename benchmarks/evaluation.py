@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from vibe_research.lm.evaluate import EvalResult, valid_stream
-from vibe_research.lm.scoring import RowReader, batches, request, score_windows, story_windows
-from vibe_research.lm.sessions import LocalModel, ModelProcess, Session
+from vibe_research.lm.scoring import RowReader, score_windows, story_windows
+from vibe_research.lm.sessions import Answer, LocalModel, ModelProcess, Session
 from vibe_research.lm.tokenizer import load_tokenizer
 from vibe_research.research.workspace import Workspace
 from vibe_research.runs.measure import Measurement, run_measurement
@@ -135,19 +135,27 @@ def in_process_scoring(workspace: Workspace, run_dir: Path) -> tuple[float, floa
     return seconds, float(-picked.sum()) / math.log(2) / bytes_
 
 
-def request_split(session: Session, stream: np.ndarray, eot: int) -> tuple[float, float]:
-    """The main pass timed per request: seconds waiting for the answers, seconds reading them."""
-    reader, waiting, reading = RowReader(), 0.0, 0.0
-    windows = story_windows(stream, eot, session.info.context_length)
-    for group in batches(windows, session.info.vocab_size):
-        tokens, lengths = request(stream, group, eot)
+class TimedSession:
+    """A session whose logprobs calls are timed: the seconds spent waiting for answers."""
+
+    def __init__(self, session: Session) -> None:
+        self.session, self.info, self.waiting = session, session.info, 0.0
+
+    def logprobs(self, tokens: np.ndarray, lengths: np.ndarray, last_only: bool = False) -> Answer:
         started = time.perf_counter()
-        answer = session.logprobs(tokens, lengths)
-        answered = time.perf_counter()
-        for (start, length), block in zip(group, answer.rows, strict=True):
-            reader.read(block, stream[start + 1 : start + length + 1])
-        waiting, reading = waiting + answered - started, reading + time.perf_counter() - answered
-    return waiting, reading
+        answer = self.session.logprobs(tokens, lengths, last_only)
+        self.waiting += time.perf_counter() - started
+        return answer
+
+
+def request_split(session: Session, stream: np.ndarray, eot: int) -> tuple[float, float]:
+    """The main pass (lm.scoring.score_windows): seconds waiting for the answers, seconds reading
+    them (the rest of the pass)."""
+    timed = TimedSession(session)
+    windows = story_windows(stream, eot, session.info.context_length)
+    started = time.perf_counter()
+    score_windows(timed, stream, windows, eot, RowReader())
+    return timed.waiting, time.perf_counter() - started - timed.waiting
 
 
 def split(workspace: Workspace, run_dir: Path, repeats: int) -> str:

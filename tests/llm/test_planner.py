@@ -35,6 +35,13 @@ def _context(root: Path, history: list[Tried], **fields: object) -> ResearchCont
     return ResearchContext(messages=[], files=files, history=history, **fields)
 
 
+def _pick(move: str) -> Suggestion:
+    """The menu's suggestion of `move`, as the researcher picks it."""
+    return Suggestion(
+        title=move, idea="", why="w", expected_effect="e", cost_minutes=15, risk="low", move=move
+    )
+
+
 def test_ten_rounds_against_a_growing_history_never_repeat(root):
     """Like the loop: apply, measure (here: a fixed rule), keep the better changes, revert the rest."""
     planner, history, seen = OfflinePlanner(), [], set()
@@ -140,15 +147,7 @@ def test_the_setting_a_kept_move_left_is_not_proposed_again(root):
 
 
 def test_pick_and_own_idea_are_honoured(root):
-    pick = Suggestion(
-        title="Switch MLP",
-        idea="swiglu",
-        why="w",
-        expected_effect="e",
-        cost_minutes=15,
-        risk="low",
-        move="act/swiglu:mlp=gelu->swiglu",
-    )
+    pick = _pick("act/swiglu:mlp=gelu->swiglu")
     assert (
         OfflinePlanner().propose(_context(root, [], pick=pick)).move
         == "act/swiglu:mlp=gelu->swiglu"
@@ -229,15 +228,7 @@ def test_a_picked_fusion_survives_its_base_gaining_runs(root):
     (so the move's key changed): the turn still runs the fusion, over the runs there are now."""
     three = [".vibe/runs/0000-s0", ".vibe/runs/0000-s1", ".vibe/runs/0000-s2"]
     offered = {m.key: m for m in rank(_context(root, [], base_runs=three))}
-    pick = Suggestion(
-        title="Shallow fusion",
-        idea="fuse",
-        why="w",
-        expected_effect="e",
-        cost_minutes=15,
-        risk="medium",
-        move="fusion/best:fusion.base_run=0000-s0,0000-s1,0000-s2",
-    )
+    pick = _pick("fusion/best:fusion.base_run=0000-s0,0000-s1,0000-s2")
     assert pick.move in offered
     six = [*three, ".vibe/runs/0000-b0", ".vibe/runs/0000-b1", ".vibe/runs/0000-b2"]
     proposal = OfflinePlanner().propose(_context(root, [], pick=pick, base_runs=six))
