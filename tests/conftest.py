@@ -1,6 +1,7 @@
 """Shared fixtures. Tests that need ../shared/data skip with a reason where it is absent."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VIBE_SHARED_DATA", REPO.parent / "shared" / "data"))
 TINYSTORIES = SHARED_DATA / "tinystories"
 GPT2_RANKS = SHARED_DATA / "tokenizer" / "r50k_base.tiktoken"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background of a non-interactive shell (`pytest &`, nohup) inherits
+    SIGINT ignored, and so would every process it starts: the Ctrl-C tests would send a signal
+    nobody hears. Take Python's own handler back, so children start with SIGINT as a terminal
+    gives it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from conftest import vibe
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from openai_server import ScriptedOpenAIServer
 
+from vibe_research.research.loop.drift import batch_name
 from vibe_research.research.state.experiments import rebuild_state
 from vibe_research.research.state.ledger import read
 
@@ -53,12 +54,14 @@ def proposal(title: str, search: str, replace: str) -> dict:
 def test_scripted_llm_edits_train_py(tiny_workspace: Path) -> None:
     settings = tiny_workspace / "vibe-research.toml"
     settings.write_text(
-        settings.read_text(encoding="utf-8").replace(
-            '[judge]\nbackend = "auto"', '[judge]\nbackend = "heuristic"'
-        ),
+        settings.read_text(encoding="utf-8")
+        .replace('[judge]\nbackend = "auto"', '[judge]\nbackend = "heuristic"')
+        .replace("drift = 1.0", "drift = 0.0"),  # every comparison reruns both sides
         encoding="utf-8",
     )
-    subprocess.run(["git", "commit", "-qam", "heuristic judge"], cwd=tiny_workspace, check=True)
+    subprocess.run(
+        ["git", "commit", "-qam", "heuristic judge, drift 0"], cwd=tiny_workspace, check=True
+    )
     train_py = tiny_workspace / "experiments" / "train.py"
     width_line = next(
         line
@@ -96,9 +99,15 @@ def test_scripted_llm_edits_train_py(tiny_workspace: Path) -> None:
     assert [v for _, v in verdicts[3:]] == ["failed", "failed"]
     assert "scripted crash" in experiments[4].decision.reason
     wider = experiments[2]
-    # its two seeds (a drift rerun beside the baseline, when the calibrations differ, adds a batch)
+    # its two seeds, then the drift guard's two pairs beside the baseline's code (a worktree of
+    # its commit), and the verdict compares those
     own = [run for run in wider.measured_runs if run.start.batch is None]
     assert wider.proposal.source == "llm" and "+" in wider.proposal.diff and len(own) == 2
+    beside = batch_name(wider.id)
+    assert len(wider.runs_of(beside)) == 2 == len(experiments[0].runs_of(beside))
+    compared = wider.decision.comparison
+    assert compared.bpb.n_candidate == compared.bpb.n_best == 2
+    assert "run again side by side" in wider.decision.drift
     assert "scripted crash" not in train_py.read_text(encoding="utf-8")
     assert (
         subprocess.run(

@@ -242,7 +242,8 @@ def test_sides_at_different_machine_speeds_are_flagged_and_compared_on_their_sid
         *_calibrated(WIDER, "w1", 1, 1.37, 23.5),
     ]
     state = rebuild_state(records)
-    ratio = drift(state.experiments[WIDER], state.experiments[BASELINE])
+    ratio = drift(state.experiments[WIDER], state.experiments[BASELINE], 0.05)
+    assert drift(state.experiments[WIDER], state.experiments[BASELINE], 0.5) is None
     assert ratio == pytest.approx(22.75 / 33.8, rel=1e-6)
     assert compare_with_best(state, WIDER, "bpb").verdict == "worse"
     batch = batch_name(WIDER)

@@ -26,6 +26,12 @@ class ResearchSettings(BaseModel):
     question: str = "What is the strongest TinyStories language model that trains in five minutes on this machine?"
     objective: Literal["bpb", "judge", "both"] = "both"
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    drift: float = Field(
+        default=0.05,
+        ge=0,
+        description="relative difference of two sides' machine calibrations past which both are "
+        "run again side by side (loop/drift.py)",
+    )
 
 
 class JudgeSettings(BaseModel):

@@ -3,7 +3,7 @@ worse bpb, so two sides measured at different speeds are not compared as they ar
 
 Every run records a calibration (runs/calibrate.py: a fixed micro-benchmark before it trains,
 and the load average). When the medians of a candidate's and its reference's calibrations differ
-by more than DRIFT, the reference's code is checked out into a worktree under .vibe/ and the two
+by more than `research.drift` (5% by default), the reference's code is checked out into a worktree under .vibe/ and the two
 are run again side by side, alternating (reference, candidate, reference, ...), as one batch;
 the decision then compares that batch on both sides, and the page says so.
 """
@@ -20,8 +20,6 @@ from vibe_research.research.state.ledger import PlannedRun
 
 log = logging.getLogger(__name__)
 
-DRIFT = 0.05  # relative difference of the calibration medians past which the sides are rerun
-
 
 def speed(runs: list[RunState]) -> float | None:
     """Median calibration (GFLOP/s) of the runs that recorded one."""
@@ -29,14 +27,14 @@ def speed(runs: list[RunState]) -> float | None:
     return median(scores) if scores else None
 
 
-def drift(candidate: ExperimentState, reference: ExperimentState) -> float | None:
+def drift(candidate: ExperimentState, reference: ExperimentState, threshold: float) -> float | None:
     """Candidate's machine speed over the reference's, when both recorded one and they differ
-    by more than DRIFT; None otherwise."""
+    by more than `threshold` (relative); None otherwise."""
     mine, theirs = speed(candidate.chosen_runs), speed(reference.chosen_runs)
     if mine is None or theirs is None or theirs <= 0:
         return None
     ratio = mine / theirs
-    return ratio if abs(ratio - 1) > DRIFT else None
+    return ratio if abs(ratio - 1) > threshold else None
 
 
 def batch_name(experiment: str) -> str:

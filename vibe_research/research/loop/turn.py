@@ -431,7 +431,7 @@ def check_drift(env: Env, exp: str) -> str:
     candidate, reference = state.experiments[exp], state.reference(exp)
     if reference is None or batch_name(exp) in candidate.batches:
         return ""
-    ratio = drift(candidate, reference)
+    ratio = drift(candidate, reference, env.settings.research.drift)
     if ratio is None:
         return ""
     said = (
