@@ -19,10 +19,12 @@ from vibe_research.research.loop.recovery import recover, save_pending
 from vibe_research.research.loop.runs import missing_runs
 from vibe_research.research.loop.session import stop_reason
 from vibe_research.research.loop.turn import Request, planned_runs, start_of
+from vibe_research.research.propose.context import base_runs
 from vibe_research.research.propose.edits import apply_edits
 from vibe_research.research.settings import SessionSettings, Settings
 from vibe_research.research.state import ledger as L
 from vibe_research.research.state.experiments import compare_with_best, gain_split, rebuild_state
+from vibe_research.research.workspace import Workspace
 from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.executor import LocalExecutor
 from vibe_research.sandbox.policy import SandboxPolicy
@@ -261,3 +263,16 @@ def test_sides_at_different_machine_speeds_are_flagged_and_compared_on_their_sid
     assert gain_split(state, WIDER).delta_bpb == pytest.approx(
         (1.36 + 1.37 + 1.300 + 1.305) / 4 - (1.30 + 1.31 + 1.305 + 1.309) / 4
     )
+
+
+def test_fusion_bases_are_the_best_runs_whose_folders_are_on_this_machine(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    state = rebuild_state(_baseline())
+    assert base_runs(workspace, "experiments/train.py", state) == []  # a fresh clone: no folders
+    (workspace.runs / "b1").mkdir(parents=True)
+    assert base_runs(workspace, "experiments/train.py", state) == [str(workspace.runs / "b1")]
+    (workspace.runs / "b0").mkdir()
+    assert base_runs(workspace, "experiments/train.py", state) == [
+        str(workspace.runs / "b0"),  # best (lowest bpb) first
+        str(workspace.runs / "b1"),
+    ]
