@@ -3,9 +3,10 @@ worse bpb, so two sides measured at different speeds are not compared as they ar
 
 Every run records a calibration (runs/calibrate.py: a fixed micro-benchmark before it trains,
 and the load average). When the medians of a candidate's and its reference's calibrations differ
-by more than `research.drift` (5% by default), the reference's code is checked out into a worktree under .vibe/ and the two
-are run again side by side, alternating (reference, candidate, reference, ...), as one batch;
-the decision then compares that batch on both sides, and the page says so.
+by more than `research.drift` (5% by default), the reference's code is checked out into a
+worktree under .vibe/ and the two are run again side by side, alternating (reference, candidate,
+reference, ...), as one batch; the decision then compares that batch on both sides, and the page
+says so.
 """
 
 import logging
