@@ -47,7 +47,7 @@ CONFIG = {
     "mlp": "gelu",  # gelu | swiglu | relu2
     "positions": "rope",  # learned | rope
     "tie_embeddings": True,  # share the token embedding with the LM head
-    "optimizer": "muon",  # adamw | muon (Muon for the blocks' matrices, AdamW for the rest)
+    "optimizer": "adamw",  # adamw | muon (Muon for the blocks' matrices, AdamW for the rest)
     "device": "auto",  # auto | cpu | cuda | mps (auto: cuda, then mps, then cpu)
     "dtype": "auto",  # auto | fp32 | bf16 (autocast; weights stay fp32)
     "compile": "auto",  # auto | on | off (torch.compile)
