@@ -13,7 +13,13 @@ from vibe_research.lm.caches import tokenizer_problem
 from vibe_research.research import gitops
 from vibe_research.research.judge.cache import JudgeCache
 from vibe_research.research.judge.heuristic import HeuristicJudge
-from vibe_research.research.loop.drift import batch_name, drift
+from vibe_research.research.loop.drift import (
+    batch_name,
+    described,
+    drift,
+    pairs_to_run,
+    starts_beside,
+)
 from vibe_research.research.loop.env import Env
 from vibe_research.research.loop.recovery import recover, save_pending
 from vibe_research.research.loop.runs import missing_runs
@@ -276,3 +282,61 @@ def test_fusion_bases_are_the_best_runs_whose_folders_are_on_this_machine(tmp_pa
         str(workspace.runs / "b0"),  # best (lowest bpb) first
         str(workspace.runs / "b1"),
     ]
+
+
+def test_a_half_run_side_by_side_batch_is_completed_pair_by_pair_and_described() -> None:
+    batch = batch_name(WIDER)
+    before = [
+        _proposal(BASELINE, source="baseline", commit="c0"),
+        *_calibrated(BASELINE, "b0", 0, 1.30, 34.0),
+        *_calibrated(BASELINE, "b1", 1, 1.31, 34.0),
+        L.DecisionRecord(experiment=BASELINE, verdict="baseline", kept=True),
+        _proposal(WIDER, commit="p1"),
+    ]
+    # the machine was at half speed when WIDER began, so its runs are the batch from the start;
+    # the turn was stopped during the candidate's first run
+    stopped = [
+        *_calibrated(BASELINE, "rb0", 0, 1.40, 17.0, batch),
+        L.RunStartRecord(experiment=WIDER, run="rw0", seed=0, budget_s=5, batch=batch),
+        L.RunEndRecord(experiment=WIDER, run="rw0", outcome="interrupted"),
+    ]
+    state = rebuild_state(before + stopped)
+    planned = [L.PlannedRun(seed=0), L.PlannedRun(seed=1)]
+    todo = pairs_to_run(state.experiments[WIDER], state.experiments[BASELINE], planned)
+    assert [(side.id, run.seed) for side, run in todo] == [(WIDER, 0), (BASELINE, 1), (WIDER, 1)]
+    assert missing_runs(state.experiments[WIDER]) == planned
+    resumed = [
+        *_calibrated(WIDER, "rw0b", 0, 1.38, 17.2, batch),
+        *_calibrated(BASELINE, "rb1", 1, 1.41, 16.8, batch),
+        *_calibrated(WIDER, "rw1", 1, 1.39, 17.0, batch),
+    ]
+    state = rebuild_state(before + stopped + resumed)
+    assert pairs_to_run(state.experiments[WIDER], state.experiments[BASELINE], planned) == []
+    assert missing_runs(state.experiments[WIDER]) == []
+    said = described(state, WIDER)
+    assert "side by side from the start" in said and "(34.0 GFLOP/s" in said
+    assert "calibration 17.1 against 16.9 GFLOP/s" in said
+    # runs of its own first, at half speed, then the batch: the page says both ran again
+    alone = [*_calibrated(WIDER, "w0", 0, 1.45, 17.0), *_calibrated(WIDER, "w1", 1, 1.46, 17.0)]
+    said = described(rebuild_state(before + alone + stopped + resumed), WIDER)
+    assert said.startswith("its runs ran at 50% of the machine speed of 0000-baseline's")
+    assert "run again side by side" in said
+
+
+def test_a_candidate_starts_beside_its_reference_only_when_the_machine_is_at_another_speed_now(
+    env: Env,
+) -> None:
+    env.record(_proposal(BASELINE, source="baseline", commit="c0"))
+    for record in _calibrated(BASELINE, "b0", 0, 1.30, 1e6):  # no machine is this fast
+        env.record(record)
+    env.record(L.DecisionRecord(experiment=BASELINE, verdict="baseline", kept=True))
+    env.record(_proposal(WIDER, commit="p1"))
+    state = env.state()
+    wider, baseline = state.experiments[WIDER], state.experiments[BASELINE]
+    planned = [L.PlannedRun(seed=0), L.PlannedRun(seed=1)]
+    assert starts_beside(env, wider, baseline, planned)  # measured now, in the sandbox
+    sweep = [L.PlannedRun(seed=0, overrides={"order": str(n)}) for n in (3, 4)]
+    assert not starts_beside(env, wider, baseline, sweep)
+    assert not starts_beside(env, wider, None, planned)
+    env.settings.research.drift = 1e9  # any speed is close enough
+    assert not starts_beside(env, wider, baseline, planned)

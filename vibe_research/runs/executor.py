@@ -1,7 +1,8 @@
 """Executors run a list of RunSpecs and return one RunResult each, in order.
 
-`Executor` is the whole interface a cluster executor implements: `execute(specs, on_event)` and
-`tokenizer_of(spec)`; `make_executor` picks the one [train] executor names.
+`Executor` is the whole interface a cluster executor implements: `execute(specs, on_event)`,
+`tokenizer_of(spec)`, `score_sealed(spec, out_dir)` and `calibrate(spec)`; `make_executor` picks
+the one [train] executor names.
 `on_event(run_id, event)` receives every training event (start, step, eval, sample, done) and the
 runner's `{"event": "status", "phase": ...}` events, from whichever thread sees them.
 """
@@ -15,9 +16,17 @@ from typing import Protocol
 from vibe_research.lm.caches import caches_ready, prepare_caches, tokenizer_problem
 from vibe_research.lm.corpus import DataSource
 from vibe_research.lm.evaluate import EvalResult
+from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.events import OnEvent, OutputRecorder
 from vibe_research.runs.result import Outcome, RunResult
-from vibe_research.runs.runner import RunFailed, record, resolve_tokenizer, run_one, score_sealed
+from vibe_research.runs.runner import (
+    RunFailed,
+    calibrate,
+    record,
+    resolve_tokenizer,
+    run_one,
+    score_sealed,
+)
 from vibe_research.runs.settings import TrainSettings
 from vibe_research.runs.spec import RunSpec
 from vibe_research.sandbox.policy import SandboxPolicy, load_policy
@@ -38,6 +47,11 @@ class Executor(Protocol):
 
     def score_sealed(self, spec: RunSpec, out_dir: Path) -> tuple[Outcome, str, EvalResult | None]:
         """The sealed test split scored for the finished run `spec` (see runs.runner.score_sealed)."""
+        ...
+
+    def calibrate(self, spec: RunSpec) -> Calibration | None:
+        """The machine's speed now, measured as `spec`'s run would measure it before training
+        (runs/calibrate.py); None where no one machine's speed can be known beforehand."""
         ...
 
 
@@ -134,6 +148,10 @@ class LocalExecutor:
 
     def score_sealed(self, spec: RunSpec, out_dir: Path) -> tuple[Outcome, str, EvalResult | None]:
         return score_sealed(spec, self.policy, self.report, out_dir)
+
+    def calibrate(self, spec: RunSpec) -> Calibration | None:
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        return calibrate(spec, self.policy, self.report)
 
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
         results: list[RunResult] = []

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict
 from vibe_research.lm import atomic
 from vibe_research.lm.errors import UserError
 from vibe_research.lm.evaluate import EvalResult
+from vibe_research.runs.calibrate import Calibration
 from vibe_research.runs.events import LIVE_TRACE, OnEvent, OutputRecorder
 from vibe_research.runs.executor import not_started
 from vibe_research.runs.result import Outcome, RunResult
@@ -490,6 +491,12 @@ class RayExecutor:
     def score_sealed(self, spec: RunSpec, out_dir: Path) -> tuple[Outcome, str, EvalResult | None]:
         """Here, on the driver: the run folder has come back, and the test split stays here."""
         return score_sealed(spec, self.policy, self.report, out_dir)
+
+    def calibrate(self, spec: RunSpec) -> Calibration | None:
+        """None: a run lands on whichever node has room, so no one machine's speed says
+        beforehand what the runs will see; the drift guard compares the calibrations the runs
+        themselves took (research/loop/drift.py)."""
+        return None
 
     def execute(self, specs: list[RunSpec], on_event: OnEvent | None = None) -> list[RunResult]:
         if not specs:

@@ -26,7 +26,15 @@ from vibe_research.llm.schemas import Proposal, Suggestion
 from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
 from vibe_research.research.loop.decide import decide, judge_runs
-from vibe_research.research.loop.drift import batch_name, drift, rerun_beside, rerunnable, speed
+from vibe_research.research.loop.drift import (
+    batch_name,
+    described,
+    drift,
+    rerun_beside,
+    rerunnable,
+    speed,
+    starts_beside,
+)
 from vibe_research.research.loop.env import Env, Stopwatch
 from vibe_research.research.loop.recovery import clear_pending, recover, save_pending
 from vibe_research.research.loop.runs import (
@@ -404,7 +412,12 @@ def finish(env: Env, exp: str) -> None:
     proposal = experiment.proposal
     assert proposal is not None
     if todo := missing_runs(experiment):
-        run_planned(env, exp, proposal.entry, todo, proposal.commit)
+        reference = env.state().reference(exp)
+        if batch_name(exp) in experiment.batches or starts_beside(env, experiment, reference, todo):
+            assert reference is not None
+            rerun_beside(env, experiment, reference, todo)
+        else:
+            run_planned(env, exp, proposal.entry, todo, proposal.commit)
     machine = check_drift(env, exp)
     state = env.state()
     try:
@@ -426,32 +439,25 @@ def finish(env: Env, exp: str) -> None:
 
 def check_drift(env: Env, exp: str) -> str:
     """When the candidate's runs and its reference's ran at different machine speeds, run both
-    again side by side (loop/drift.py); what the page should say about it, or ""."""
+    again side by side (loop/drift.py), or complete the side-by-side batch a stopped turn left;
+    what the page should say about it, or ""."""
     state = env.state()
     candidate, reference = state.experiments[exp], state.reference(exp)
-    if reference is None or batch_name(exp) in candidate.batches:
+    if reference is None:
         return ""
-    ratio = drift(candidate, reference, env.settings.research.drift)
-    if ratio is None:
-        return ""
-    said = (
-        f"its runs ran at {ratio:.0%} of the machine speed of {reference.id}'s "
-        f"({speed(candidate.chosen_runs):.1f} against {speed(reference.chosen_runs):.1f} GFLOP/s in the "
-        "calibration before each run)"
-    )
-    if not rerunnable(reference, candidate):
-        return (
-            said
-            + "; not rerun (the reference has no code of its own to check out): the verdict may measure the machine"
-        )
+    if batch_name(exp) not in candidate.batches:
+        ratio = drift(candidate, reference, env.settings.research.drift)
+        if ratio is None:
+            return ""
+        if not rerunnable(reference, candidate):
+            return (
+                f"its runs ran at {ratio:.0%} of the machine speed of {reference.id}'s "
+                f"({speed(candidate.chosen_runs):.1f} against {speed(reference.chosen_runs):.1f} "
+                "GFLOP/s in the calibration before each run); not rerun (the reference has no "
+                "code of its own to check out): the verdict may measure the machine"
+            )
     rerun_beside(env, candidate, reference)
-    rerun = env.state()
-    return (
-        said + f"; both were run again side by side, alternating (calibration "
-        f"{speed(rerun.experiments[exp].runs_of(batch_name(exp))):.1f} against "
-        f"{speed(rerun.experiments[reference.id].runs_of(batch_name(exp))):.1f} GFLOP/s), "
-        "and the verdict compares those runs"
-    )
+    return described(env.state(), exp)
 
 
 # ----- suggest and record ---------------------------------------------------------------------
