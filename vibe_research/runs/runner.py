@@ -21,7 +21,12 @@ from vibe_research.lm import atomic, fingerprint
 from vibe_research.lm.evaluate import EvalResult, Scored
 from vibe_research.lm.paths import spec_slug
 from vibe_research.runs.calibrate import Calibration
-from vibe_research.runs.compile_cache import compile_dir, compile_environment, link_inductor_tmp
+from vibe_research.runs.compile_cache import (
+    compile_dir,
+    compile_environment,
+    drop_truncated,
+    link_inductor_tmp,
+)
 from vibe_research.runs.events import OnEvent, OutputRecorder
 from vibe_research.runs.measure import Measurement, run_measurement
 from vibe_research.runs.outcome import evaluation_outcome, training_outcome
@@ -36,6 +41,7 @@ from vibe_research.sandbox.probe import ProtectionReport
 log = logging.getLogger(__name__)
 
 DESCRIBE_LIMIT_S = 120.0  # `--describe` imports torch and exits; minutes only on a starved machine
+LINKING_S = 60.0  # a kernel's .so this fresh may still be being linked by another run (Ray)
 
 
 class RunFailed(Exception):
@@ -216,6 +222,8 @@ def train(
     if timer:
         timer.daemon = True
         timer.start()
+    if policy.compile_cache:
+        drop_truncated(spec.cache_dir, older_than_s=LINKING_S)
     try:
         end = _run_sandboxed(
             spec,
@@ -232,6 +240,8 @@ def train(
     finally:
         if timer:
             timer.cancel()
+        if policy.compile_cache:
+            drop_truncated(spec.cache_dir)  # its process group is gone: what it cut off is left
     if end.stopped == "run_dir_cap":
         _empty(spec.run_dir)  # give the disk back; the record says what happened
     outcome, reason = training_outcome(end, recorder.log_text(), recorder.nan_seen, limit)
