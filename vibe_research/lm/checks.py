@@ -24,7 +24,10 @@ import numpy as np
 from vibe_research.lm.scoring import RowReader, Window, batches, request
 from vibe_research.lm.sessions import Session
 
-CAUSAL_TOLERANCE = 1e-4  # nats: how far a target's log-probability may move between two askings
+# nats: how far a target's log-probability may move between two askings. An honest bf16 model
+# moves up to ~2e-4 (its kernels round differently when the batch shape changes); a cheat held
+# under 1e-3 nats per target gains at most ~0.0004 bits per byte, far below seed noise (~0.01).
+CAUSAL_TOLERANCE = 1e-3
 CHECK_WINDOWS = 128  # scored windows asked again (one per story), each cut at a random row
 
 
