@@ -323,6 +323,30 @@ def test_a_half_run_side_by_side_batch_is_completed_pair_by_pair_and_described()
     assert "run again side by side" in said
 
 
+def test_a_side_by_side_batch_compares_only_the_seeds_both_sides_measured() -> None:
+    """The candidate's seed 0 was rejected: the reference's seed 0, run under the same machine
+    conditions, leaves the comparison with it, so neither side keeps a seed the other lacks."""
+    batch = batch_name(WIDER)
+    records = [
+        _proposal(BASELINE, source="baseline", commit="c0"),
+        *_calibrated(BASELINE, "b0", 0, 1.30, 34.0),
+        L.DecisionRecord(experiment=BASELINE, verdict="baseline", kept=True),
+        _proposal(WIDER, commit="p1"),
+        *_calibrated(BASELINE, "rb0", 0, 1.50, 12.0, batch),  # a slow first pair
+        L.RunStartRecord(experiment=WIDER, run="rw0", seed=0, budget_s=5, batch=batch),
+        L.RunEndRecord(experiment=WIDER, run="rw0", outcome="bad_model", reason="not causal"),
+    ]
+    for seed in (1, 2):
+        records += _calibrated(BASELINE, f"rb{seed}", seed, 1.30 + seed * 0.002, 34.0, batch)
+        records += _calibrated(WIDER, f"rw{seed}", seed, 1.32 + seed * 0.002, 34.0, batch)
+    state = rebuild_state(records)
+    paired = compare_with_best(state, WIDER, "bpb", batch=batch)
+    assert paired.bpb.n_candidate == paired.bpb.n_best == 2
+    assert paired.bpb.diff == pytest.approx(0.02) and paired.verdict == "worse"
+    assert gain_split(state, WIDER, batch).delta_bpb == pytest.approx(0.02)
+    assert compare_with_best(state, WIDER, "bpb").bpb.n_best == 4  # unbatched: every run
+
+
 def test_a_candidate_starts_beside_its_reference_only_when_the_machine_is_at_another_speed_now(
     env: Env,
 ) -> None:

@@ -216,7 +216,7 @@ class ExperimentState:
 
     @property
     def judge_scores(self) -> list[float]:
-        return self.judge_scores_by(self.judge_identity) if self.judge_identity else []
+        return scores_by(self.chosen_runs, self.judge_identity) if self.judge_identity else []
 
     def runs_of(self, batch: str | None) -> list[RunState]:
         """The chosen runs, or those of one side-by-side batch of them (drift guard)."""
@@ -228,18 +228,35 @@ class ExperimentState:
     def batches(self) -> set[str]:
         return {r.start.batch for r in self.runs.values() if r.start and r.start.batch}
 
-    def judge_scores_by(self, identity: str, batch: str | None = None) -> list[float]:
-        """The chosen runs' mean rubric scores by one judge: the values a comparison uses."""
-        scores = []
-        for run in self.runs_of(batch):
-            judgement = run.judgement_by(identity)
-            if judgement and judgement.scores:
-                scores.append(judgement.overall)
-        return scores
-
     @property
     def interrupted_runs(self) -> list[RunState]:
         return [run for run in self.runs.values() if run.interrupted]
+
+
+def scores_by(runs: list[RunState], identity: str) -> list[float]:
+    """The mean rubric scores one judge gave these runs (those it judged)."""
+    scores = []
+    for run in runs:
+        judgement = run.judgement_by(identity)
+        if judgement and judgement.scores:
+            scores.append(judgement.overall)
+    return scores
+
+
+def paired_runs(
+    candidate: ExperimentState, reference: ExperimentState, batch: str | None
+) -> tuple[list[RunState], list[RunState]]:
+    """The evaluated runs a comparison uses on each side. Without `batch`, all chosen runs; with
+    one, the side-by-side batch's complete pairs only: a seed counts where both sides have an
+    evaluated run in the batch, so a seed one side lost (rejected, crashed) takes the other
+    side's run of it out too, and both sides stay measured under the same machine conditions."""
+    sides = [
+        [run for run in side.runs_of(batch) if run.evaluation] for side in (candidate, reference)
+    ]
+    if batch is None:
+        return sides[0], sides[1]
+    both = {run.seed for run in sides[0]} & {run.seed for run in sides[1]}
+    return [r for r in sides[0] if r.seed in both], [r for r in sides[1] if r.seed in both]
 
 
 @dataclass
@@ -378,8 +395,7 @@ def gain_split(state: ResearchState, experiment: str, batch: str | None = None) 
     if reference is None:
         return None
     sides = [
-        [run for run in side.runs_of(batch) if run.curve and run.evaluation]
-        for side in (candidate, reference)
+        [run for run in side if run.curve] for side in paired_runs(candidate, reference, batch)
     ]
     tokenizers = {run.evaluation.tokenizer for side in sides for run in side if run.evaluation}
     if not all(sides) or len(tokenizers) != 1:
@@ -400,22 +416,19 @@ def compare_with_best(
 ) -> Comparison | None:
     """The experiment's seeds against its reference's (see ResearchState.reference); None without
     one. Judge scores compare within one judge identity, `judge` (default: the candidate's); with
-    `batch`, only the runs of that side-by-side batch count, on both sides."""
+    `batch`, only that side-by-side batch's complete pairs count (paired_runs)."""
     reference = state.reference(experiment)
     if reference is None:
         return None
     candidate = state.experiments[experiment]
     identity = judge or candidate.judge_identity
-
-    def bpbs(side: ExperimentState) -> list[float]:
-        return [run.evaluation.bpb for run in side.runs_of(batch) if run.evaluation]
-
+    ours, theirs = paired_runs(candidate, reference, batch)
     return compare(
         objective,
-        bpbs(candidate),
-        bpbs(reference),
-        candidate.judge_scores_by(identity, batch) if identity else [],
-        reference.judge_scores_by(identity, batch) if identity else [],
+        [run.evaluation.bpb for run in ours if run.evaluation],
+        [run.evaluation.bpb for run in theirs if run.evaluation],
+        scores_by(ours, identity) if identity else [],
+        scores_by(theirs, identity) if identity else [],
         confidence,
     )
 
