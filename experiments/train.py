@@ -53,7 +53,7 @@ CONFIG = {
     "compile": "auto",  # auto | on | off (torch.compile)
     "threads": 0,  # CPU threads for torch (0 = every core this process may use)
     "log_every": 25,  # optimizer steps between step events
-    "distill_steps": 200,  # first steps trained against an n-gram teacher (0 = off; 200 when on)
+    "distill_steps": 0,  # first steps trained against an n-gram teacher (0 = off; 200 when on)
     "distill_alpha": 0.5,  # weight of the teacher KL in the distillation loss (CE gets 1 - alpha)
     "distill_order": 4,  # n-gram order of the teacher
 }
