@@ -22,7 +22,7 @@ from vibe_research.research.loop.drift import (
 )
 from vibe_research.research.loop.env import Env
 from vibe_research.research.loop.recovery import recover, save_pending
-from vibe_research.research.loop.runs import missing_runs
+from vibe_research.research.loop.runs import missing_runs, score_sealed
 from vibe_research.research.loop.session import stop_reason
 from vibe_research.research.loop.turn import Request, planned_runs, start_of
 from vibe_research.research.propose.context import base_runs
@@ -345,6 +345,18 @@ def test_a_side_by_side_batch_compares_only_the_seeds_both_sides_measured() -> N
     assert paired.bpb.diff == pytest.approx(0.02) and paired.verdict == "worse"
     assert gain_split(state, WIDER, batch).delta_bpb == pytest.approx(0.02)
     assert compare_with_best(state, WIDER, "bpb").bpb.n_best == 4  # unbatched: every run
+
+
+def test_the_sealed_split_skips_a_best_run_whose_folder_is_not_on_this_machine(env: Env) -> None:
+    """A fresh clone's ledger names the best's runs; their folders (models) stayed behind."""
+    for record in _baseline():
+        env.record(record)
+    score_sealed(env, BASELINE)
+    assert env.ui.lines == [
+        f"[{BASELINE}] no sealed test score for b0, b1: no run folder on this machine "
+        "(trained elsewhere, or the folder was removed)"
+    ]
+    assert not env.state().experiments[BASELINE].test_bpbs
 
 
 def test_a_candidate_starts_beside_its_reference_only_when_the_machine_is_at_another_speed_now(

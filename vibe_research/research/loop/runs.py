@@ -197,6 +197,16 @@ def score_sealed(env: Env, experiment_id: str) -> None:
     ]
     if not runs or not has_test_split(env.settings.data):
         return
+    # a run trained on another machine (a fresh clone has no .vibe/runs) has no model to score
+    gone = [run.run for run in runs if not (env.workspace.runs / run.run).is_dir()]
+    if gone:
+        env.ui.say(
+            f"[{experiment_id}] no sealed test score for {', '.join(gone)}: "
+            "no run folder on this machine (trained elsewhere, or the folder was removed)"
+        )
+    runs = [run for run in runs if run.run not in gone]
+    if not runs:
+        return
     with env.watch.phase("sealed test"):
         for run in runs:
             assert run.start is not None and run.evaluation is not None
