@@ -145,6 +145,21 @@ def test_pages_carry_what_a_reader_needs(tmp_path: Path, records: list[L.Record]
     assert "New best, tagged `best/0001-wider-model`." in wide
 
 
+def test_the_timeline_keeps_every_pick_from_one_menu(
+    tmp_path: Path, records: list[L.Record]
+) -> None:
+    """A pick that first finished an open turn and then crashed is followed by another pick from
+    the same menu: both are the researcher's choices, and the timeline shows both in order."""
+    again = L.PickRecord(experiment="0001-wider-model", choice=3, title="Raise learning rate")
+    workspace = Workspace(tmp_path)
+    render_notes(workspace, rebuild_state([*records, again]), QUESTION)
+    readme = (workspace.notes / "README.md").read_text()
+    assert (
+        "  - next: the researcher picked #2, N-gram teacher; "
+        "then the researcher picked #3, Raise learning rate\n"
+    ) in readme
+
+
 def test_an_empty_ledger_renders_the_template_and_nothing_twice(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path)
     assert render_notes(workspace, rebuild_state([]), QUESTION) == [workspace.notes / "README.md"]

@@ -17,6 +17,7 @@ from vibe_research.research.state.experiments import (
     leaderboard,
     setting_pairs,
 )
+from vibe_research.research.state.ledger import PickRecord
 
 
 def _best_block(state: ResearchState, confidence: float) -> str:
@@ -152,15 +153,12 @@ def _timeline_block(state: ResearchState) -> str:
             lines.append(
                 f"  - interrupted: {', '.join(run.run for run in experiment.interrupted_runs)}"
             )
-        if experiment.pick:
-            lines.append(f"  - next: {_pick_text(experiment)}")
+        if experiment.picks:
+            lines.append(f"  - next: {'; then '.join(map(_pick_text, experiment.picks))}")
     return "\n".join(lines)
 
 
-def _pick_text(experiment: ExperimentState) -> str:
-    pick = experiment.pick
-    if pick is None:
-        return ""
+def _pick_text(pick: PickRecord) -> str:
     who = "picked automatically" if pick.by == "auto" else "the researcher picked"
     if pick.choice is None:
         return f'the researcher\'s own idea: "{pick.idea}"'

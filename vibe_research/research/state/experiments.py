@@ -111,10 +111,17 @@ class ExperimentState:
     # ("discard" | "restore", sha) in ledger order: the commits that took the change out or put it back
     code_commits: list[tuple[str, str]] = field(default_factory=list)
     suggestions: SuggestionsRecord | None = None
-    pick: PickRecord | None = None
+    # every pick made from its menu, in order: a pick that finished an open turn first, then
+    # crashed or was stopped, is followed by the one that ran
+    picks: list[PickRecord] = field(default_factory=list)
     notes: list[NoteRecord] = field(default_factory=list)
     overhead: list[OverheadRecord] = field(default_factory=list)
     llm_failures: list[LLMFailureRecord] = field(default_factory=list)
+
+    @property
+    def pick(self) -> PickRecord | None:
+        """The latest pick from its menu."""
+        return self.picks[-1] if self.picks else None
 
     @property
     def number(self) -> int:
@@ -347,7 +354,7 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
         case SuggestionsRecord():
             experiment.suggestions = record
         case PickRecord():
-            experiment.pick = record
+            experiment.picks.append(record)
         case NoteRecord():
             experiment.notes.append(record)
         case OverheadRecord():
