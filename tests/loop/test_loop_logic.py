@@ -10,6 +10,7 @@ from vibe_research.cli.init import init_workspace
 from vibe_research.llm.planner import OfflinePlanner
 from vibe_research.llm.schemas import Edit, Proposal, RunRequest
 from vibe_research.lm.caches import tokenizer_problem
+from vibe_research.lm.errors import UserError
 from vibe_research.research import gitops
 from vibe_research.research.judge.cache import JudgeCache
 from vibe_research.research.judge.heuristic import HeuristicJudge
@@ -24,7 +25,7 @@ from vibe_research.research.loop.env import Env
 from vibe_research.research.loop.recovery import recover, save_pending
 from vibe_research.research.loop.runs import missing_runs, score_sealed
 from vibe_research.research.loop.session import stop_reason
-from vibe_research.research.loop.turn import Request, planned_runs, start_of
+from vibe_research.research.loop.turn import Request, begin_rerun, planned_runs, start_of
 from vibe_research.research.propose.context import base_runs
 from vibe_research.research.propose.edits import apply_edits
 from vibe_research.research.settings import SessionSettings, Settings
@@ -37,6 +38,7 @@ from vibe_research.sandbox.policy import SandboxPolicy
 
 BASELINE = "0000-baseline"
 WIDER = "0001-wider"
+FUSION = "0002-fusion"
 
 
 def _proposal(
@@ -271,17 +273,69 @@ def test_sides_at_different_machine_speeds_are_flagged_and_compared_on_their_sid
     )
 
 
-def test_fusion_bases_are_the_best_runs_whose_folders_are_on_this_machine(tmp_path: Path) -> None:
+def test_fusion_bases_are_the_newest_runs_whose_folders_are_on_this_machine(
+    tmp_path: Path,
+) -> None:
     workspace = Workspace(tmp_path)
     state = rebuild_state(_baseline())
     assert base_runs(workspace, "experiments/train.py", state) == []  # a fresh clone: no folders
-    (workspace.runs / "b1").mkdir(parents=True)
-    assert base_runs(workspace, "experiments/train.py", state) == [str(workspace.runs / "b1")]
-    (workspace.runs / "b0").mkdir()
+    (workspace.runs / "b0").mkdir(parents=True)
+    assert base_runs(workspace, "experiments/train.py", state) == [str(workspace.runs / "b0")]
+    (workspace.runs / "b1").mkdir()
     assert base_runs(workspace, "experiments/train.py", state) == [
-        str(workspace.runs / "b0"),  # best (lowest bpb) first
-        str(workspace.runs / "b1"),
+        str(workspace.runs / "b1"),  # newest first, although b0 has the lower bpb: no luck picked
+        str(workspace.runs / "b0"),
     ]
+
+
+def _fusion(base: Path, run: str, seed: int, bpb: float) -> list[L.Record]:
+    overrides = {"base_run": str(base)}
+    return [
+        L.RunStartRecord(experiment=FUSION, run=run, seed=seed, budget_s=5, overrides=overrides),
+        L.RunEndRecord(experiment=FUSION, run=run, outcome="ok"),
+        L.EvaluationRecord(experiment=FUSION, run=run, bpb=bpb, perplexity=3.0, tokenizer="bytes"),
+    ]
+
+
+def test_fusions_of_the_bases_seeds_are_seeds_of_one_setting_and_more_read_unread_bases(
+    env: Env,
+) -> None:
+    runs = env.workspace.runs
+    for name in ("b1", "b2", "b3"):
+        (runs / name).mkdir(parents=True)  # b0's folder is not on this machine
+    baseline = _baseline()
+    for record in [
+        *baseline[:-1],
+        *_measured(BASELINE, "b2", 2, 1.29),
+        *_measured(BASELINE, "b3", 3, 1.32),
+        baseline[-1],
+        L.ProposalRecord(
+            experiment=FUSION,
+            title="Fusion",
+            hypothesis="h",
+            entry="experiments/fusion.py",
+            runs=[
+                L.PlannedRun(seed=0, overrides={"base_run": str(runs / "b3")}),
+                L.PlannedRun(seed=1, overrides={"base_run": str(runs / "b2")}),
+            ],
+        ),
+        *_fusion(runs / "b3", "f0", 0, 1.20),
+        *_fusion(runs / "b2", "f1", 1, 1.21),
+        L.DecisionRecord(experiment=FUSION, verdict="better", kept=True, against=BASELINE),
+    ]:
+        env.record(record)
+    fusion = env.state().experiments[FUSION]
+    assert not fusion.is_sweep and list(fusion.variants) == [""]
+    assert fusion.bpbs == [1.20, 1.21]  # both seeds stand for it, not the luckier base alone
+    assert fusion.runs["f0"].setting == "base_run=b3"  # what each read still shows
+    begin_rerun(env, Request(kind="rerun", experiment=FUSION, extra_seeds=3))
+    planned = env.state().experiments[FUSION].proposal.runs[2:]
+    assert planned == [L.PlannedRun(seed=2, overrides={"base_run": str(runs / "b1")})]
+    assert "only 1 unread base runs here" in env.ui.lines[-2]
+    for record in _fusion(runs / "b1", "f2", 2, 1.19):
+        env.record(record)
+    with pytest.raises(UserError, match="has read every measured run of its base"):
+        begin_rerun(env, Request(kind="rerun", experiment=FUSION, extra_seeds=1))
 
 
 def test_a_half_run_side_by_side_batch_is_completed_pair_by_pair_and_described() -> None:

@@ -7,7 +7,13 @@ from research_records import make_records
 
 from vibe_research.research.notes.render import render_notes
 from vibe_research.research.state import ledger as L
-from vibe_research.research.state.experiments import compare_with_best, leaderboard, rebuild_state
+from vibe_research.research.state.experiments import (
+    compare_with_best,
+    leaderboard,
+    names_run,
+    rebuild_state,
+    variant_overrides,
+)
 from vibe_research.research.stats import compare
 from vibe_research.research.workspace import Workspace
 
@@ -142,6 +148,15 @@ def test_a_run_folder_in_a_setting_reads_as_its_name() -> None:
     ]
     run = rebuild_state(records).experiments[fusion].runs["f0"]
     assert run.setting == "base_run=0001-20261127-s0-0"
+    assert run.variant == ""  # the run folder it reads is its input, like its seed
+
+
+def test_only_a_runs_folder_of_a_workspace_names_a_run() -> None:
+    assert names_run("/work/ws/.vibe/runs/0001-20261127-s0-0")
+    assert not names_run("/data/runs/x") and not names_run("runs/x") and not names_run("0.004")
+    assert variant_overrides({"base_run": "/w/.vibe/runs/r", "heads": "ngram"}) == {
+        "heads": "ngram"
+    }
 
 
 def test_a_sweep_with_one_seed_per_setting_is_only_indicative_until_its_best_gets_more() -> None:

@@ -19,6 +19,7 @@ recorded, a half-applied proposal is undone (loop/recovery.py), and KeyboardInte
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Literal
 
 from vibe_research.llm.errors import BudgetExceeded, ContextTooLong, LLMError
@@ -53,7 +54,7 @@ from vibe_research.research.propose.context import (
     suggestion_context,
     tried,
 )
-from vibe_research.research.state.experiments import ResearchState
+from vibe_research.research.state.experiments import ExperimentState, ResearchState, names_run
 from vibe_research.research.state.ledger import (
     DEFAULT_ENTRY,
     DecisionRecord,
@@ -219,16 +220,63 @@ def begin_rerun(env: Env, request: Request) -> str:
         if chosen and chosen[0].start
         else (proposal.runs[0].overrides if proposal.runs else {})
     )
+    inputs = _fresh_inputs(env, experiment, overrides, request.extra_seeds)
     planned = [
-        PlannedRun(seed=seed, overrides=overrides)
-        for seed in env.seeds(request.extra_seeds, after=used)
+        PlannedRun(seed=seed, overrides=run_overrides)
+        for seed, run_overrides in zip(env.seeds(len(inputs), after=used), inputs, strict=True)
     ]
     fields = proposal.model_dump(exclude={"v", "at", "kind", "restored", "runs", "source"})
     env.record(
         ProposalRecord(**fields, source="rerun", runs=[*proposal.runs, *planned], restored=restored)
     )
-    env.ui.say(f"[{experiment.id}] {request.extra_seeds} more seeds")
+    env.ui.say(f"[{experiment.id}] {len(planned)} more seeds")
     return experiment.id
+
+
+def _fresh_inputs(
+    env: Env, experiment: ExperimentState, overrides: dict[str, str], count: int
+) -> list[dict[str, str]]:
+    """The overrides of `count` more seeds. A setting that reads a run folder (fusion's base_run)
+    reads a different one per seed: the measured runs on this machine of the experiment that
+    folder belongs to, newest first, that this experiment has not read yet; fewer seeds when
+    fewer are left, so no base seed is counted twice."""
+    keys = [key for key, value in overrides.items() if names_run(value)]
+    if not keys:
+        return [overrides] * count
+    state = env.state()
+    pools = []
+    for key in keys:
+        name = PurePath(overrides[key]).name
+        read = {
+            PurePath(run.start.overrides.get(key, "")).name
+            for run in experiment.runs.values()
+            if run.start
+        }
+        owner = next((e for e in state.experiments.values() if name in e.runs), None)
+        runs = sorted(
+            (r for r in owner.chosen_runs if r.start) if owner else (),
+            key=lambda r: r.start.at.timestamp() if r.start else 0.0,
+            reverse=True,
+        )
+        pools.append(
+            [
+                str(env.workspace.runs / r.run)
+                for r in runs
+                if r.run not in read and (env.workspace.runs / r.run).is_dir()
+            ]
+        )
+    fresh = min(count, *(len(pool) for pool in pools))
+    if fresh == 0:
+        raise UserError(
+            f"{experiment.id} has read every measured run of its base on this machine: "
+            "train more seeds of the base first (r on its turn), then add seeds here"
+        )
+    if fresh < count:
+        env.ui.say(f"[{experiment.id}] only {fresh} unread base runs here: {fresh} more seeds")
+    return [
+        overrides | {key: pool[i] for key, pool in zip(keys, pools, strict=True)}
+        for i in range(fresh)
+    ]
 
 
 def begin_resume(env: Env, request: Request) -> str:

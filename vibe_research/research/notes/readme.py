@@ -16,6 +16,7 @@ from vibe_research.research.state.experiments import (
     ResearchState,
     leaderboard,
     setting_pairs,
+    variant_overrides,
 )
 from vibe_research.research.state.ledger import PickRecord
 
@@ -84,7 +85,8 @@ def _overrides(experiment: ExperimentState) -> str:
     """The overrides the best's numbers were measured with (a sweep's chosen setting)."""
     runs = experiment.chosen_runs
     start = runs[0].start if runs else None
-    return ", ".join(f"`{pair}`" for pair in setting_pairs(start.overrides)) if start else ""
+    pairs = setting_pairs(variant_overrides(start.overrides)) if start else []
+    return ", ".join(f"`{pair}`" for pair in pairs)
 
 
 def _test_cell(row: LeaderboardRow) -> str:

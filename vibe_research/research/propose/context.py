@@ -91,11 +91,12 @@ def _mean(values: list[float]) -> float:
 
 def base_runs(workspace: Workspace, entry: str, state: ResearchState) -> list[str]:
     """Run folders of `entry`'s current experiment, one per measured seed (what a fusion fuses),
-    best first; only those on this machine (.vibe/runs is machine state: a fresh clone of the
+    newest first, never best first: fusing only the luckiest seeds would credit the fusion with
+    their luck. Only those on this machine (.vibe/runs is machine state: a fresh clone of the
     notes has the ledger's runs but not their folders, and a fusion of a missing run cannot start)."""
     current = state.current_for(entry)
     measured = [run for run in current.chosen_runs if run.evaluation] if current else []
-    measured.sort(key=lambda r: r.evaluation.bpb if r.evaluation else float("inf"))
+    measured.sort(key=lambda r: r.start.at.timestamp() if r.start else 0.0, reverse=True)
     return [
         str(workspace.runs / run.run) for run in measured if (workspace.runs / run.run).is_dir()
     ]

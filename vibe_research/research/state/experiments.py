@@ -41,6 +41,19 @@ from vibe_research.research.stats import (
 OK_OUTCOME = "ok"
 
 
+def names_run(value: str) -> bool:
+    """A value that names a run folder (`.../.vibe/runs/RUN`, as fusion's base_run): an input of
+    the run, like its seed, not a setting that a sweep varies."""
+    path = PurePath(value)
+    return path.is_absolute() and path.parent.name == "runs" and path.parent.parent.name == ".vibe"
+
+
+def variant_overrides(overrides: dict[str, str]) -> dict[str, str]:
+    """The overrides that make a setting: all but those naming a run folder, so fusions of the
+    base's seeds are seeds of one setting, compared over seeds, not a sweep of one run each."""
+    return {key: value for key, value in overrides.items() if not names_run(value)}
+
+
 def setting_pairs(overrides: dict[str, str]) -> list[str]:
     """Overrides as a reader wants them: `key=value` each, a run folder by its name only."""
     return [
@@ -86,6 +99,13 @@ class RunState:
     def setting(self) -> str:
         """The run's overrides as `key=value, ...` ("" for the entry's defaults): its variant of a sweep."""
         return ", ".join(setting_pairs(self.start.overrides)) if self.start else ""
+
+    @property
+    def variant(self) -> str:
+        """The setting without the run folders it reads: which variant of a sweep the run is."""
+        return (
+            ", ".join(setting_pairs(variant_overrides(self.start.overrides))) if self.start else ""
+        )
 
     @property
     def interrupted(self) -> bool:
@@ -180,13 +200,13 @@ class ExperimentState:
         """Measured runs by setting, in the order first run: one key unless the experiment is a sweep."""
         grouped: dict[str, list[RunState]] = {}
         for run in self.measured_runs:
-            grouped.setdefault(run.setting, []).append(run)
+            grouped.setdefault(run.variant, []).append(run)
         return grouped
 
     @property
     def is_sweep(self) -> bool:
         """Its runs differ in overrides (e.g. n-gram orders 2 to 6), not only in seed."""
-        return len({run.setting for run in self.runs.values() if run.start}) > 1
+        return len({run.variant for run in self.runs.values() if run.start}) > 1
 
     @property
     def chosen_runs(self) -> list[RunState]:
@@ -204,7 +224,7 @@ class ExperimentState:
     def chosen(self) -> str | None:
         """The chosen setting, as `key=value, ...`."""
         runs = self.chosen_runs
-        return runs[0].setting if runs else None
+        return runs[0].variant if runs else None
 
     @property
     def bpbs(self) -> list[float]:
