@@ -44,7 +44,7 @@ CONFIG = {
     "weight_decay": 0.1,  # decoupled weight decay on 2-D weights
     "grad_clip": 1.0,  # max global gradient norm (0 = no clipping)
     "norm": "rmsnorm",  # layernorm | rmsnorm
-    "mlp": "swiglu",  # gelu | swiglu | relu2
+    "mlp": "gelu",  # gelu | swiglu | relu2
     "positions": "rope",  # learned | rope
     "tie_embeddings": True,  # share the token embedding with the LM head
     "optimizer": "adamw",  # adamw | muon (Muon for the blocks' matrices, AdamW for the rest)
