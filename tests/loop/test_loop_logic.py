@@ -321,13 +321,17 @@ def test_fusions_of_the_bases_seeds_are_seeds_of_one_setting_and_more_read_unrea
         ),
         *_fusion(runs / "b3", "f0", 0, 1.20),
         *_fusion(runs / "b2", "f1", 1, 1.21),
-        L.DecisionRecord(experiment=FUSION, verdict="better", kept=True, against=BASELINE),
+        L.DecisionRecord(experiment=FUSION, verdict="inconclusive", kept=False, against=BASELINE),
     ]:
         env.record(record)
     fusion = env.state().experiments[FUSION]
     assert not fusion.is_sweep and list(fusion.variants) == [""]
     assert fusion.bpbs == [1.20, 1.21]  # both seeds stand for it, not the luckier base alone
     assert fusion.runs["f0"].setting == "base_run=b3"  # what each read still shows
+    # each fusion against the base run it read: a paired test, not all bases' spread
+    comparison = compare_with_best(env.state(), FUSION, "bpb")
+    assert comparison.bpb.test == "paired t-test" and comparison.bpb.n_candidate == 2
+    assert comparison.bpb.diff == pytest.approx(((1.20 - 1.32) + (1.21 - 1.29)) / 2)
     begin_rerun(env, Request(kind="rerun", experiment=FUSION, extra_seeds=3))
     planned = env.state().experiments[FUSION].proposal.runs[2:]
     assert planned == [L.PlannedRun(seed=2, overrides={"base_run": str(runs / "b1")})]

@@ -1,4 +1,4 @@
-"""Statistics over seeds: t intervals against published tables, Welch's test, verdicts."""
+"""Statistics over seeds: t intervals against published tables, Welch's and paired tests, verdicts."""
 
 import random
 
@@ -6,7 +6,9 @@ import pytest
 
 from vibe_research.research.stats import (
     compare,
+    describe,
     describe_gain,
+    paired,
     split_gain,
     summarize,
     welch,
@@ -32,6 +34,30 @@ def test_welch_matches_a_textbook_example() -> None:
     assert difference.df == pytest.approx(2.370, abs=1e-3)
     assert difference.p_value == pytest.approx(3.62e-4, rel=1e-2) and difference.verdict == "better"
     assert difference.test == "Welch t-test"
+
+
+def test_a_paired_test_sees_a_gain_the_spread_between_bases_hides() -> None:
+    # five bases from two machine periods, each fused: every pair gains 0.09 to 0.17, and the
+    # bases' spread (1.00 to 1.15) widens a test of independent samples
+    bases = [1.0013, 1.0321, 1.0331, 1.1103, 1.1460]
+    fused = [0.9130, 0.9299, 0.9316, 0.9610, 0.9745]
+    by_hand = sum(f - b for f, b in zip(fused, bases, strict=True)) / 5  # -0.12256
+    difference = paired("bpb", fused, bases, lower_is_better=True, confidence=0.975)
+    assert difference.diff == pytest.approx(by_hand) and difference.df == 4
+    # t = mean / (sd / sqrt(5)) = -7.655 on 4 df: p = 0.00157 (scipy.stats.t.sf by hand)
+    assert difference.p_value == pytest.approx(1.565e-3, rel=1e-2)
+    assert difference.verdict == "better" and difference.test == "paired t-test"
+    assert "n=5 pairs" in describe(difference)
+    independent = welch("bpb", fused, bases, lower_is_better=True, confidence=0.975)
+    assert (
+        independent.p_value > 4 * difference.p_value
+    )  # 0.0076: the bases' spread counted as noise
+    assert independent.high - independent.low > 1.5 * (difference.high - difference.low)
+    assert compare("bpb", fused, bases, pairs=True).bpb.test == "paired t-test"
+    assert paired("bpb", [1.0], [1.1], lower_is_better=True).verdict == "indicative"
+    assert paired("bpb", [1.0, 1.5], [1.25, 1.75], lower_is_better=True).verdict == "inconclusive"
+    with pytest.raises(ValueError, match="one base value per candidate value"):
+        paired("bpb", [1.0, 1.1], [1.1], lower_is_better=True)
 
 
 def test_wilson() -> None:

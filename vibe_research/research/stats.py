@@ -1,4 +1,4 @@
-"""Statistics over seeds: mean, spread, Student t intervals, Welch's test, and the verdict.
+"""Statistics over seeds: mean, spread, Student t intervals, Welch's and paired tests, verdicts.
 
 Five-minute trainings are noisy (the seed's lesson from fifty transformers): a claim needs
 several seeds and a named test. A verdict needs at least two runs on each side; with fewer the
@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 Verdict = Literal["better", "worse", "inconclusive", "indicative"]
 Objective = Literal["bpb", "judge", "both"]
 WELCH = "Welch t-test"
+PAIRED = "paired t-test"
 MIN_RUNS = 2  # on each side, for any test at all
 
 
@@ -115,6 +116,38 @@ def welch(
     )
 
 
+def paired(
+    metric: str,
+    candidate: Sequence[float],
+    base: Sequence[float],
+    lower_is_better: bool,
+    confidence: float = 0.95,
+) -> Difference:
+    """Paired t-test of mean(candidate[i] - base[i]) (scipy.stats.ttest_rel), for candidate runs
+    built each on one run of the other side (a fusion of each base seed): a pair shares its base's
+    luck and the machine period it trained in, so only the difference the change made is tested."""
+    if not candidate or len(candidate) != len(base):
+        raise ValueError(f"paired test on {metric} needs one base value per candidate value")
+    n = len(candidate)
+    differences = [c - b for c, b in zip(candidate, base, strict=True)]
+    untested = {
+        "metric": metric, "diff": mean(differences), "low": None, "high": None, "df": None,
+        "p_value": None, "n_candidate": n, "n_best": n, "confidence": confidence, "test": "",
+    }  # fmt: skip
+    if n < MIN_RUNS:
+        return Difference(**untested, verdict="indicative")
+    if stdev(differences) == 0:
+        return Difference(**untested, verdict="inconclusive")
+    result = scipy_stats.ttest_rel(candidate, base)
+    interval = result.confidence_interval(confidence_level=confidence)
+    low, high = float(interval.low), float(interval.high)
+    return Difference(
+        **untested
+        | {"low": low, "high": high, "df": float(result.df), "p_value": float(result.pvalue)}
+        | {"test": PAIRED, "verdict": _direction(low, high, lower_is_better)},
+    )
+
+
 def _direction(low: float, high: float, lower_is_better: bool) -> Verdict:
     """Better or worse only when the whole interval lies on one side of zero."""
     if high < 0:
@@ -135,20 +168,27 @@ def p_text(p_value: float | None) -> str:
     return "p<0.0001" if p_value < 1e-4 else f"p={p_value:.3g}"
 
 
+def sizes(difference: Difference) -> str:
+    """How many values each side had: `n=5 vs 18`, or `n=5 pairs` for a paired test."""
+    if difference.test == PAIRED:
+        return f"n={difference.n_candidate} pairs"
+    return f"n={difference.n_candidate} vs {difference.n_best}"
+
+
 def describe(difference: Difference) -> str:
     """One phrase naming the difference, its interval, the test and n (for verdicts and notes)."""
-    sizes = f"n={difference.n_candidate} vs {difference.n_best}"
+    counted = sizes(difference)
     if difference.verdict == "indicative":
         return (
-            f"{difference.metric} {difference.diff:+.4f} ({sizes}: no test, which needs at least "
+            f"{difference.metric} {difference.diff:+.4f} ({counted}: no test, which needs at least "
             f"{MIN_RUNS} runs a side)"
         )
     if difference.low is None or difference.high is None:
-        return f"{difference.metric} {difference.diff:+.4f} (no interval: every seed gave the same value, {sizes})"
+        return f"{difference.metric} {difference.diff:+.4f} (no interval: every seed gave the same value, {counted})"
     level = percent(difference.confidence)
     return (
         f"{difference.metric} {difference.diff:+.4f}, {level} interval [{difference.low:+.4f}, {difference.high:+.4f}] "
-        f"({difference.test}, {sizes}, {p_text(difference.p_value)})"
+        f"({difference.test}, {counted}, {p_text(difference.p_value)})"
     )
 
 
@@ -201,8 +241,10 @@ def compare(
     candidate_judge: Sequence[float] = (),
     best_judge: Sequence[float] = (),
     confidence: float = 0.95,
+    pairs: bool = False,
 ) -> Comparison:
-    """Verdict of a candidate's seeds against the best's: bpb lower is better, judge higher.
+    """Verdict of a candidate's seeds against the best's: bpb lower is better, judge higher. With
+    `pairs`, value i of each side belongs together (see `paired`) and the test is paired.
 
     Under `both` two tests decide, and either could claim a difference by chance: each runs at
     1 - (1 - confidence) / 2 (Bonferroni), so the verdict as a whole errs no more often than one
@@ -212,13 +254,14 @@ def compare(
     level = confidence
     if objective == "both" and all(tested):
         level = 1 - (1 - confidence) / 2
+    test = paired if pairs else welch
     bpb = (
-        welch("bpb", candidate_bpb, best_bpb, lower_is_better=True, confidence=level)
+        test("bpb", candidate_bpb, best_bpb, lower_is_better=True, confidence=level)
         if tested[0]
         else None
     )
     judge = (
-        welch("judge", candidate_judge, best_judge, lower_is_better=False, confidence=level)
+        test("judge", candidate_judge, best_judge, lower_is_better=False, confidence=level)
         if tested[1]
         else None
     )

@@ -29,6 +29,7 @@ from vibe_research.research.stats import (
     describe_gain,
     p_text,
     percent,
+    sizes,
     summarize,
 )
 
@@ -172,8 +173,8 @@ def _difference_line(difference: Difference | None, unit: str) -> str:
         return f"- {unit}: {describe(difference)} → {difference.verdict}"
     return (
         f"- {unit}: {difference.diff:+.4f}, {percent(difference.confidence)} interval "
-        f"[{difference.low:+.4f}, {difference.high:+.4f}], {difference.test}, n={difference.n_candidate} vs "
-        f"{difference.n_best}, {p_text(difference.p_value)} → {difference.verdict}"
+        f"[{difference.low:+.4f}, {difference.high:+.4f}], {difference.test}, {sizes(difference)}, "
+        f"{p_text(difference.p_value)} → {difference.verdict}"
     )
 
 

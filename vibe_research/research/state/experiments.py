@@ -449,6 +449,20 @@ def compare_with_best(
         return None
     candidate = state.experiments[experiment]
     identity = judge or candidate.judge_identity
+    bases = None if batch else base_pairs(candidate, reference)
+    if bases:
+        ours, theirs = [pair[0] for pair in bases], [pair[1] for pair in bases]
+        scored = [(scores_by([a], identity), scores_by([b], identity)) for a, b in bases]
+        judged = [(a[0], b[0]) for a, b in scored if a and b] if identity else []
+        return compare(
+            objective,
+            [run.evaluation.bpb for run in ours if run.evaluation],
+            [run.evaluation.bpb for run in theirs if run.evaluation],
+            [a for a, _ in judged],
+            [b for _, b in judged],
+            confidence,
+            pairs=True,
+        )
     ours, theirs = paired_runs(candidate, reference, batch)
     return compare(
         objective,
@@ -458,6 +472,26 @@ def compare_with_best(
         scores_by(theirs, identity) if identity else [],
         confidence,
     )
+
+
+def base_pairs(
+    candidate: ExperimentState, reference: ExperimentState
+) -> list[tuple[RunState, RunState]] | None:
+    """(run, the reference run it read) for each evaluated run of the candidate, when every one of
+    them read exactly one of the reference's evaluated runs (fusion's base_run) and no two read the
+    same; else None (the seeds are independent and Welch's test compares them)."""
+    pairs = []
+    for run in candidate.chosen_runs:
+        if run.evaluation is None or run.start is None:
+            continue
+        named = [PurePath(v).name for v in run.start.overrides.values() if names_run(v)]
+        base = reference.runs.get(named[0]) if len(named) == 1 else None
+        if base is None or base.evaluation is None:
+            return None
+        pairs.append((run, base))
+    if not pairs or len({base.run for _, base in pairs}) < len(pairs):
+        return None
+    return pairs
 
 
 class LeaderboardRow(BaseModel):
