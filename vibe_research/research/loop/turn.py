@@ -49,6 +49,7 @@ from vibe_research.research.notes.render import check_notes, render_from_ledger
 from vibe_research.research.propose.apply import Attempt, propose_and_apply
 from vibe_research.research.propose.context import (
     base_runs,
+    run_folders,
     proposal_context,
     read_steering,
     suggestion_context,
@@ -253,18 +254,8 @@ def _fresh_inputs(
             if run.start
         }
         owner = next((e for e in state.experiments.values() if name in e.runs), None)
-        runs = sorted(
-            (r for r in owner.chosen_runs if r.start) if owner else (),
-            key=lambda r: r.start.at.timestamp() if r.start else 0.0,
-            reverse=True,
-        )
-        pools.append(
-            [
-                str(env.workspace.runs / r.run)
-                for r in runs
-                if r.run not in read and (env.workspace.runs / r.run).is_dir()
-            ]
-        )
+        folders = run_folders(env.workspace, owner) if owner else []
+        pools.append([folder for folder in folders if PurePath(folder).name not in read])
     fresh = min(count, *(len(pool) for pool in pools))
     if fresh == 0:
         raise UserError(

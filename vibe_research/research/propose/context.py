@@ -20,7 +20,7 @@ from vibe_research.llm.tokens import count_message_tokens
 from vibe_research.lm.errors import UserError
 from vibe_research.research.notes.markdown import SEALED_CLOSE, SEALED_OPEN
 from vibe_research.research.settings import Settings
-from vibe_research.research.state.experiments import ResearchState
+from vibe_research.research.state.experiments import ExperimentState, ResearchState
 from vibe_research.research.stats import describe_gain
 from vibe_research.research.workspace import Workspace
 
@@ -95,7 +95,12 @@ def base_runs(workspace: Workspace, entry: str, state: ResearchState) -> list[st
     their luck. Only those on this machine (.vibe/runs is machine state: a fresh clone of the
     notes has the ledger's runs but not their folders, and a fusion of a missing run cannot start)."""
     current = state.current_for(entry)
-    measured = [run for run in current.chosen_runs if run.evaluation] if current else []
+    return run_folders(workspace, current) if current else []
+
+
+def run_folders(workspace: Workspace, experiment: ExperimentState) -> list[str]:
+    """The folders on this machine of `experiment`'s measured chosen runs, newest first."""
+    measured = [run for run in experiment.chosen_runs if run.evaluation]
     measured.sort(key=lambda r: r.start.at.timestamp() if r.start else 0.0, reverse=True)
     return [
         str(workspace.runs / run.run) for run in measured if (workspace.runs / run.run).is_dir()
