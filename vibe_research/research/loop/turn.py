@@ -49,9 +49,9 @@ from vibe_research.research.notes.render import check_notes, render_from_ledger
 from vibe_research.research.propose.apply import Attempt, propose_and_apply
 from vibe_research.research.propose.context import (
     base_runs,
-    run_folders,
     proposal_context,
     read_steering,
+    run_folders,
     suggestion_context,
     tried,
 )
