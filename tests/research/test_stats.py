@@ -54,7 +54,9 @@ def test_a_paired_test_sees_a_gain_the_spread_between_bases_hides() -> None:
     )  # 0.0076: the bases' spread counted as noise
     assert independent.high - independent.low > 1.5 * (difference.high - difference.low)
     assert compare("bpb", fused, bases, pairs=True).bpb.test == "paired t-test"
-    assert paired("bpb", [1.0], [1.1], lower_is_better=True).verdict == "indicative"
+    single = paired("bpb", [1.0], [1.1], lower_is_better=True)
+    assert single.verdict == "indicative" and single.test == ""
+    assert "(n=1 pair: no test, which needs at least 2 pairs)" in describe(single)
     assert paired("bpb", [1.0, 1.5], [1.25, 1.75], lower_is_better=True).verdict == "inconclusive"
     with pytest.raises(ValueError, match="one base value per candidate value"):
         paired("bpb", [1.0, 1.1], [1.1], lower_is_better=True)

@@ -46,6 +46,7 @@ class Difference(BaseModel):
     confidence: float
     verdict: Verdict  # for this metric alone, direction-aware
     test: str = WELCH  # "" when no test could be run
+    paired: bool = False  # one candidate value per base value (n_candidate pairs)
 
 
 class Comparison(BaseModel):
@@ -133,6 +134,7 @@ def paired(
     untested = {
         "metric": metric, "diff": mean(differences), "low": None, "high": None, "df": None,
         "p_value": None, "n_candidate": n, "n_best": n, "confidence": confidence, "test": "",
+        "paired": True,
     }  # fmt: skip
     if n < MIN_RUNS:
         return Difference(**untested, verdict="indicative")
@@ -170,8 +172,8 @@ def p_text(p_value: float | None) -> str:
 
 def sizes(difference: Difference) -> str:
     """How many values each side had: `n=5 vs 18`, or `n=5 pairs` for a paired test."""
-    if difference.test == PAIRED:
-        return f"n={difference.n_candidate} pairs"
+    if difference.paired:
+        return f"n={difference.n_candidate} pair{'s' if difference.n_candidate != 1 else ''}"
     return f"n={difference.n_candidate} vs {difference.n_best}"
 
 
@@ -181,7 +183,7 @@ def describe(difference: Difference) -> str:
     if difference.verdict == "indicative":
         return (
             f"{difference.metric} {difference.diff:+.4f} ({counted}: no test, which needs at least "
-            f"{MIN_RUNS} runs a side)"
+            f"{MIN_RUNS} {'pairs' if difference.paired else 'runs a side'})"
         )
     if difference.low is None or difference.high is None:
         return f"{difference.metric} {difference.diff:+.4f} (no interval: every seed gave the same value, {counted})"

@@ -23,7 +23,7 @@ from vibe_research.research.state.experiments import (
     rebuild_state,
 )
 from vibe_research.research.state.ledger import JudgementRecord, SampleScore, read
-from vibe_research.research.stats import Difference, Summary
+from vibe_research.research.stats import Difference, Summary, sizes
 from vibe_research.research.workspace import Workspace, find_workspace
 
 # what the other ui modules take from the research side: through here, so paths change in one place
@@ -39,6 +39,7 @@ __all__ = [
     "Source",
     "Summary",
     "open_workspace",
+    "sizes",
 ]
 
 log = logging.getLogger(__name__)

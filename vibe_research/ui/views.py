@@ -21,6 +21,7 @@ from vibe_research.ui.source import (
     RunState,
     SampleScore,
     Snapshot,
+    sizes,
 )
 
 Item = TypeVar("Item")
@@ -238,7 +239,7 @@ def _difference_row(diff: Difference) -> DifferenceRow:
         metric=diff.metric,
         change=difference(diff),
         p=p_value(diff.p_value),
-        n=f"{diff.n_candidate} vs {diff.n_best}",
+        n=sizes(diff).removeprefix("n="),
         verdict=diff.verdict,
     )
 
