@@ -18,6 +18,7 @@ from vibe_research.research.loop.drift import (
     batch_name,
     described,
     drift,
+    not_rerunnable,
     pairs_to_run,
     starts_beside,
 )
@@ -254,6 +255,7 @@ def test_sides_at_different_machine_speeds_are_flagged_and_compared_on_their_sid
     state = rebuild_state(records)
     ratio = drift(state.experiments[WIDER], state.experiments[BASELINE], 0.05)
     assert drift(state.experiments[WIDER], state.experiments[BASELINE], 0.5) is None
+    assert not_rerunnable(state.experiments[BASELINE], state.experiments[WIDER]) == ""
     assert ratio == pytest.approx(22.75 / 33.8, rel=1e-6)
     assert compare_with_best(state, WIDER, "bpb").verdict == "worse"
     batch = batch_name(WIDER)
@@ -328,6 +330,11 @@ def test_fusions_of_the_bases_seeds_are_seeds_of_one_setting_and_more_read_unrea
     assert not fusion.is_sweep and list(fusion.variants) == [""]
     assert fusion.bpbs == [1.20, 1.21]  # both seeds stand for it, not the luckier base alone
     assert fusion.runs["f0"].setting == "base_run=b3"  # what each read still shows
+    # the baseline trains another entry: there is no baseline run to pair with a fused run
+    assert not_rerunnable(env.state().experiments[BASELINE], fusion) == (
+        f"{FUSION} runs experiments/fusion.py and {BASELINE} experiments/train.py, so there is "
+        "no run of the reference to pair with each of its runs"
+    )
     # each fusion against the base run it read: a paired test, not all bases' spread
     comparison = compare_with_best(env.state(), FUSION, "bpb")
     assert comparison.bpb.test == "paired t-test" and comparison.bpb.n_candidate == 2

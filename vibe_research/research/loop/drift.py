@@ -51,9 +51,17 @@ def batch_name(experiment: str) -> str:
     return f"beside-{experiment.split('-', 1)[0]}"
 
 
-def rerunnable(reference: ExperimentState, candidate: ExperimentState) -> bool:
-    """The reference has code to check out and trains the same entry as the candidate."""
-    return reference.code_commit is not None and reference.entry == candidate.entry
+def not_rerunnable(reference: ExperimentState, candidate: ExperimentState) -> str:
+    """Why the reference cannot run again beside the candidate, or "" when it can: it needs code
+    of its own to check out and the candidate's entry."""
+    if reference.code_commit is None:
+        return "the reference has no code of its own to check out"
+    if reference.entry != candidate.entry:
+        return (
+            f"{candidate.id} runs {candidate.entry} and {reference.id} {reference.entry}, so "
+            "there is no run of the reference to pair with each of its runs"
+        )
+    return ""
 
 
 def starts_beside(
@@ -64,7 +72,7 @@ def starts_beside(
     `todo` runs should be the side-by-side batch from the start. Never for a sweep (which of its
     settings is compared is known only after its runs), nor where the executor cannot measure
     the machine the runs will get (Ray)."""
-    if reference is None or candidate.runs or not rerunnable(reference, candidate):
+    if reference is None or candidate.runs or not_rerunnable(reference, candidate):
         return False
     if len({tuple(sorted(run.overrides.items())) for run in todo}) != 1:
         return False

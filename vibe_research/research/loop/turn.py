@@ -31,8 +31,8 @@ from vibe_research.research.loop.drift import (
     batch_name,
     described,
     drift,
+    not_rerunnable,
     rerun_beside,
-    rerunnable,
     speed,
     starts_beside,
 )
@@ -488,12 +488,12 @@ def check_drift(env: Env, exp: str) -> str:
         ratio = drift(candidate, reference, env.settings.research.drift)
         if ratio is None:
             return ""
-        if not rerunnable(reference, candidate):
+        if why := not_rerunnable(reference, candidate):
             return (
                 f"its runs ran at {ratio:.0%} of the machine speed of {reference.id}'s "
                 f"({speed(candidate.chosen_runs):.1f} against {speed(reference.chosen_runs):.1f} "
-                "GFLOP/s in the calibration before each run); not rerun (the reference has no "
-                "code of its own to check out): the verdict may measure the machine"
+                f"GFLOP/s in the calibration before each run); not rerun ({why}): the verdict may "
+                "measure the machine"
             )
     rerun_beside(env, candidate, reference)
     return described(env.state(), exp)
