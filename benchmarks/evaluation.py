@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vibe_research.lm.evaluate import EvalResult, valid_stream
 from vibe_research.lm.scoring import RowReader, score_windows, story_windows
@@ -50,6 +51,7 @@ from vibe_research.sandbox.probe import probe
 TEMPLATE = (
     Path(__file__).resolve().parents[1] / "vibe_research" / "templates" / "experiments" / "train.py"
 )
+SAME_BPB = 1e-6  # the largest bpb difference the two scoring paths may show (float32 rounding)
 BUDGET_S = 300  # the research loop's training budget the evaluation is compared with
 log = logging.getLogger("benchmarks.evaluation")
 
@@ -213,16 +215,20 @@ def main() -> None:
             train(workspace.root, run_dir, args.budget)
         log.info("evaluating")
         full = sandboxed_evaluation(workspace, run_dir, args.samples, args.max_tokens)
-        through, local = [], []
+        through, local, apart = [], [], 0.0
         for repeat in range(args.repeats):
             log.info("scoring, repeat %d of %d", repeat + 1, args.repeats)
             scored = sandboxed_evaluation(workspace, run_dir, 0, 1)
             through.append(scored.score_s)
             seconds, bpb = in_process_scoring(workspace, run_dir)
             local.append(seconds)
-            if abs(bpb - scored.bpb) > 1e-9:
-                raise SystemExit(f"in-process bpb {bpb} differs from the evaluation's {scored.bpb}")
+            apart = max(apart, abs(bpb - scored.bpb))
     print(report(full, through, local))
+    # float32 kernels may round differently in another process (thread count, buffer alignment);
+    # a difference beyond rounding means the two paths did not score the same thing
+    print(f"\nlargest bpb difference between the two paths: {apart:.2e} (at most {SAME_BPB:g})")
+    if apart > SAME_BPB:
+        raise SystemExit(f"the two paths scored differently: bpb {apart:.2e} apart")
 
 
 def report(full: EvalResult, through: list[float], local: list[float]) -> str:
@@ -230,8 +236,8 @@ def report(full: EvalResult, through: list[float], local: list[float]) -> str:
     steps = sum(sample.tokens for sample in full.samples)
     ratio = statistics.median(through) / statistics.median(local)
     lines = [
-        f"bpb {full.bpb:.4f} on {full.stories} stories ({full.tokens:,} tokens); model process "
-        f"torch threads {full.threads}",
+        f"bpb {full.bpb:.4f} on {full.stories} stories ({full.tokens:,} tokens); torch threads: "
+        f"{full.threads} in the model process, {torch.get_num_threads()} in this one",
         "",
         "| part | seconds | what |",
         "|---|---:|---|",
