@@ -5,6 +5,7 @@ import random
 import pytest
 
 from vibe_research.research.stats import (
+    Difference,
     compare,
     describe,
     describe_gain,
@@ -57,6 +58,9 @@ def test_a_paired_test_sees_a_gain_the_spread_between_bases_hides() -> None:
     single = paired("bpb", [1.0], [1.1], lower_is_better=True)
     assert single.verdict == "indicative" and single.test == ""
     assert "(n=1 pair: no test, which needs at least 2 pairs)" in describe(single)
+    # a ledger record from before the `paired` field is read as paired by its test's name
+    stored = difference.model_dump(exclude={"paired"})
+    assert "n=5 pairs" in describe(Difference.model_validate(stored))
     assert paired("bpb", [1.0, 1.5], [1.25, 1.75], lower_is_better=True).verdict == "inconclusive"
     with pytest.raises(ValueError, match="one base value per candidate value"):
         paired("bpb", [1.0, 1.1], [1.1], lower_is_better=True)

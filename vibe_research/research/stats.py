@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from statistics import mean, stdev
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 from scipy import stats as scipy_stats
 
 Verdict = Literal["better", "worse", "inconclusive", "indicative"]
@@ -47,6 +47,12 @@ class Difference(BaseModel):
     verdict: Verdict  # for this metric alone, direction-aware
     test: str = WELCH  # "" when no test could be run
     paired: bool = False  # one candidate value per base value (n_candidate pairs)
+
+    @model_validator(mode="after")
+    def _paired_test_is_paired(self) -> "Difference":
+        # ledger records written before `paired` existed say so only by their test's name
+        self.paired = self.paired or self.test == PAIRED
+        return self
 
 
 class Comparison(BaseModel):
