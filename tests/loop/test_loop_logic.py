@@ -27,6 +27,7 @@ from vibe_research.research.loop.recovery import recover, save_pending
 from vibe_research.research.loop.runs import missing_runs, score_sealed
 from vibe_research.research.loop.session import stop_reason
 from vibe_research.research.loop.turn import Request, begin_rerun, planned_runs, start_of
+from vibe_research.research.notes.readme import readme_blocks
 from vibe_research.research.propose.context import base_runs
 from vibe_research.research.propose.edits import apply_edits
 from vibe_research.research.settings import SessionSettings, Settings
@@ -422,6 +423,31 @@ def test_the_sealed_split_skips_a_best_run_whose_folder_is_not_on_this_machine(e
         "(trained elsewhere, or the folder was removed)"
     ]
     assert not env.state().experiments[BASELINE].test_bpbs
+
+
+def test_a_best_run_the_sealed_split_rejects_is_recorded_shown_and_not_asked_again(
+    env: Env,
+) -> None:
+    """Its folder is here but holds no model: the sandboxed evaluation on test rejects it."""
+    for record in _baseline():
+        env.record(record)
+    for run in ("b0", "b1"):
+        (env.workspace.runs / run).mkdir(parents=True)
+    score_sealed(env, BASELINE)
+    rejected = env.state().experiments[BASELINE].test_rejected
+    assert [r.run for r in rejected] == ["b0", "b1"] and all(r.reason for r in rejected)
+    said = " ".join(env.ui.lines)
+    assert all(f"{r.run}: no sealed test score ({r.outcome}: " in said for r in rejected)
+    assert (
+        env.ui.lines[-1]
+        == f"[{BASELINE}] the best: 0 of 2 run(s) scored once on the sealed test split"
+    )
+    lines = len(env.ui.lines)
+    score_sealed(env, BASELINE)  # asked once: no retry until a flaky model passes
+    assert len(env.ui.lines) == lines
+    best = "\n".join(readme_blocks(env.state(), "question", 0.95).values())
+    assert "sealed test split (scored once" in best
+    assert "no score; 2 of its 2 runs not scored: b0 (" in best
 
 
 def test_a_candidate_starts_beside_its_reference_only_when_the_machine_is_at_another_speed_now(

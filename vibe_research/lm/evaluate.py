@@ -219,7 +219,7 @@ def measure(
         checks.causal = found.max_change <= CAUSAL_TOLERANCE
         if not checks.causal:
             raise ModelRejected(
-                f"not causal: a validation target's log-probability moved by {found.max_change:.3g} nats "
+                f"not causal: a scored target's log-probability moved by {found.max_change:.3g} nats "
                 f"(allowed {CAUSAL_TOLERANCE:g}) when its window was asked again in a fresh process, "
                 "cut after a random row, among other stories; row t may only see tokens 0..t of "
                 "its own row, and logprobs may keep no memory from one call to the next"

@@ -19,6 +19,7 @@ from vibe_research.research.state.ledger import (
     RunEndRecord,
     RunStartRecord,
     Sample,
+    SealedRejectedRecord,
     SealedScoreRecord,
     loss_points,
 )
@@ -193,7 +194,9 @@ def score_sealed(env: Env, experiment_id: str) -> None:
     (where the data has one), recorded beside their valid numbers. Nothing decides by them."""
     experiment = env.state().experiments[experiment_id]
     runs = [
-        run for run in experiment.chosen_runs if run.test is None and run.evaluation and run.start
+        run
+        for run in experiment.chosen_runs
+        if run.test is None and run.test_rejected is None and run.evaluation and run.start
     ]
     if not runs or not has_test_split(env.settings.data):
         return
@@ -233,6 +236,15 @@ def score_sealed(env: Env, experiment_id: str) -> None:
                 env.ui.say(
                     f"[{experiment_id}] {run.run}: no sealed test score ({outcome}: {reason})"
                 )
+                if outcome != "interrupted":  # stopped by the researcher: asked again next turn
+                    env.record(
+                        SealedRejectedRecord(
+                            experiment=experiment_id,
+                            run=run.run,
+                            outcome=outcome,
+                            reason=reason or "the evaluation gave no bpb",
+                        )
+                    )
                 continue
             env.record(
                 SealedScoreRecord(
@@ -244,6 +256,9 @@ def score_sealed(env: Env, experiment_id: str) -> None:
                     source=result.valid or "",
                 )
             )
+    state = env.state().experiments[experiment_id]
+    scored = sum(1 for run in runs if state.runs[run.run].test is not None)
     env.ui.say(
-        f"[{experiment_id}] the best: {len(runs)} run(s) scored once on the sealed test split"
+        f"[{experiment_id}] the best: {scored} of {len(runs)} run(s) scored once on the sealed "
+        "test split"
     )

@@ -72,13 +72,18 @@ def _best_block(state: ResearchState, confidence: float) -> str:
 def _sealed_lines(best: ExperimentState, row: LeaderboardRow) -> list[str]:
     """The sealed test split's number of the best beside its valid one, and the gap: how much
     the choices made on valid flattered it."""
+    rejected = best.test_rejected
+    left_out = (
+        f"; {len(rejected)} of its {len(best.chosen_runs)} runs not scored: "
+        + "; ".join(f"{r.run} ({r.outcome}: {r.reason})" for r in rejected)
+        if rejected
+        else ""
+    )
+    head = "- sealed test split (scored once, when it became the best; never shown to the LLM): "
     if row.test_bpb is None or row.bpb is None:
-        return []
+        return [head + f"no score{left_out}"] if rejected else []
     gap = row.test_bpb.mean - row.bpb.mean
-    return [
-        "- sealed test split (scored once, when it became the best; never shown to the LLM): "
-        + sealed(f"**{interval(row.test_bpb, 4)}** bpb, {gap:+.4f} from valid")
-    ]
+    return [head + sealed(f"**{interval(row.test_bpb, 4)}** bpb, {gap:+.4f} from valid") + left_out]
 
 
 def _overrides(experiment: ExperimentState) -> str:

@@ -23,6 +23,7 @@ from vibe_research.research.state.ledger import (
     Record,
     RunEndRecord,
     RunStartRecord,
+    SealedRejectedRecord,
     SealedScoreRecord,
     SessionRecord,
     SuggestionsRecord,
@@ -71,6 +72,7 @@ class RunState:
     test: SealedScoreRecord | None = (
         None  # the sealed test split, scored once if it became the best
     )
+    test_rejected: SealedRejectedRecord | None = None  # its sealed scoring failed: not asked again
     judgements: list[JudgementRecord] = field(default_factory=list)  # one per judge identity
 
     @property
@@ -236,6 +238,11 @@ class ExperimentState:
         return [run.test.bpb for run in self.chosen_runs if run.test]
 
     @property
+    def test_rejected(self) -> list[SealedRejectedRecord]:
+        """The chosen runs whose sealed test scoring failed: what test_bpbs leaves out."""
+        return [run.test_rejected for run in self.chosen_runs if run.test_rejected]
+
+    @property
     def judge_identity(self) -> str | None:
         """The judge of the latest judgement of the chosen runs: whose scores the experiment shows."""
         judged = [run.judgement for run in self.chosen_runs if run.judgement]
@@ -361,6 +368,8 @@ def _fold(experiment: ExperimentState, record: Record) -> None:
             _run(experiment, record.run).evaluation = record
         case SealedScoreRecord():
             _run(experiment, record.run).test = record
+        case SealedRejectedRecord():
+            _run(experiment, record.run).test_rejected = record
         case JudgementRecord():
             run = _run(experiment, record.run)
             run.judgements = [j for j in run.judgements if j.identity != record.identity]

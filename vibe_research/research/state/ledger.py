@@ -168,6 +168,17 @@ class SealedScoreRecord(_Record):
     source: str = Field(description="the test split's source, as the evaluator read it")
 
 
+class SealedRejectedRecord(_Record):
+    """A run of the best whose sealed test scoring failed (the evaluator rejected the model, or it
+    crashed). Recorded so the notes say which runs the test number leaves out and why, and so the
+    run is not asked again: retrying until a flaky model passes would select on the test split."""
+
+    kind: Literal["test_rejected"] = "test_rejected"
+    run: str
+    outcome: str
+    reason: str
+
+
 class SampleScore(BaseModel):
     """The TinyStories rubric for one sample, 1 to 10 each."""
 
@@ -301,6 +312,7 @@ Record = Annotated[
     | RunEndRecord
     | EvaluationRecord
     | SealedScoreRecord
+    | SealedRejectedRecord
     | JudgementRecord
     | DecisionRecord
     | SuggestionsRecord
