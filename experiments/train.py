@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CONFIG = {
     "tokenizer": "bpe:4096",  # token cache spec: bpe:N, gpt2 or bytes (`vibe-research data prepare`)
-    "n_layer": 5,  # transformer blocks
+    "n_layer": 4,  # transformer blocks
     "n_head": 4,  # attention heads per block
     "n_embd": 192,  # residual stream width (channels)
     "mlp_ratio": 4,  # MLP hidden width / n_embd (swiglu uses 2/3 of it per branch, same params)
