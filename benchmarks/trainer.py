@@ -1,6 +1,6 @@
 """The baseline trainer's speed per mode, its bits per byte per budget, and configuration sweeps.
 
-    .venv/bin/python benchmarks/trainer.py speed --workspace WS [--budget 60] [--repeats 1]
+    .venv/bin/python benchmarks/trainer.py speed --workspace WS [--budget 60] [--repeats 1] [--modes ...]
     .venv/bin/python benchmarks/trainer.py bpb   --workspace WS [--budgets 60 300] [--seeds 3] [--set key=value ...]
     .venv/bin/python benchmarks/trainer.py sweep --workspace WS [--budget 60] [--seeds 2] --variant "n_embd=128 lr=0.004" ...
 
@@ -8,8 +8,9 @@ WS is a workspace whose token caches are prepared (`vibe-research data prepare -
 there). Every run is `templates/experiments/train.py` in a subprocess, exactly as the research loop
 runs it, and every bpb is measured by `python -m vibe_research.lm.evaluate` in another process.
 
-- speed: tokens/s of eager fp32, compile fp32, eager bf16 and compile+bf16 on the default config;
-  the modes are interleaved per repeat so load from other processes hits them alike. "train tok/s"
+- speed: tokens/s of eager fp32, compile fp32, eager bf16 and compile+bf16 (or the --modes named)
+  on the default config; the modes are interleaved per repeat so load from other processes hits
+  them alike, and each ratio is to the first mode. "train tok/s"
   counts the training loop (after compiling); "process tok/s" divides by the whole process.
 - bpb: validation bits per byte after each budget, median over seeds.
 - sweep: each variant (space-separated overrides of the defaults) for each seed, ranked by median bpb.
@@ -121,22 +122,22 @@ def measure(
 
 
 def speed(args: argparse.Namespace, scratch: Path) -> list[str]:
-    runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
+    runs: dict[str, list[Run]] = {mode: [] for mode in args.modes}
     for _ in range(args.repeats):
-        for mode, overrides in MODES.items():
-            runs[mode].append(
-                measure(args, scratch, (*args.overrides, *overrides), 0, args.budget, score=False)
-            )
-    eager = statistics.median(r.train_tokens_per_s for r in runs["eager fp32"])
+        for mode in args.modes:
+            overrides = (*args.overrides, *MODES[mode])
+            runs[mode].append(measure(args, scratch, overrides, 0, args.budget, score=False))
+    first = args.modes[0]
+    base = statistics.median(r.train_tokens_per_s for r in runs[first])
     rows = [
-        "| mode | params | train tok/s | process tok/s | vs eager fp32 |",
+        f"| mode | params | train tok/s | process tok/s | vs {first} |",
         "|---|---:|---:|---:|---:|",
     ]
     for mode, mode_runs in runs.items():
         train_tps = statistics.median(r.train_tokens_per_s for r in mode_runs)
         process_tps = statistics.median(r.done["tokens_per_s"] for r in mode_runs)
         rows.append(
-            f"| {mode} | {mode_runs[0].done['params']:,} | {train_tps:,.0f} | {process_tps:,.0f} | {train_tps / eager:.2f}x |"
+            f"| {mode} | {mode_runs[0].done['params']:,} | {train_tps:,.0f} | {process_tps:,.0f} | {train_tps / base:.2f}x |"
         )
     return rows
 
@@ -203,6 +204,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
         "--repeats", type=int, default=1, help="interleaved repeats of every mode (speed)"
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        default=list(MODES),
+        help="modes to time, in this order; ratios are to the first (speed)",
     )
     parser.add_argument(
         "--variant",
