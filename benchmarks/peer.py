@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/peer.py --workspace WS --peer-scratch /tmp/l2c [--pairs 3]
         [--budget 120] [--peer-python /tmp/l2c-venv/bin/python] [--set key=value ...]
+        [--peer-variant "" --peer-variant "--dtype=float32" ...]
 
 WS: a workspace whose train and valid caches are built on the same data llama2.c's prep.py read
 (`vibe-research init WS --data ../shared/data/tinystories-24m && vibe-research data prepare`),
@@ -14,7 +15,9 @@ through `vibe-research train` (sandboxed, as the loop runs it) at the same size:
 workspace's shared cache, as the loop's smoke run does, and is not counted. Steady tokens/s:
 llama2.c's own figure (iterations 20-60); ours from the step events between step 25 and step 75,
 Δtokens / Δelapsed. Both score the same validation stories (WS's valid split = the peer's
-valid.txt). Prints a markdown table and the medians' ratio.
+valid.txt). Each --peer-variant (extra `--key=value` arguments of llama2.c's train.py, "" for
+run.sh's own settings) runs once per pair, before ours. Prints a markdown table and each peer
+variant's medians against ours.
 """
 
 import argparse
@@ -40,10 +43,19 @@ WARM_UP_S = 125.0
 RESULT = re.compile(r"bpb=(\S+) steady_tokens_per_s=(\S+) steps=(\d+) wall_s=(\S+) params=(\d+)")
 
 
-def peer(args: argparse.Namespace, name: str) -> dict:
+def peer(args: argparse.Namespace, name: str, variant: str) -> dict:
     env = {**os.environ, "PYTHON": args.peer_python}
+    extra = variant.split()
     done = subprocess.run(
-        ["bash", str(PEER / "run.sh"), str(args.peer_scratch), name, "192", f"{args.budget:g}"],
+        [
+            "bash",
+            str(PEER / "run.sh"),
+            str(args.peer_scratch),
+            name,
+            "192",
+            f"{args.budget:g}",
+            *extra,
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -57,7 +69,7 @@ def peer(args: argparse.Namespace, name: str) -> dict:
     # the line of iteration 0 ends with the elapsed time on the budget's clock: "| t 51.5s"
     first = re.search(r"^0 \|.*\| t (\d+\.\d+)s$", train_log, re.MULTILINE)
     return {
-        "system": "llama2.c",
+        "system": " ".join(("llama2.c", *extra)),
         "bpb": float(bpb),
         "steady": float(steady) if steady != "n/a" else None,
         "steps": int(steps),
@@ -118,7 +130,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--peer-variant",
+        action="append",
+        metavar="ARGS",
+        help='extra arguments of llama2.c\'s train.py, e.g. "--dtype=float32" (repeatable; '
+        "default: one variant, run.sh's own settings)",
+    )
     args = parser.parse_args()
+    variants = args.peer_variant or [""]
     print(
         "warm-up run of ours (compiles into the workspace cache, as the smoke run does)",
         file=sys.stderr,
@@ -128,9 +148,11 @@ def main() -> None:
     ours(args, min(args.budget, WARM_UP_S))
     runs: list[dict] = []
     for pair in range(args.pairs):
-        for run in (peer(args, f"bench{os.getpid()}-{pair}"), ours(args)):
-            runs.append(run)
-            print(json.dumps(run), file=sys.stderr, flush=True)
+        for index, variant in enumerate(variants):
+            runs.append(peer(args, f"bench{os.getpid()}-{pair}-{index}", variant))
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+        runs.append(ours(args))
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     print("| system | params | steps | steady tok/s | first step (s) | bpb |")
     print("|---|---:|---:|---:|---:|---:|")
     for run in runs:
@@ -138,22 +160,25 @@ def main() -> None:
             f"| {run['system']} | {run['params']:,} | {run['steps']} | {run['steady'] or 0:,.0f} | "
             f"{run['first_step_s'] or 0:.1f} | {run['bpb'] or float('nan'):.4f} |"
         )
-    medians = {
+    systems = list(dict.fromkeys(run["system"] for run in runs))
+    steady = {
         system: statistics.median(
             r["steady"] for r in runs if r["system"] == system and r["steady"]
         )
-        for system in ("llama2.c", "vibe-research")
+        for system in systems
     }
     bpbs = {
         system: statistics.median(r["bpb"] for r in runs if r["system"] == system and r["bpb"])
-        for system in ("llama2.c", "vibe-research")
+        for system in systems
     }
-    print(
-        f"\nmedian steady tokens/s: llama2.c {medians['llama2.c']:,.0f}, ours {medians['vibe-research']:,.0f}: "
-        f"{medians['vibe-research'] / medians['llama2.c']:.2f}x; median bpb {bpbs['llama2.c']:.4f} vs "
-        f"{bpbs['vibe-research']:.4f} ({bpbs['vibe-research'] / bpbs['llama2.c']:.3f}x); {args.pairs} pairs of "
-        f"{args.budget:g} s, alternating"
-    )
+    ours_steady, ours_bpb = steady["vibe-research"], bpbs["vibe-research"]
+    print(f"\n{args.pairs} pairs of {args.budget:g} s, alternating; medians:")
+    for system in systems[:-1]:
+        print(
+            f"- {system}: steady tokens/s {steady[system]:,.0f}, ours {ours_steady:,.0f}: "
+            f"{ours_steady / steady[system]:.2f}x; bpb {bpbs[system]:.4f}, ours {ours_bpb:.4f} "
+            f"({ours_bpb / bpbs[system]:.3f}x)"
+        )
 
 
 if __name__ == "__main__":

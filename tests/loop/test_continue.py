@@ -63,6 +63,31 @@ def test_auto_three_turns_from_a_fresh_workspace(tiny_workspace: Path) -> None:
     assert len(overhead) == 4 and all(record.turn_s > 0 for record in overhead)
 
 
+def test_a_manual_change_that_cannot_train_fails_at_the_smoke_run(tiny_workspace: Path) -> None:
+    """--manual spends no timed run on a change that crashes, as a proposal would not; the change
+    stays in git history under the commit the tool made of it."""
+    train_py = tiny_workspace / "experiments" / "train.py"
+    train_py.write_text(
+        'raise SystemExit("my edit broke it")\n' + train_py.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    done = vibe(tiny_workspace, "continue", "--manual", "my broken edit")
+    assert "smoke run" in done.stderr and "my edit broke it" in done.stderr, done.stderr[-3000:]
+    state = rebuild_state(read(tiny_workspace / "notes" / "ledger.jsonl").records)
+    [experiment] = state.experiments.values()
+    assert experiment.decision.verdict == "failed"
+    assert experiment.decision.reason.startswith("the smoke run failed")
+    assert experiment.runs == {}  # the two timed runs were never started
+    shown = subprocess.run(
+        ["git", "show", f"{experiment.proposal.commit}:experiments/train.py"],
+        cwd=tiny_workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shown.startswith('raise SystemExit("my edit broke it")')
+
+
 def test_a_baseline_that_crashes_is_recorded_and_nothing_is_reverted(tiny_workspace: Path) -> None:
     train_py = tiny_workspace / "experiments" / "train.py"
     train_py.write_text(

@@ -179,6 +179,7 @@ def begin_manual(env: Env, request: Request) -> str:
     state = env.state()
     baseline = not has_baseline(state)
     title = f"Baseline: {request.title}" if baseline else request.title
+    entry = env.settings.train.entry
     exp = experiment_id(state.next_number, "baseline" if baseline else request.title)
     with env.watch.phase("git"):
         commit = gitops.commit_manual(env.root, exp, title)
@@ -190,11 +191,15 @@ def begin_manual(env: Env, request: Request) -> str:
             source="baseline" if baseline else "manual",
             commit=commit,
             diff=gitops.diff_of(env.root, commit),
-            entry=env.settings.train.entry,
+            entry=entry,
             runs=[PlannedRun(seed=seed) for seed in env.seeds()],
         )
     )
     env.ui.say(f"[{exp}] {title}: your change, committed as {commit[:8]}")
+    # as for a proposal: a change that cannot train fails here, not in every timed run, and a
+    # compiled model compiles here, so seed 0 does not pay the compile out of its budget
+    if (error := smoke(env, entry, PlannedRun(seed=env.seeds(1)[0]))) is not None:
+        decide(env, exp, failure=f"the smoke run failed: {error}")
     return exp
 
 
