@@ -452,12 +452,11 @@ def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
 
 
 def want_compile(choice: str, device: torch.device, budget: float) -> bool:
-    """Compile pays on CUDA and on CPUs, in bf16 and in fp32 alike (1.14-1.20x the training
-    loop's tokens/s on CPUs with and without AVX-512, benchmarks/README.md), once the budget
-    amortises it; not on MPS."""
+    """Compile pays on CUDA and on CPUs with native bf16 once the budget amortises it; not on MPS."""
     if choice != "auto":
         return choice == "on"
-    return device.type in ("cuda", "cpu") and budget >= MIN_COMPILE_BUDGET_S
+    fast_device = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+    return fast_device and budget >= MIN_COMPILE_BUDGET_S
 
 
 # ---------------------------------------------------------------------------------------------
