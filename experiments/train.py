@@ -36,7 +36,7 @@ CONFIG = {
     "n_embd": 192,  # residual stream width (channels)
     "mlp_ratio": 4,  # MLP hidden width / n_embd (swiglu uses 2/3 of it per branch, same params)
     "context": 256,  # tokens per training sequence, and the model's context length
-    "batch_size": 8,  # sequences per optimizer step
+    "batch_size": 16,  # sequences per optimizer step
     "lr": 4e-3,  # peak learning rate (AdamW; also the non-matrix params under muon)
     "muon_lr": 0.02,  # peak learning rate of the Muon matrices (optimizer = "muon" only)
     "warmup_steps": 50,  # linear warmup from 0 to the peak learning rate (optimizer steps)
