@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/peer.py --workspace WS --peer-scratch /tmp/l2c [--pairs 3]
         [--budget 120] [--peer-python /tmp/l2c-venv/bin/python] [--set key=value ...]
-        [--peer-variant "" --peer-variant "--dtype=float32" ...]
+        [--peer-variant= --peer-variant=--dtype=float32 ...]
 
 WS: a workspace whose train and valid caches are built on the same data llama2.c's prep.py read
 (`vibe-research init WS --data ../shared/data/tinystories-24m && vibe-research data prepare`),
@@ -15,9 +15,10 @@ through `vibe-research train` (sandboxed, as the loop runs it) at the same size:
 workspace's shared cache, as the loop's smoke run does, and is not counted. Steady tokens/s:
 llama2.c's own figure (iterations 20-60); ours from the step events between step 25 and step 75,
 Δtokens / Δelapsed. Both score the same validation stories (WS's valid split = the peer's
-valid.txt). Each --peer-variant (extra `--key=value` arguments of llama2.c's train.py, "" for
-run.sh's own settings) runs once per pair, before ours. Prints a markdown table and each peer
-variant's medians against ours.
+valid.txt). Each --peer-variant (extra `--key=value` arguments of llama2.c's train.py, empty for
+run.sh's own settings; written with "=", `--peer-variant=--dtype=float32`, since argparse reads a
+separate value that starts with "--" as an option) runs once per pair, before ours. Prints a
+markdown table and each peer variant's medians against ours.
 """
 
 import argparse
@@ -134,8 +135,8 @@ def main() -> None:
         "--peer-variant",
         action="append",
         metavar="ARGS",
-        help='extra arguments of llama2.c\'s train.py, e.g. "--dtype=float32" (repeatable; '
-        "default: one variant, run.sh's own settings)",
+        help="extra arguments of llama2.c's train.py, with '=': --peer-variant=--dtype=float32 "
+        "(repeatable; default: one variant, run.sh's own settings)",
     )
     args = parser.parse_args()
     variants = args.peer_variant or [""]
