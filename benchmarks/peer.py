@@ -158,28 +158,37 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for run in runs:
         print(
-            f"| {run['system']} | {run['params']:,} | {run['steps']} | {run['steady'] or 0:,.0f} | "
-            f"{run['first_step_s'] or 0:.1f} | {run['bpb'] or float('nan'):.4f} |"
+            f"| {run['system']} | {run['params']:,} | {run['steps']} | {_shown(run['steady'], ',.0f')} "
+            f"| {_shown(run['first_step_s'], '.1f')} | {_shown(run['bpb'], '.4f')} |"
         )
     systems = list(dict.fromkeys(run["system"] for run in runs))
-    steady = {
-        system: statistics.median(
-            r["steady"] for r in runs if r["system"] == system and r["steady"]
-        )
-        for system in systems
-    }
-    bpbs = {
-        system: statistics.median(r["bpb"] for r in runs if r["system"] == system and r["bpb"])
-        for system in systems
-    }
+    steady = {system: _median(runs, system, "steady") for system in systems}
+    bpbs = {system: _median(runs, system, "bpb") for system in systems}
     ours_steady, ours_bpb = steady["vibe-research"], bpbs["vibe-research"]
     print(f"\n{args.pairs} pairs of {args.budget:g} s, alternating; medians:")
     for system in systems[:-1]:
-        print(
-            f"- {system}: steady tokens/s {steady[system]:,.0f}, ours {ours_steady:,.0f}: "
-            f"{ours_steady / steady[system]:.2f}x; bpb {bpbs[system]:.4f}, ours {ours_bpb:.4f} "
-            f"({ours_bpb / bpbs[system]:.3f}x)"
+        speed = (
+            f"steady tokens/s {steady[system]:,.0f}, ours {ours_steady:,.0f}: "
+            f"{ours_steady / steady[system]:.2f}x"
+            if steady[system] and ours_steady
+            else "no steady rate on one side (fewer steps than its steady window)"
         )
+        quality = (
+            f"bpb {bpbs[system]:.4f}, ours {ours_bpb:.4f} ({ours_bpb / bpbs[system]:.3f}x)"
+            if bpbs[system] and ours_bpb
+            else "no bpb on one side"
+        )
+        print(f"- {system}: {speed}; {quality}")
+
+
+def _median(runs: list[dict], system: str, key: str) -> float | None:
+    """The median of one system's runs' values, those that have one; None where none has."""
+    values = [run[key] for run in runs if run["system"] == system and run[key]]
+    return statistics.median(values) if values else None
+
+
+def _shown(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 if __name__ == "__main__":
