@@ -134,6 +134,64 @@ def test_the_kv_cache_decoder_and_the_answer_buffer_give_what_logprobs_gives(pos
     torch.testing.assert_close(buffer, full, atol=0, rtol=0)
 
 
+def test_the_cpu_attention_op_gives_what_scaled_dot_product_attention_gives() -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 20, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    out, weights = train.causal_attention(q, k, v)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+    assert weights.shape == (6, 20, 20) and torch.all(weights.triu(1) == 0)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (q, k, v), grad)
+    theirs = torch.autograd.grad(expected, (q, k, v), grad)
+    for mine, reference in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine, reference, atol=1e-12, rtol=0)
+
+
+def test_compiled_gelu_is_the_tanh_gelu() -> None:
+    traced = []
+
+    def backend(graph_module, _inputs):
+        traced.extend(node.target for node in graph_module.graph.nodes)
+        return graph_module.forward
+
+    x = torch.linspace(-8, 8, 4001)
+    compiled = torch.compile(train.gelu_tanh, backend=backend)(x)
+    assert torch.sigmoid in traced  # the compiled form, not F.gelu
+    reference = torch.nn.functional.gelu(x.double(), approximate="tanh").float()
+    torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=1e-6)
+
+
+def test_bf16_training_on_the_cpu_attends_through_the_op_and_matches_the_flash_kernel(
+    monkeypatch,
+) -> None:
+    trainer, batches = tiny_trainer(seed=0)
+    model, (inputs, targets) = trainer.model, batches.next()
+    calls = []
+
+    def counted(*tensors):
+        calls.append(tensors[0].dtype)
+        return train.define_causal_attention()(*tensors)
+
+    monkeypatch.setattr(train, "causal_attention", counted)
+    grads = []
+    for use_op in (True, False):
+        monkeypatch.setattr(train, "bf16_cpu_training", lambda x, use=use_op: use)
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            train.NextTokenLoss(model)(inputs, targets).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert calls == [torch.bfloat16]  # one block, and only while the op was chosen
+    assert torch.cosine_similarity(grads[0], grads[1], dim=0) > 0.999
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = model.blocks[0].attn.qkv(inputs.new_zeros(1, 1, 32, dtype=torch.float32))
+        assert train.bf16_cpu_training(q)
+        with torch.no_grad():
+            assert not train.bf16_cpu_training(model.blocks[0].attn.qkv(torch.zeros(1, 32)))
+    assert not train.bf16_cpu_training(torch.zeros(2))
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -105,11 +105,98 @@ def rope_tables(context: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, H, T, hd] pairwise (first half, second half) by the angles of positions 0..T-1."""
+    """Rotate x [B, T, H, hd] pairwise (first half, second half) by the angles of positions 0..T-1.
+    Rotating before the heads move in front of the positions keeps the backward pass's writes
+    contiguous (1.7x faster fwd+bwd than the same arithmetic on [B, H, T, hd])."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
+    cos, sin = cos[: x.shape[1], None].to(x.dtype), sin[: x.shape[1], None].to(x.dtype)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def causal_attention_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention of contiguous q, k, v [B, H, T, hd] in batched matrix products: the output
+    [B, H, T, hd] and the attention weights [B * H, T, T] that the backward pass reuses."""
+    b, h, t, d = q.shape
+    mask = torch.full((t, t), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    scores = torch.baddbmm(
+        mask.expand(b * h, t, t),
+        q.view(b * h, t, d),
+        k.view(b * h, t, d).transpose(1, 2),
+        alpha=d**-0.5,
+    )
+    weights = torch.softmax(scores, dim=-1)
+    return torch.bmm(weights, v.view(b * h, t, d)).view(b, h, t, d), weights
+
+
+def causal_attention_backward(
+    grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of q, k and v from the output's gradient and the saved attention weights."""
+    b, h, t, d = q.shape
+    grad = grad.reshape(b * h, t, d)
+    grad_v = torch.bmm(weights.transpose(1, 2), grad)
+    grad_weights = torch.bmm(grad, v.view(b * h, t, d).transpose(1, 2))
+    grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+    empty = grad.new_empty(b * h, t, d)
+    grad_q = torch.baddbmm(empty, grad_scores, k.view(b * h, t, d), beta=0, alpha=d**-0.5)
+    grad_k = torch.baddbmm(
+        empty, grad_scores.transpose(1, 2), q.view(b * h, t, d), beta=0, alpha=d**-0.5
+    )
+    return grad_q.view(b, h, t, d), grad_k.view(b, h, t, d), grad_v.view(b, h, t, d)
+
+
+def define_causal_attention() -> Callable:
+    """The two functions above as one custom op with its own backward, which torch.compile calls
+    as it is. On a CPU in bf16 it trains 2x faster than scaled_dot_product_attention, whose
+    flash backward dominated the step (benchmarks/README.md); inductor would rewrite the same
+    arithmetic, written plainly, back into that kernel. Defined once per process (train.py may be
+    imported more than once in one)."""
+    name = "vibe_train::causal_attention"
+    if hasattr(torch.ops.vibe_train, "causal_attention"):
+        return torch.ops.vibe_train.causal_attention
+    forward = torch.library.custom_op(name, causal_attention_forward, mutates_args=())
+    backward = torch.library.custom_op(
+        f"{name}_backward", causal_attention_backward, mutates_args=()
+    )
+
+    @forward.register_fake
+    def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, h, t, _ = q.shape
+        return torch.empty_like(q), q.new_empty(b * h, t, t)
+
+    @backward.register_fake
+    def _(grad, q, k, v, weights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+    def save(ctx, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, ...]) -> None:
+        ctx.save_for_backward(*inputs, output[1])
+
+    def differentiate(ctx, grad: torch.Tensor, _grad_weights: torch.Tensor) -> tuple:
+        return backward(grad.contiguous(), *ctx.saved_tensors)
+
+    forward.register_autograd(differentiate, setup_context=save)
+    return forward
+
+
+causal_attention = define_causal_attention()
+
+
+def bf16_cpu_training(x: torch.Tensor) -> bool:
+    """Where causal_attention beats scaled_dot_product_attention: training on a CPU in bf16 (in
+    fp32 the flash kernel is faster; on CUDA it is far faster)."""
+    return x.device.type == "cpu" and x.dtype == torch.bfloat16 and torch.is_grad_enabled()
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation. Compiled, as x * sigmoid(2u) = x * (1 + tanh u) / 2 in fp32:
+    the same function, which inductor's CPU code runs in half the time of its tanh."""
+    if not torch.compiler.is_compiling():
+        return F.gelu(x, approximate="tanh")
+    f = x.float()
+    return (f * torch.sigmoid(1.5957691216057308 * (f + 0.044715 * f * f * f))).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -127,13 +214,16 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cache: "LayerCache | None" = None) -> torch.Tensor:
         """x [B, T, D]; with a cache, x holds the T positions after the cache's and is added to it."""
         B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, D // self.n_head).unbind(2)
         start = cache.length if cache else 0
         if self.rope:
             cos, sin = self.cos[start:], self.sin[start:]
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, hd]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, hd]
+        if cache is None and bf16_cpu_training(q):
+            y = causal_attention(q.contiguous(), k.contiguous(), v.contiguous())[0]
+        elif cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             k, v = cache.extend(k, v)  # [B, H, start + T, hd]
             # query i is position start + i: it sees keys 0 .. start + i (one query sees them all)
@@ -176,7 +266,7 @@ class MLP(nn.Module):
         elif self.kind == "relu2":
             h = F.relu(h).square()
         else:
-            h = F.gelu(h, approximate="tanh")
+            h = gelu_tanh(h)
         return self.proj(h)
 
 
