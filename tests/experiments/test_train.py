@@ -190,6 +190,8 @@ def test_bf16_training_on_the_cpu_attends_through_the_op_and_matches_the_flash_k
         with torch.no_grad():
             assert not train.bf16_cpu_training(model.blocks[0].attn.qkv(torch.zeros(1, 32)))
     assert not train.bf16_cpu_training(torch.zeros(2))
+    long = torch.zeros(1, 1, train.MAX_OP_CONTEXT + 1, 8, dtype=torch.bfloat16)
+    assert not train.bf16_cpu_training(long)
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,7 @@ CHOICES = {
     "compile": {"auto", "on", "off"},
 }
 CHECKPOINT_FORMAT = 1
+MAX_OP_CONTEXT = 512  # longest sequence trained through causal_attention (measured at 256)
 SAVE_MARGIN_S = 1.5  # seconds kept after the last step for saving the model and exiting
 MIN_COMPILE_BUDGET_S = (
     120  # auto compiles only when the budget amortises it (20-30 s idle, minutes under load)
@@ -186,8 +187,15 @@ causal_attention = define_causal_attention()
 
 def bf16_cpu_training(x: torch.Tensor) -> bool:
     """Where causal_attention beats scaled_dot_product_attention: training on a CPU in bf16 (in
-    fp32 the flash kernel is faster; on CUDA it is far faster)."""
-    return x.device.type == "cpu" and x.dtype == torch.bfloat16 and torch.is_grad_enabled()
+    fp32 the flash kernel is faster; on CUDA it is far faster), at contexts up to
+    MAX_OP_CONTEXT (the op keeps [B * H, T, T] weights for the backward pass: memory grows with
+    T squared, where the flash kernel's grows with T)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.bfloat16
+        and torch.is_grad_enabled()
+        and x.shape[-2] <= MAX_OP_CONTEXT
+    )
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
