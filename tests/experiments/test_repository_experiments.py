@@ -34,17 +34,23 @@ SETS = {
 }
 
 
+# train.py trains for its whole budget; ngram.py and fusion.py stop when built, and fusion.py
+# fails a stage that passes the budget, which 12 s did on a loaded machine (four test workers on
+# two cores): its budget is a ceiling, not time spent
+BUDGETS = {"train.py": 12, "ngram.py": 12, "fusion.py": 60}
+
+
 def _train(workspace: Path, entry: str, *sets: str) -> dict:
     arguments = [arg for item in sets for arg in ("--set", item)]
     command = [sys.executable, "-m", "vibe_research", "train", "--entry", f"experiments/{entry}"]
     done = subprocess.run(
-        [*command, "--budget", "12", "--json", *arguments],
+        [*command, "--budget", str(BUDGETS[entry]), "--json", *arguments],
         cwd=workspace,
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     [result] = json.loads(done.stdout)
     return result
 
@@ -79,7 +85,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_entry_of_the_repository_is_covered() -> None:
-    assert ENTRIES == ["fusion.py", "ngram.py", "train.py"] and set(SETS) == set(ENTRIES)
+    assert ENTRIES == ["fusion.py", "ngram.py", "train.py"] and set(SETS) == set(ENTRIES) == set(
+        BUDGETS
+    )
 
 
 @pytest.mark.slow
