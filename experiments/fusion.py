@@ -115,9 +115,16 @@ class KnnHead:
 
     def neighbours(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features [N, D] -> squared distances [N, k] and the neighbours' tokens [N, k] (-1: none found)."""
-        distances, ids = self.index.search(
-            np.ascontiguousarray(features.numpy(), dtype=np.float32), self.k
-        )
+        # given fewer queries than threads, faiss splits the datastore among the threads instead
+        # of the queries, and its distances round differently: those few go on one thread
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(threads if len(features) >= threads else 1)
+        try:
+            distances, ids = self.index.search(
+                np.ascontiguousarray(features.numpy(), dtype=np.float32), self.k
+            )
+        finally:
+            faiss.omp_set_num_threads(threads)
         tokens = torch.where(
             torch.from_numpy(ids >= 0), self.values[torch.from_numpy(np.maximum(ids, 0))], -1
         )
@@ -172,22 +179,26 @@ class FusedModel:
             base.context_length,
         )
 
-    def features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The base model's features [B, T, D], always computed at the full context width.
+    def base_outputs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base model's features [B, T, D] and logits [B, T, V], row by row at the full width.
 
-        The kNN head's neighbours jump with the last bits of a feature, and those bits move with
-        the width a row is asked at (the blocking of attention and matrix products): padded to one
-        width, a row's features, and so its answer, depend on its own tokens alone."""
+        The kNN head's neighbours jump with the last bits of a feature, so a row must get the same
+        bits however the evaluator batches or cuts it. Those bits move with the width a row is
+        asked at (up to 3e-6 for the default model), and a BLAS may also choose its kernels by the
+        batch: each row alone, padded to the context width, depends on its own tokens alone. So
+        do its logits, and the whole mixture answers a row the same in any request."""
         width = tokens.shape[1]
         padded = torch.nn.functional.pad(tokens, (0, self.context_length - width))  # token 0
-        return self.base.features(padded)[:, :width]
+        features = [self.base.features(row[None]) for row in padded]
+        logits = [self.base.head(row).float() for row in features]
+        return torch.cat(features)[:, :width], torch.cat(logits)[:, :width]
 
     def parts(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Log-probabilities [B, T, V] of the transformer and of each head."""
         tokens = tokens.cpu()
         with torch.inference_mode():
-            features = self.features(tokens)
-            out = {"lm": torch.log_softmax(self.base.head(features).float(), dim=-1)}
+            features, logits = self.base_outputs(tokens)
+            out = {"lm": torch.log_softmax(logits, dim=-1)}
             if self.ngram is not None:
                 out["ngram"] = torch.from_numpy(
                     self.ngram.next_token_distributions(tokens.numpy(), np.float32)

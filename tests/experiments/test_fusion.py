@@ -52,6 +52,29 @@ def test_knn_head_spreads_a_softmax_over_the_neighbours_tokens() -> None:
     assert math.isclose(probs.sum().item(), 1.0, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_a_query_finds_the_same_neighbours_however_many_come_with_it(threads: int) -> None:
+    """faiss rounds differently when it has fewer queries than threads; the head must not."""
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((15_000, 32)).astype(np.float32)
+    index = faiss.IndexFlatL2(32)
+    index.add(keys)
+    values = rng.integers(0, 50, len(keys)).astype(np.int32)
+    queries = torch.from_numpy(rng.standard_normal((12, 32)).astype(np.float32))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        head = fusion.KnnHead(index, values, k=16, temperature=1.0, vocab_size=50)
+        together = head.neighbours(queries)
+        for size in (1, 2, 3, 5):
+            parts = [head.neighbours(queries[i : i + size]) for i in range(0, len(queries), size)]
+            assert torch.equal(torch.cat([d for d, _ in parts]), together[0]), size
+            assert torch.equal(torch.cat([t for _, t in parts]), together[1]), size
+        assert faiss.omp_get_max_threads() == threads
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def test_em_recovers_mixture_weights() -> None:
     rng = np.random.default_rng(0)
     truth = np.array([0.6, 0.3, 0.1])

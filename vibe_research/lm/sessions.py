@@ -60,7 +60,7 @@ from vibe_research.lm.tokenizer import check_spec
 if TYPE_CHECKING:
     import torch
 
-LOGIT_ELEMENTS = 1 << 22  # rows * V log-probabilities asked per request (16 MB in float32)
+LOGIT_ELEMENTS = 1 << 21  # rows * V log-probabilities asked per request (8 MB in float32)
 HELLO_TIMEOUT_S = 120.0  # the model process imports torch before it says hello
 DEATH_WAIT_S = 1.0  # after a session's connection broke: time for its exit status to show
 
