@@ -1,6 +1,7 @@
 """Shallow fusion: its heads, the EM fit, the refusal to fit on validation, and a real fused run."""
 
 import importlib.util
+import itertools
 import math
 from pathlib import Path
 
@@ -152,6 +153,24 @@ def test_fused_run_is_fitted_on_train_and_passes_the_evaluator(
     )
     assert result.ok, result.reason
     assert result.checks.causal and result.checks.normalised
+    assert result.sampling.incremental and result.sampling.probe_rows > 0
+
+
+@pytest.mark.slow
+def test_the_decoder_steps_as_logprobs_answers(fused_run, bpe_cache) -> None:
+    """Steps of any size give the rows logprobs gives the whole sequence (the kNN head's
+    neighbours included: its features are computed as logprobs computes them)."""
+    model = fusion.load_model(fused_run)
+    stream = open_split("valid", "bpe:4096", bpe_cache).tokens[: model.context_length]
+    tokens = torch.from_numpy(np.asarray(stream, dtype=np.int64))
+    decoder = model.decoder()
+    cuts = [0, 10, 11, 12, 30, len(tokens)]
+    steps = torch.cat([decoder.step(tokens[a:b]) for a, b in itertools.pairwise(cuts)])
+    whole = model.logprobs(tokens[None])[0]
+    assert steps.shape == whole.shape
+    torch.testing.assert_close(steps, whole, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="context"):
+        decoder.step(tokens[:1])
 
 
 @pytest.mark.slow

@@ -194,4 +194,5 @@ def test_the_baseline_trainer_and_a_fusion_of_it_are_evaluated_in_the_sandbox(
     }
     [fused] = executor.execute([spec_for(workspace, "fusion.py", "fused", 120, **fusion)])
     assert fused.outcome == "ok", (fused.reason, fused.log_tail)
-    assert fused.evaluation.ok and not fused.evaluation.sampling.incremental
+    assert fused.evaluation.ok and fused.evaluation.sampling.incremental
+    assert fused.evaluation.sampling.max_step_change < 1e-3
