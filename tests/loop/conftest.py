@@ -34,7 +34,7 @@ TINY = {
 }
 # drift: tiny runs on a busy 2-core machine calibrate 5-10% apart at random, and the guard's
 # reruns would double most tests' runs; test_continue_llm.py sets 0 to run one on every compare
-SETTINGS = {"budget_s": "6", "runs_per_proposal": "2", "smoke_budget_s": "3", "drift": "1.0"}
+SETTINGS = {"budget_s": "4", "runs_per_proposal": "2", "smoke_budget_s": "3", "drift": "1.0"}
 
 
 def _stories(path: Path, count: int) -> str:
